@@ -1,0 +1,261 @@
+//! RFC 8785 JSON Canonicalization Scheme (JCS), restricted to integers.
+//!
+//! Hashed JSON must have one byte spelling regardless of which serializer wrote it, so leaf bodies
+//! and payload commitments go through here. Floats are refused rather than canonicalised: their
+//! ECMAScript rendering is easy to get subtly wrong across languages, and nothing in the ledger
+//! needs them (amounts are integers in minor units, times are integer microseconds).
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// The largest integer magnitude an IEEE 754 double represents exactly (2^53 - 1); I-JSON's limit.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Why a value has no canonical form here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonError {
+    /// A float, or an integer beyond ±(2^53 - 1), at `path` (e.g. `$.items[3].amount`).
+    #[error(
+        "number at {path} is not an integer within ±(2^53-1); canonical JSON here carries only such integers"
+    )]
+    Number {
+        /// JSONPath-style location of the offending number.
+        path: String,
+    },
+}
+
+/// Serialises `v` as RFC 8785 canonical JSON: object members sorted by the UTF-16 code units of
+/// their names, no insignificant whitespace, strings escaped exactly as RFC 8785 §3.2.2.2 says.
+///
+/// Numbers must be integers with magnitude at most 2^53 - 1; anything else is
+/// [`CanonError::Number`] naming where it is. Equal values always give byte-identical output.
+pub fn canonical_json(v: &Value) -> Result<String, CanonError> {
+    let mut out = String::new();
+    let mut path = String::from("$");
+    write_value(&mut out, v, &mut path)?;
+    Ok(out)
+}
+
+fn write_value(out: &mut String, v: &Value, path: &mut String) -> Result<(), CanonError> {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => {
+            let ok = if let Some(u) = n.as_u64() {
+                u <= MAX_SAFE_INTEGER && {
+                    let _ = write!(out, "{u}");
+                    true
+                }
+            } else if let Some(i) = n.as_i64() {
+                i.unsigned_abs() <= MAX_SAFE_INTEGER && {
+                    let _ = write!(out, "{i}");
+                    true
+                }
+            } else {
+                false
+            };
+            if !ok {
+                return Err(CanonError::Number { path: path.clone() });
+            }
+        }
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                write_value(out, item, path)?;
+                path.truncate(len);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
+            out.push('{');
+            for (i, (k, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                let len = path.len();
+                push_member_path(path, k);
+                write_value(out, item, path)?;
+                path.truncate(len);
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+/// RFC 8785 §3.2.3: member names compare as arrays of UTF-16 code units. This differs from
+/// UTF-8 byte order for characters above U+FFFF versus U+E000..U+FFFF.
+fn utf16_cmp(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// `.name` for identifier-like names, `["name"]` otherwise, so the path stays unambiguous.
+fn push_member_path(path: &mut String, k: &str) {
+    let simple = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !k.starts_with(|c: char| c.is_ascii_digit());
+    if simple {
+        path.push('.');
+        path.push_str(k);
+    } else {
+        path.push('[');
+        write_string(path, k);
+        path.push(']');
+    }
+}
+
+/// RFC 8785 §3.2.2.2 string serialisation (the ECMAScript JSON.stringify rules).
+pub(crate) fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(text: &str) -> Result<String, CanonError> {
+        let v: Value = serde_json::from_str(text).unwrap();
+        canonical_json(&v)
+    }
+
+    #[test]
+    fn rfc8785_string_escaping_example() {
+        // RFC 8785 §3.2.2.2 example input and its canonical form.
+        let input = r#""\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/""#;
+        assert_eq!(
+            canon(input).unwrap(),
+            "\"€$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\""
+        );
+    }
+
+    #[test]
+    fn all_control_characters() {
+        let s: String = (0u32..0x20).filter_map(char::from_u32).collect();
+        let got = canonical_json(&Value::String(s)).unwrap();
+        assert_eq!(
+            got,
+            "\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\
+             \\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\""
+        );
+        // DEL, U+2028 and non-ASCII stay literal.
+        assert_eq!(
+            canonical_json(&json!("\u{7f}\u{2028}é😀")).unwrap(),
+            "\"\u{7f}\u{2028}é😀\""
+        );
+    }
+
+    #[test]
+    fn rfc8785_key_ordering_example() {
+        // RFC 8785 §3.2.3: sorted by UTF-16 code units.
+        let input = r#"{
+          "\u20ac": "Euro Sign",
+          "\r": "Carriage Return",
+          "\ufb33": "Hebrew Letter Dalet With Dagesh",
+          "1": "One",
+          "\ud83d\ude00": "Emoji: Grinning Face",
+          "\u0080": "Control",
+          "\u00f6": "Latin Small Letter O With Diaeresis"
+        }"#;
+        let want = "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\
+                    \"ö\":\"Latin Small Letter O With Diaeresis\",\"€\":\"Euro Sign\",\
+                    \"😀\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
+        assert_eq!(canon(input).unwrap(), want);
+    }
+
+    #[test]
+    fn utf16_order_differs_from_utf8_order() {
+        // U+E000 sorts before U+1F600 in UTF-8 bytes (EE.. < F0..) but after it in UTF-16
+        // (E000 > D83D), and RFC 8785 wants the UTF-16 order.
+        assert!("\u{e000}".as_bytes() < "\u{1f600}".as_bytes());
+        let v = json!({"\u{e000}": 1, "\u{1f600}": 2});
+        assert_eq!(
+            canonical_json(&v).unwrap(),
+            "{\"\u{1f600}\":2,\"\u{e000}\":1}"
+        );
+    }
+
+    #[test]
+    fn nested_structures_and_whitespace() {
+        let got = canon(r#" { "b" : [ 1 , { "z": null, "a": true } ], "a": "x" , "": false } "#);
+        assert_eq!(
+            got.unwrap(),
+            r#"{"":false,"a":"x","b":[1,{"a":true,"z":null}]}"#
+        );
+        assert_eq!(canon("[]").unwrap(), "[]");
+        assert_eq!(canon("{}").unwrap(), "{}");
+    }
+
+    #[test]
+    fn integers_in_range_accepted() {
+        assert_eq!(canon("0").unwrap(), "0");
+        assert_eq!(canon("-0").unwrap(), "0");
+        assert_eq!(canon("9007199254740991").unwrap(), "9007199254740991");
+        assert_eq!(canon("-9007199254740991").unwrap(), "-9007199254740991");
+        assert_eq!(canon("[-1,42]").unwrap(), "[-1,42]");
+    }
+
+    #[test]
+    fn floats_and_big_integers_rejected_with_path() {
+        let err = canon(r#"{"items":[{"amount":1},{"amount":2},{"amount":3},{"amount":1.5}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CanonError::Number {
+                path: "$.items[3].amount".into()
+            }
+        );
+        assert!(err.to_string().contains("$.items[3].amount"));
+        assert_eq!(
+            canon("1.0").unwrap_err(),
+            CanonError::Number { path: "$".into() }
+        );
+        assert_eq!(
+            canon("[1e2]").unwrap_err(),
+            CanonError::Number {
+                path: "$[0]".into()
+            }
+        );
+        assert_eq!(
+            canon(r#"{"a b":{"x":9007199254740992}}"#).unwrap_err(),
+            CanonError::Number {
+                path: r#"$["a b"].x"#.into()
+            }
+        );
+        assert_eq!(
+            canon("-9007199254740992").unwrap_err(),
+            CanonError::Number { path: "$".into() }
+        );
+        assert!(canon("18446744073709551615").is_err());
+    }
+}

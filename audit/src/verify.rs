@@ -1,0 +1,1044 @@
+//! The one streaming ledger verifier, fed entry by entry (from the database by the server, from
+//! an export file by the CLI).
+//!
+//! Memory stays O(log n) in the number of entries: the verifier keeps the Merkle frontier, the
+//! previous leaf hash, checkpoints and pins not yet reached, and redactions whose erasure entry has
+//! not arrived yet. It stops at the first problem and says which seq (or which checkpoint size)
+//! and why, in plain words.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::body::{BodyError, LeafBody};
+use crate::canon::canonical_json;
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::export::PayloadRecord;
+use crate::hash::{Hash, from_hex, leaf_hash, to_b64, to_hex};
+use crate::merkle::Frontier;
+use crate::note::NoteVerifier;
+use crate::payload::{ERASURE_KIND, erasure_redacted_seqs, payload_commit};
+
+/// The first problem found. `seq` names the entry (for a gap, the first missing seq);
+/// `checkpoint_size` names a checkpoint or pin by its tree size; `reason` says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The entry at fault, when the problem is an entry.
+    pub seq: Option<u64>,
+    /// The tree size of the checkpoint or pin at fault, when the problem is a checkpoint.
+    pub checkpoint_size: Option<u64>,
+    /// What is wrong, in plain words.
+    pub reason: String,
+}
+
+impl Failure {
+    pub(crate) fn at_seq(seq: u64, reason: impl Into<String>) -> Self {
+        Self {
+            seq: Some(seq),
+            checkpoint_size: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn at_checkpoint(size: Option<u64>, reason: impl Into<String>) -> Self {
+        Self {
+            seq: None,
+            checkpoint_size: size,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn general(reason: impl Into<String>) -> Self {
+        Self {
+            seq: None,
+            checkpoint_size: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `seq 41: prev does not match the leaf hash of seq 40`, `checkpoint at size 12: root does not
+/// match ...`; pins and the export header's checkpoint read `pinned checkpoint at size N: ...` and
+/// `header checkpoint at size N: ...`.
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.seq, self.checkpoint_size) {
+            (Some(seq), _) => write!(f, "seq {seq}: {}", self.reason),
+            (None, Some(size)) => {
+                // Pin and header reasons already carry their own "... checkpoint at size N:" label.
+                if self.reason.contains(&format!("checkpoint at size {size}:")) {
+                    f.write_str(&self.reason)
+                } else {
+                    write!(f, "checkpoint at size {size}: {}", self.reason)
+                }
+            }
+            (None, None) => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Entries verified.
+    pub entries: u64,
+    /// Signed checkpoints whose roots were checked (not counting pins or an export header's).
+    pub checkpoints: u64,
+    /// Pinned checkpoints whose roots were checked.
+    pub pins: u64,
+    /// Entries whose payload was redacted, each covered by an erasure entry.
+    pub redacted: u64,
+    /// Lowercase hex of the root over all entries.
+    pub root: String,
+    /// Tree size at the end (equals `entries`).
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckKind {
+    Checkpoint,
+    Pin,
+    Header,
+}
+
+impl CheckKind {
+    /// The label a failure reason starts with; empty for plain checkpoints because
+    /// [`Failure`]'s Display adds "checkpoint at size N: " itself.
+    fn label(self, size: Option<u64>) -> String {
+        match (self, size) {
+            (CheckKind::Checkpoint, Some(_)) => String::new(),
+            (CheckKind::Checkpoint, None) => "checkpoint: ".into(),
+            (CheckKind::Pin, Some(n)) => format!("pinned checkpoint at size {n}: "),
+            (CheckKind::Pin, None) => "pinned checkpoint: ".into(),
+            (CheckKind::Header, Some(n)) => format!("header checkpoint at size {n}: "),
+            (CheckKind::Header, None) => "header checkpoint: ".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PendingCheck {
+    kind: CheckKind,
+    root: Hash,
+}
+
+/// Streams a ledger through every check: seq contiguity, canonical bodies, the `prev` chain,
+/// stored leaf hashes, payload commitments, redactions covered by erasures, and the Merkle root
+/// at every signed checkpoint and pin.
+///
+/// Feed [`LedgerVerifier::pin`]s first, then entries in seq order with their checkpoints (a
+/// checkpoint right after the entry that brings the tree to its size, or earlier), then call
+/// [`LedgerVerifier::finish`]. The first error is final: do not keep feeding after one.
+#[derive(Debug, Clone)]
+pub struct LedgerVerifier {
+    origin: String,
+    key: NoteVerifier,
+    next_seq: u64,
+    prev: Hash,
+    frontier: Frontier,
+    pending: BTreeMap<u64, Vec<PendingCheck>>,
+    /// Erasure seq -> the redacted seqs that name it, waiting for it to arrive.
+    redactions: BTreeMap<u64, Vec<u64>>,
+    checkpoints: u64,
+    pins: u64,
+    redacted: u64,
+}
+
+impl LedgerVerifier {
+    /// A verifier for the log `origin` whose checkpoints are signed by `key`.
+    pub fn new(origin: &str, key: NoteVerifier) -> Self {
+        Self {
+            origin: origin.to_string(),
+            key,
+            next_seq: 0,
+            prev: [0; 32],
+            frontier: Frontier::new(),
+            pending: BTreeMap::new(),
+            redactions: BTreeMap::new(),
+            checkpoints: 0,
+            pins: 0,
+            redacted: 0,
+        }
+    }
+
+    /// Entries verified so far (the next expected seq).
+    pub fn size(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The root over the entries verified so far.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// An auditor's kept checkpoint (a signed note): its signature and origin are checked now, its
+    /// root when the ledger reaches its size. Pins must be given before the entries pass their
+    /// size. A failure reads `pinned checkpoint at size N: ...`.
+    pub fn pin(&mut self, note: &str) -> Result<(), Failure> {
+        self.add_check(note, CheckKind::Pin)
+    }
+
+    /// Feeds the next entry. Checks, in order: `seq` is the expected one; the stored leaf hash is
+    /// 64 hex and equals the hash of `body`; `body` parses and is canonical; its seq and origin are
+    /// right; its `prev` is the previous leaf hash (zeros for seq 0); an open payload has a 64-hex
+    /// salt and matches `payload_commit`; a redacted payload names a later erasure entry, which
+    /// must list this seq (checked when it arrives, or at [`LedgerVerifier::finish`]). Then any
+    /// checkpoint or pin at the new size is checked.
+    pub fn entry(
+        &mut self,
+        seq: u64,
+        body: &str,
+        leaf_hash_hex: &str,
+        payload: &PayloadRecord,
+    ) -> Result<(), Failure> {
+        let expected = self.next_seq;
+        if seq != expected {
+            let what = if seq > expected {
+                if seq - expected == 1 {
+                    format!("seq {expected} is missing")
+                } else {
+                    format!("seqs {expected}..{} are missing", seq - 1)
+                }
+            } else {
+                format!("seq {seq} is repeated or out of order")
+            };
+            return Err(Failure::at_seq(
+                expected,
+                format!("expected seq {expected}, found seq {seq}: {what}"),
+            ));
+        }
+        let stored = from_hex(leaf_hash_hex).map_err(|e| {
+            Failure::at_seq(seq, format!("stored leaf hash is not a valid hash: {e}"))
+        })?;
+        let computed = leaf_hash(body.as_bytes());
+        if stored != computed {
+            return Err(Failure::at_seq(
+                seq,
+                format!(
+                    "leaf hash does not match body: stored {}, body hashes to {}",
+                    to_hex(&stored),
+                    to_hex(&computed)
+                ),
+            ));
+        }
+        let parsed = LeafBody::parse(body).map_err(|e| {
+            Failure::at_seq(
+                seq,
+                match e {
+                    BodyError::NotCanonical => {
+                        "body is not canonical: its bytes differ from the canonical encoding of its content".to_string()
+                    }
+                    other => other.to_string(),
+                },
+            )
+        })?;
+        if parsed.seq != seq {
+            return Err(Failure::at_seq(
+                seq,
+                format!(
+                    "expected seq {seq}, but the body says seq {}: entries were moved",
+                    parsed.seq
+                ),
+            ));
+        }
+        if parsed.origin != self.origin {
+            return Err(Failure::at_seq(
+                seq,
+                format!(
+                    "origin {:?} in the body does not match the log origin {:?}",
+                    parsed.origin, self.origin
+                ),
+            ));
+        }
+        if parsed.prev != to_hex(&self.prev) {
+            let reason = match seq.checked_sub(1) {
+                Some(before) => format!(
+                    "prev does not match the leaf hash of seq {before} (body has {}, expected {})",
+                    parsed.prev,
+                    to_hex(&self.prev)
+                ),
+                None => "prev does not match: seq 0 must have 64 zeros as prev".to_string(),
+            };
+            return Err(Failure::at_seq(seq, reason));
+        }
+        self.check_payload(seq, &parsed, payload)?;
+
+        self.frontier.push(computed, |_, _, _| {});
+        self.prev = computed;
+        self.next_seq += 1;
+        self.check_pending()
+    }
+
+    fn check_payload(
+        &mut self,
+        seq: u64,
+        body: &LeafBody,
+        payload: &PayloadRecord,
+    ) -> Result<(), Failure> {
+        let waiting = self.redactions.remove(&seq);
+        match payload {
+            PayloadRecord::Open { salt, data } => {
+                let salt = from_hex(salt).map_err(|_| {
+                    Failure::at_seq(seq, "payload salt is not 64 lowercase hex characters")
+                })?;
+                let canonical = canonical_json(data).map_err(|e| {
+                    Failure::at_seq(seq, format!("payload cannot be canonicalised: {e}"))
+                })?;
+                if to_hex(&payload_commit(&salt, &canonical)) != body.payload_commit {
+                    return Err(Failure::at_seq(
+                        seq,
+                        "payload does not match its commitment (payload_commit in the body)",
+                    ));
+                }
+                let listed = if body.kind == ERASURE_KIND {
+                    Some(erasure_redacted_seqs(data).ok_or_else(|| {
+                        Failure::at_seq(
+                            seq,
+                            "erasure payload has no valid redacted_seqs list of seq numbers",
+                        )
+                    })?)
+                } else {
+                    None
+                };
+                if let Some(waiting) = waiting {
+                    let Some(first) = waiting.first().copied() else {
+                        return Ok(());
+                    };
+                    let Some(listed) = listed else {
+                        return Err(Failure::at_seq(
+                            first,
+                            format!(
+                                "redaction is not covered by an erasure: it names seq {seq}, which is a {:?} entry, not {ERASURE_KIND:?}",
+                                body.kind
+                            ),
+                        ));
+                    };
+                    if let Some(uncovered) = waiting.iter().find(|s| !listed.contains(s)) {
+                        return Err(Failure::at_seq(
+                            *uncovered,
+                            format!(
+                                "redaction is not covered by an erasure: erasure seq {seq} does not list seq {uncovered} in redacted_seqs"
+                            ),
+                        ));
+                    }
+                }
+            }
+            PayloadRecord::Redacted { redacted_by } => {
+                if let Some(first) = waiting.as_ref().and_then(|w| w.first()) {
+                    return Err(Failure::at_seq(
+                        *first,
+                        format!(
+                            "redaction cannot be checked: its erasure, seq {seq}, has a redacted payload itself"
+                        ),
+                    ));
+                }
+                if *redacted_by <= seq {
+                    return Err(Failure::at_seq(
+                        seq,
+                        format!(
+                            "redaction by seq {redacted_by} is impossible: an erasure must come after the entries it erases"
+                        ),
+                    ));
+                }
+                self.redactions.entry(*redacted_by).or_default().push(seq);
+                self.redacted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A signed checkpoint: the signature must verify under the log key and the origin must match.
+    /// At the current size its root is compared now; beyond it, it is queued until the ledger
+    /// reaches its size; below it, it is out of order and fails.
+    pub fn checkpoint(&mut self, note: &str) -> Result<(), Failure> {
+        self.add_check(note, CheckKind::Checkpoint)
+    }
+
+    /// The export header's checkpoint: like a checkpoint, but named as the header's in failures
+    /// and not counted in the report.
+    pub(crate) fn header_checkpoint(&mut self, note: &str) -> Result<(), Failure> {
+        self.add_check(note, CheckKind::Header)
+    }
+
+    fn add_check(&mut self, note: &str, kind: CheckKind) -> Result<(), Failure> {
+        // The size is read before the signature is checked only to name the checkpoint.
+        let claimed_size = Checkpoint::peek_unverified(note).map(|c| c.size);
+        let fail = |reason: String| {
+            Failure::at_checkpoint(
+                claimed_size,
+                format!("{}{reason}", kind.label(claimed_size)),
+            )
+        };
+        let cp = Checkpoint::open(note, &self.key).map_err(|e| match e {
+            CheckpointError::Note(e) => fail(format!(
+                "signature does not verify under the log key {}+{:08x}: {e}",
+                self.key.name(),
+                self.key.key_id()
+            )),
+            CheckpointError::Malformed(m) => fail(format!("checkpoint is malformed: {m}")),
+        })?;
+        let size = Some(cp.size);
+        let label = kind.label(size);
+        if cp.origin != self.origin {
+            return Err(Failure::at_checkpoint(
+                size,
+                format!(
+                    "{label}origin {:?} does not match the log origin {:?}",
+                    cp.origin, self.origin
+                ),
+            ));
+        }
+        match cp.size.cmp(&self.next_seq) {
+            std::cmp::Ordering::Equal => self.compare(kind, cp.size, &cp.root),
+            std::cmp::Ordering::Greater => {
+                self.pending.entry(cp.size).or_default().push(PendingCheck {
+                    kind,
+                    root: cp.root,
+                });
+                Ok(())
+            }
+            std::cmp::Ordering::Less => Err(Failure::at_checkpoint(
+                size,
+                format!(
+                    "{label}out of order: it arrived after {} entries had been verified; it must come right after seq {}",
+                    self.next_seq,
+                    cp.size.saturating_sub(1)
+                ),
+            )),
+        }
+    }
+
+    fn compare(&mut self, kind: CheckKind, size: u64, root: &Hash) -> Result<(), Failure> {
+        let computed = self.frontier.root();
+        if &computed != root {
+            return Err(Failure::at_checkpoint(
+                Some(size),
+                format!(
+                    "{}root does not match the root recomputed from the entries (signed {}, recomputed {})",
+                    kind.label(Some(size)),
+                    to_b64(root),
+                    to_b64(&computed)
+                ),
+            ));
+        }
+        match kind {
+            CheckKind::Checkpoint => self.checkpoints += 1,
+            CheckKind::Pin => self.pins += 1,
+            CheckKind::Header => {}
+        }
+        Ok(())
+    }
+
+    fn check_pending(&mut self) -> Result<(), Failure> {
+        if let Some(list) = self.pending.remove(&self.next_seq) {
+            for p in list {
+                self.compare(p.kind, self.next_seq, &p.root)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream. Fails if a checkpoint or pin lies beyond the last entry (the ledger was
+    /// truncated, or the pin belongs to another log) or a redaction's erasure never arrived.
+    pub fn finish(self) -> Result<Report, Failure> {
+        if let Some((&size, list)) = self.pending.iter().next() {
+            let kind = list.first().map_or(CheckKind::Checkpoint, |p| p.kind);
+            return Err(Failure::at_checkpoint(
+                Some(size),
+                format!(
+                    "{}truncated: the ledger ends after {} entries, before this checkpoint's size",
+                    kind.label(Some(size)),
+                    self.next_seq
+                ),
+            ));
+        }
+        if let Some((&by, seqs)) = self.redactions.iter().next() {
+            let first = seqs.first().copied().unwrap_or(by);
+            return Err(Failure::at_seq(
+                first,
+                format!(
+                    "redaction is not covered by an erasure: it names seq {by}, but the ledger ends after {} entries",
+                    self.next_seq
+                ),
+            ));
+        }
+        Ok(Report {
+            entries: self.next_seq,
+            checkpoints: self.checkpoints,
+            pins: self.pins,
+            redacted: self.redacted,
+            root: to_hex(&self.frontier.root()),
+            size: self.next_seq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{LedgerBuilder, NewEntry, render};
+    use crate::checkpoint::Checkpoint;
+    use crate::export::{ExportLine, verify_export};
+    use crate::note::NoteSigner;
+    use ed25519_dalek::SigningKey;
+    use serde_json::json;
+
+    const ORIGIN: &str = "accord.test/log";
+
+    fn signer(n: u8) -> NoteSigner {
+        NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[n; 32])).unwrap()
+    }
+
+    fn new_entry(i: u64, flavour: &str) -> NewEntry {
+        NewEntry {
+            at: 1_763_884_800_000_000 + i as i64 * 1_000,
+            actor: "svc:crm".into(),
+            kind: "consent.recorded".into(),
+            entity: format!("consent:s{}/marketing.email/any", i % 3),
+            subject_ref: Some(to_hex(&leaf_hash(&[i as u8]))),
+            request_id: Some(format!("req-{i}")),
+            payload: json!({
+                "subject": format!("s{}", i % 3),
+                "purpose": "marketing.email",
+                "decision": "granted",
+                "flavour": flavour,
+                "n": i,
+            }),
+            salt: [(i as u8).wrapping_mul(7).wrapping_add(1); 32],
+        }
+    }
+
+    /// 12 entries: checkpoints at 3 and 7, an erasure (seq 10) of seqs 1 and 4, a final checkpoint
+    /// at 12.
+    fn build(key: u8, flavour: &str) -> LedgerBuilder {
+        let mut b = LedgerBuilder::new(ORIGIN, signer(key));
+        for i in 0..10 {
+            b.append(new_entry(i, flavour)).unwrap();
+            if i == 2 || i == 6 {
+                b.checkpoint().unwrap();
+            }
+        }
+        b.erase(&[1, 4], new_entry(10, flavour)).unwrap();
+        b.append(new_entry(11, flavour)).unwrap();
+        b.checkpoint().unwrap();
+        b
+    }
+
+    struct Export {
+        header: ExportLine,
+        lines: Vec<ExportLine>,
+    }
+
+    fn export() -> Export {
+        let mut b = build(1, "a");
+        let text = b.export().unwrap();
+        let mut all: Vec<ExportLine> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let header = all.remove(0);
+        Export { header, lines: all }
+    }
+
+    impl Export {
+        fn run(&self, pins: &[String]) -> Result<Report, Failure> {
+            let text = render(&self.header, &self.lines);
+            verify_export(text.as_bytes(), pins, None)
+        }
+
+        fn entry_index(&self, seq: u64) -> usize {
+            self.lines
+                .iter()
+                .position(|l| matches!(l, ExportLine::Entry { seq: s, .. } if *s == seq))
+                .unwrap()
+        }
+
+        fn checkpoint_index(&self, size: u64) -> usize {
+            self.lines
+                .iter()
+                .position(|l| match l {
+                    ExportLine::Checkpoint { note } => {
+                        Checkpoint::peek_unverified(note).unwrap().size == size
+                    }
+                    _ => false,
+                })
+                .unwrap()
+        }
+
+        fn body_mut(&mut self, seq: u64) -> (&mut String, &mut String, &mut PayloadRecord) {
+            let i = self.entry_index(seq);
+            match &mut self.lines[i] {
+                ExportLine::Entry {
+                    body,
+                    leaf_hash,
+                    payload,
+                    ..
+                } => (body, leaf_hash, payload),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    fn expect_seq(result: Result<Report, Failure>, seq: u64, words: &str) -> Failure {
+        let f = result.unwrap_err();
+        assert_eq!(f.seq, Some(seq), "{f}");
+        assert!(f.reason.contains(words), "{f} should mention {words:?}");
+        assert!(f.to_string().starts_with(&format!("seq {seq}: ")), "{f}");
+        f
+    }
+
+    fn expect_checkpoint(result: Result<Report, Failure>, size: u64, words: &str) -> Failure {
+        let f = result.unwrap_err();
+        assert_eq!(f.checkpoint_size, Some(size), "{f}");
+        assert_eq!(f.seq, None, "{f}");
+        assert!(
+            f.to_string().contains(words),
+            "{f} should mention {words:?}"
+        );
+        f
+    }
+
+    #[test]
+    fn intact_ledger_passes() {
+        let e = export();
+        let report = e.run(&[]).unwrap();
+        assert_eq!(report.entries, 12);
+        assert_eq!(report.size, 12);
+        assert_eq!(report.checkpoints, 3);
+        assert_eq!(report.pins, 0);
+        assert_eq!(report.redacted, 2);
+        assert_eq!(report.root, to_hex(&build(1, "a").root()));
+    }
+
+    #[test]
+    fn pins_of_the_same_log_pass() {
+        let mut b = LedgerBuilder::new(ORIGIN, signer(1));
+        let mut pins = Vec::new();
+        for i in 0..12 {
+            b.append(new_entry(i, "a")).unwrap();
+            if i == 4 || i == 8 {
+                pins.push(b.checkpoint_note().unwrap());
+            }
+        }
+        let text = b.export().unwrap();
+        let report = verify_export(text.as_bytes(), &pins, None).unwrap();
+        assert_eq!(report.pins, 2);
+        assert_eq!(report.checkpoints, 1);
+    }
+
+    #[test]
+    fn flipped_body_byte_is_named() {
+        let mut e = export();
+        let (body, _, _) = e.body_mut(5);
+        *body = body.replacen("svc:crm", "svc:crn", 1);
+        expect_seq(e.run(&[]), 5, "leaf hash does not match body");
+    }
+
+    #[test]
+    fn rehashed_body_breaks_the_chain() {
+        let mut e = export();
+        let (body, leaf, _) = e.body_mut(5);
+        *body = body.replacen("svc:crm", "svc:crn", 1);
+        *leaf = to_hex(&leaf_hash(body.as_bytes()));
+        expect_seq(e.run(&[]), 6, "prev does not match the leaf hash of seq 5");
+    }
+
+    #[test]
+    fn wrong_prev_is_named() {
+        let mut e = export();
+        let (body, leaf, _) = e.body_mut(5);
+        let mut parsed = LeafBody::parse(body).unwrap();
+        parsed.prev = "00".repeat(32);
+        *body = parsed.encode();
+        *leaf = to_hex(&parsed.leaf_hash());
+        expect_seq(e.run(&[]), 5, "prev does not match the leaf hash of seq 4");
+    }
+
+    #[test]
+    fn non_canonical_body_is_named() {
+        let mut e = export();
+        let (body, leaf, _) = e.body_mut(3);
+        *body = body.replacen(",", ", ", 1);
+        *leaf = to_hex(&leaf_hash(body.as_bytes()));
+        expect_seq(e.run(&[]), 3, "body is not canonical");
+    }
+
+    #[test]
+    fn bad_stored_leaf_hash_is_named() {
+        let mut e = export();
+        let (_, leaf, _) = e.body_mut(2);
+        *leaf = "zz".repeat(32);
+        expect_seq(e.run(&[]), 2, "stored leaf hash");
+    }
+
+    #[test]
+    fn deleted_entry_is_named() {
+        let mut e = export();
+        let i = e.entry_index(5);
+        e.lines.remove(i);
+        expect_seq(e.run(&[]), 5, "expected seq 5, found seq 6");
+    }
+
+    #[test]
+    fn swapped_entries_are_named() {
+        let mut e = export();
+        let (i, j) = (e.entry_index(5), e.entry_index(6));
+        e.lines.swap(i, j);
+        expect_seq(e.run(&[]), 5, "expected seq 5");
+    }
+
+    #[test]
+    fn duplicated_entry_is_named() {
+        let mut e = export();
+        let i = e.entry_index(5);
+        let dup = e.lines[i].clone();
+        e.lines.insert(i + 1, dup);
+        expect_seq(e.run(&[]), 6, "expected seq 6, found seq 5");
+    }
+
+    #[test]
+    fn renumbered_entry_is_named() {
+        // Rows swapped behind the seq column: the body still says where it belongs.
+        let mut e = export();
+        let (i, j) = (e.entry_index(5), e.entry_index(6));
+        e.lines.swap(i, j);
+        if let ExportLine::Entry { seq, .. } = &mut e.lines[i] {
+            *seq = 5;
+        }
+        if let ExportLine::Entry { seq, .. } = &mut e.lines[j] {
+            *seq = 6;
+        }
+        expect_seq(e.run(&[]), 5, "expected seq 5, but the body says seq 6");
+    }
+
+    #[test]
+    fn altered_payload_is_named() {
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(6);
+        if let PayloadRecord::Open { data, .. } = payload {
+            data["decision"] = json!("withdrawn");
+        }
+        expect_seq(e.run(&[]), 6, "payload does not match its commitment");
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(6);
+        if let PayloadRecord::Open { salt, .. } = payload {
+            *salt = "00".repeat(32);
+        }
+        expect_seq(e.run(&[]), 6, "payload does not match its commitment");
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(6);
+        if let PayloadRecord::Open { salt, .. } = payload {
+            salt.pop();
+        }
+        expect_seq(e.run(&[]), 6, "salt");
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(6);
+        if let PayloadRecord::Open { data, .. } = payload {
+            data["n"] = json!(6.5);
+        }
+        expect_seq(e.run(&[]), 6, "$.n");
+    }
+
+    #[test]
+    fn truncated_export_is_named() {
+        let mut e = export();
+        let i = e.entry_index(9);
+        e.lines.truncate(i);
+        expect_seq(e.run(&[]), 9, "truncated");
+        // Even when the header's count is edited to match, the header checkpoint gives it away.
+        if let ExportLine::Header { entries, .. } = &mut e.header {
+            *entries = 9;
+        }
+        expect_checkpoint(e.run(&[]), 12, "header checkpoint at size 12: truncated");
+    }
+
+    #[test]
+    fn extra_entries_beyond_the_header_count_fail() {
+        let mut e = export();
+        if let ExportLine::Header { entries, .. } = &mut e.header {
+            *entries = 11;
+        }
+        expect_seq(e.run(&[]), 11, "more entries than its header says");
+    }
+
+    #[test]
+    fn checkpoint_signed_by_another_key_is_named() {
+        let mut e = export();
+        let i = e.checkpoint_index(7);
+        let ExportLine::Checkpoint { note } = &e.lines[i] else {
+            unreachable!()
+        };
+        let cp = Checkpoint::peek_unverified(note).unwrap();
+        e.lines[i] = ExportLine::Checkpoint {
+            note: cp.sign(&signer(2)).unwrap(),
+        };
+        let f = expect_checkpoint(e.run(&[]), 7, "signature");
+        assert!(f.to_string().starts_with("checkpoint at size 7: "), "{f}");
+    }
+
+    #[test]
+    fn checkpoint_with_wrong_root_is_named() {
+        let mut e = export();
+        let i = e.checkpoint_index(7);
+        let forged = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 7,
+            root: leaf_hash(b"forged"),
+        };
+        e.lines[i] = ExportLine::Checkpoint {
+            note: forged.sign(&signer(1)).unwrap(),
+        };
+        expect_checkpoint(e.run(&[]), 7, "checkpoint at size 7: root does not match");
+    }
+
+    #[test]
+    fn checkpoint_for_another_origin_is_named() {
+        let mut e = export();
+        let i = e.checkpoint_index(3);
+        let ExportLine::Checkpoint { note } = &e.lines[i] else {
+            unreachable!()
+        };
+        let mut cp = Checkpoint::peek_unverified(note).unwrap();
+        cp.origin = "other.test/log".into();
+        e.lines[i] = ExportLine::Checkpoint {
+            note: cp.sign(&signer(1)).unwrap(),
+        };
+        expect_checkpoint(e.run(&[]), 3, "origin");
+    }
+
+    #[test]
+    fn checkpoint_out_of_order_is_named() {
+        let mut e = export();
+        let i = e.checkpoint_index(3);
+        let cp = e.lines.remove(i);
+        let j = e.entry_index(5);
+        e.lines.insert(j, cp);
+        expect_checkpoint(e.run(&[]), 3, "out of order");
+    }
+
+    #[test]
+    fn early_checkpoint_is_checked_when_reached() {
+        let mut e = export();
+        let i = e.checkpoint_index(7);
+        let cp = e.lines.remove(i);
+        e.lines.insert(0, cp);
+        assert_eq!(e.run(&[]).unwrap().checkpoints, 3);
+    }
+
+    #[test]
+    fn rewritten_history_fails_against_a_pin() {
+        // The auditor kept the checkpoint at size 7 of the real log.
+        let real = build(1, "a");
+        let ExportLine::Checkpoint { note: pin } = &real.lines()[8] else {
+            panic!("line 8 should be the checkpoint at size 7")
+        };
+        assert_eq!(Checkpoint::peek_unverified(pin).unwrap().size, 7);
+        // The operator rewrote entries before 7 and re-signed everything with the same key.
+        let mut forged = build(1, "b");
+        let text = forged.export().unwrap();
+        assert!(verify_export(text.as_bytes(), &[], None).is_ok());
+        let r = verify_export(text.as_bytes(), std::slice::from_ref(pin), None);
+        let f = expect_checkpoint(r, 7, "pinned checkpoint at size 7: root does not match");
+        assert!(
+            f.reason
+                .starts_with("pinned checkpoint at size 7: root does not match")
+        );
+        assert_eq!(
+            f.to_string(),
+            f.reason,
+            "the pin label is not repeated by Display"
+        );
+        // And the real export passes with the same pin.
+        let mut real = build(1, "a");
+        let text = real.export().unwrap();
+        let report = verify_export(text.as_bytes(), std::slice::from_ref(pin), None).unwrap();
+        assert_eq!(report.pins, 1);
+    }
+
+    #[test]
+    fn pin_signed_by_another_key_or_beyond_the_end_fails() {
+        let e = export();
+        let other = build(2, "a");
+        let foreign_pin = other.checkpoint_note().unwrap();
+        expect_checkpoint(
+            e.run(&[foreign_pin]),
+            12,
+            "pinned checkpoint at size 12: signature",
+        );
+        let mut longer = build(1, "a");
+        longer.append(new_entry(12, "a")).unwrap();
+        let future_pin = longer.checkpoint_note().unwrap();
+        expect_checkpoint(
+            e.run(&[future_pin]),
+            13,
+            "pinned checkpoint at size 13: truncated",
+        );
+    }
+
+    #[test]
+    fn redaction_not_covered_by_an_erasure_is_named() {
+        // Erasure seq 10 lists 1 and 4, not 3.
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(3);
+        *payload = PayloadRecord::Redacted { redacted_by: 10 };
+        expect_seq(e.run(&[]), 3, "redaction is not covered by an erasure");
+        // Seq 11 is not an erasure at all.
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(3);
+        *payload = PayloadRecord::Redacted { redacted_by: 11 };
+        expect_seq(e.run(&[]), 3, "redaction is not covered by an erasure");
+        // The erasure never arrives.
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(3);
+        *payload = PayloadRecord::Redacted { redacted_by: 40 };
+        expect_seq(e.run(&[]), 3, "redaction is not covered by an erasure");
+        // An erasure cannot precede what it erases.
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(3);
+        *payload = PayloadRecord::Redacted { redacted_by: 2 };
+        expect_seq(e.run(&[]), 3, "redaction by seq 2 is impossible");
+        // The erasure's own payload removed: the redactions it covered cannot be checked.
+        let mut e = export();
+        let (_, _, payload) = e.body_mut(10);
+        *payload = PayloadRecord::Redacted { redacted_by: 11 };
+        expect_seq(e.run(&[]), 1, "redaction cannot be checked");
+    }
+
+    #[test]
+    fn redaction_covered_by_an_erasure_passes() {
+        let mut e = export();
+        for seq in [1, 4] {
+            let (_, _, payload) = e.body_mut(seq);
+            assert_eq!(payload, &PayloadRecord::Redacted { redacted_by: 10 });
+        }
+        assert_eq!(e.run(&[]).unwrap().redacted, 2);
+    }
+
+    #[test]
+    fn bad_lines_and_headers_are_named() {
+        let e = export();
+        let mut text = render(&e.header, &e.lines);
+        text.insert_str(text.find('\n').unwrap() + 1, "{not json\n");
+        let f = verify_export(text.as_bytes(), &[], None).unwrap_err();
+        assert!(f.reason.starts_with("line 2: "), "{f}");
+        let f = verify_export(&b""[..], &[], None).unwrap_err();
+        assert!(f.reason.contains("empty"), "{f}");
+        let body_first = render(&e.lines[0], &e.lines[1..]);
+        let f = verify_export(body_first.as_bytes(), &[], None).unwrap_err();
+        assert!(f.reason.contains("header"), "{f}");
+        let mut e2 = export();
+        if let ExportLine::Header { format, .. } = &mut e2.header {
+            *format = "something/v2".into();
+        }
+        assert!(e2.run(&[]).unwrap_err().reason.contains("format"));
+        let mut e3 = export();
+        let h = e3.header.clone();
+        e3.lines.insert(2, h);
+        assert!(e3.run(&[]).unwrap_err().reason.contains("second header"));
+        let bad_utf8 = [render(&e.header, &[]).as_bytes(), b"\xff\xfe\n"].concat();
+        assert!(
+            verify_export(&bad_utf8[..], &[], None)
+                .unwrap_err()
+                .reason
+                .starts_with("line 2: ")
+        );
+    }
+
+    #[test]
+    fn expected_key_must_match_the_header_key() {
+        let e = export();
+        let text = render(&e.header, &e.lines);
+        let right = signer(1).verifier();
+        assert!(verify_export(text.as_bytes(), &[], Some(right)).is_ok());
+        let wrong = signer(2).verifier();
+        let f = verify_export(text.as_bytes(), &[], Some(wrong)).unwrap_err();
+        assert!(f.reason.contains("not the expected key"), "{f}");
+        // An export re-signed by another key with its own header key is caught by --key.
+        let mut other = build(2, "a");
+        let text = other.export().unwrap();
+        assert!(verify_export(text.as_bytes(), &[], None).is_ok());
+        assert!(verify_export(text.as_bytes(), &[], Some(signer(1).verifier())).is_err());
+    }
+
+    #[test]
+    fn wrong_origin_in_bodies_is_named() {
+        let b = build(1, "a");
+        let mut v = LedgerVerifier::new("other.test/log", signer(1).verifier());
+        let ExportLine::Entry {
+            seq,
+            body,
+            leaf_hash,
+            payload,
+        } = &b.lines()[0]
+        else {
+            unreachable!()
+        };
+        let f = v.entry(*seq, body, leaf_hash, payload).unwrap_err();
+        assert_eq!(f.seq, Some(0));
+        assert!(f.reason.contains("origin"), "{f}");
+    }
+
+    #[test]
+    fn failure_display() {
+        assert_eq!(
+            Failure::at_seq(41, "prev does not match the leaf hash of seq 40").to_string(),
+            "seq 41: prev does not match the leaf hash of seq 40"
+        );
+        assert_eq!(
+            Failure::at_checkpoint(Some(12), "root does not match").to_string(),
+            "checkpoint at size 12: root does not match"
+        );
+        assert_eq!(
+            Failure::at_checkpoint(
+                Some(12),
+                "pinned checkpoint at size 12: root does not match"
+            )
+            .to_string(),
+            "pinned checkpoint at size 12: root does not match"
+        );
+        assert_eq!(Failure::general("line 3: bad").to_string(), "line 3: bad");
+    }
+
+    #[test]
+    fn empty_ledger_and_size_zero_checkpoint() {
+        let mut b = LedgerBuilder::new(ORIGIN, signer(1));
+        let text = b.export().unwrap();
+        let report = verify_export(text.as_bytes(), &[], None).unwrap();
+        assert_eq!(report.entries, 0);
+        assert_eq!(report.root, to_hex(&crate::hash::EMPTY_ROOT));
+    }
+
+    #[test]
+    fn memory_does_not_grow_with_entries() {
+        let mut b = LedgerBuilder::new(ORIGIN, signer(1));
+        let n = 3000u64;
+        for i in 0..n {
+            b.append(new_entry(i, "m")).unwrap();
+            if i % 500 == 499 {
+                b.checkpoint().unwrap();
+            }
+        }
+        let mut v = LedgerVerifier::new(ORIGIN, signer(1).verifier());
+        let mut peak = 0usize;
+        for line in b.lines() {
+            match line {
+                ExportLine::Entry {
+                    seq,
+                    body,
+                    leaf_hash,
+                    payload,
+                } => v.entry(*seq, body, leaf_hash, payload).unwrap(),
+                ExportLine::Checkpoint { note } => v.checkpoint(note).unwrap(),
+                ExportLine::Header { .. } => unreachable!(),
+            }
+            peak = peak.max(v.frontier.hashes().len() + v.pending.len() + v.redactions.len());
+        }
+        assert!(peak <= 64 - n.leading_zeros() as usize, "peak {peak}");
+        let report = v.finish().unwrap();
+        assert_eq!(report.entries, n);
+        assert_eq!(report.checkpoints, n / 500);
+    }
+}

@@ -1,0 +1,110 @@
+//! The work behind the CLI's commands other than `serve`, as functions the tests call directly.
+//! Each returns a [`StartError`] (one sentence, exit status 2) when it cannot even begin.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use crate::StartError;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::db::{self, AnyConnection, DatabaseUrl, Manager};
+use crate::keys::Keys;
+use crate::ledger::export::{self, ExportSummary};
+use crate::ledger::store::{self, CheckpointRow};
+use crate::ledger::verify::{self, VerifyOutcome};
+use crate::ledger::writer::Writer;
+
+/// Applies pending migrations; returns the versions applied.
+pub fn migrate(settings: &Settings) -> Result<Vec<String>, StartError> {
+    let mut conn = open(&settings.database, true)?;
+    db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))
+}
+
+/// Opens one connection; for commands that only read, a missing SQLite file is an error rather than
+/// a new empty database.
+pub fn open(url: &DatabaseUrl, create: bool) -> Result<AnyConnection, StartError> {
+    if let DatabaseUrl::Sqlite(path) = url
+        && !create
+        && !path.exists()
+    {
+        return Err(StartError(format!(
+            "there is no database at {}: check --data-dir or --database-url",
+            path.display()
+        )));
+    }
+    if create {
+        // Creates the parent directory of a SQLite file if needed.
+        db::connect(url, 1).map_err(|e| StartError(e.to_string()))?;
+    }
+    Manager::new(url.clone())
+        .open()
+        .map_err(|e| StartError(e.to_string()))
+}
+
+fn writer_for(settings: &Settings, conn: &mut AnyConnection) -> Result<Writer, StartError> {
+    let keys = Keys::load(&settings.data_dir).map_err(|e| StartError(e.to_string()))?;
+    let state = store::read_tree_state(conn)
+        .map_err(|e| StartError(format!("cannot read the ledger: {e}")))?
+        .ok_or_else(|| {
+            StartError("the database holds no ledger yet: start the server once".into())
+        })?;
+    Writer::new(&state.origin, std::sync::Arc::new(keys)).map_err(StartError::from)
+}
+
+/// Re-verifies the whole ledger in the database, and that it agrees with each pinned checkpoint
+/// (signed notes an auditor kept from before).
+pub fn verify(settings: &Settings, pins: &[String]) -> Result<VerifyOutcome, StartError> {
+    let mut conn = open(&settings.database, false)?;
+    let writer = writer_for(settings, &mut conn)?;
+    verify::verify_database(&mut conn, &writer.verifier, pins).map_err(StartError::from)
+}
+
+/// Publishes a checkpoint now if the tree has grown; returns the latest.
+pub fn checkpoint(settings: &Settings, clock: &dyn Clock) -> Result<CheckpointRow, StartError> {
+    let mut conn = open(&settings.database, false)?;
+    let writer = writer_for(settings, &mut conn)?;
+    writer
+        .publish_checkpoint(&mut conn, clock.now())?
+        .ok_or_else(|| StartError("the ledger is empty".into()))
+}
+
+/// Publishes a checkpoint (so the export is current) and writes the export to `out`: to a temporary
+/// file beside it first, renamed when complete, so a failed export never leaves a partial file.
+pub fn export(
+    settings: &Settings,
+    clock: &dyn Clock,
+    out: &Path,
+    progress: impl FnMut(u64),
+) -> Result<ExportSummary, StartError> {
+    let mut conn = open(&settings.database, false)?;
+    let writer = writer_for(settings, &mut conn)?;
+    let cp = writer
+        .publish_checkpoint(&mut conn, clock.now())?
+        .ok_or_else(|| StartError("the ledger is empty".into()))?;
+    let tmp = out.with_extension("partial");
+    let file = File::create(&tmp)
+        .map_err(|e| StartError(format!("cannot create {}: {e}", tmp.display())))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let result = export::write_export(
+        &mut conn,
+        &writer.origin,
+        &writer.verifier.to_vkey(),
+        &cp,
+        &mut w,
+        progress,
+    );
+    drop(w);
+    match result {
+        Ok(summary) => {
+            std::fs::rename(&tmp, out).map_err(|e| {
+                StartError(format!("cannot move the export to {}: {e}", out.display()))
+            })?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(StartError::from(e))
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Settings: defaults < config file (TOML) < `ACCORD_*` environment < command-line flags.
+//! Everything is validated here, at start, so a bad value ends the process with one clear sentence
+//! instead of failing later.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::db::DatabaseUrl;
+
+/// A configuration problem, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How the ledger batches and publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerSettings {
+    /// The log's origin line (C2SP checkpoint); chosen once, when the ledger is initialised.
+    pub origin: Option<String>,
+    /// Most entries written in one transaction.
+    pub batch_max: usize,
+    /// How long the sequencer waits for more appends before it writes a batch.
+    pub batch_wait: Duration,
+    /// How often a checkpoint is published when the tree has grown.
+    pub checkpoint_interval: Duration,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database: DatabaseUrl,
+    pub pool_size: u32,
+    pub policies_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub ledger: LedgerSettings,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_timeout: Duration,
+    /// The largest request body accepted on any route.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+/// Values given on the command line or through the environment variables clap reads.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    database_url: Option<String>,
+    pool_size: Option<u32>,
+    policies_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    shutdown_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    workers: Option<usize>,
+    #[serde(default)]
+    ledger: FileLedger,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLedger {
+    origin: Option<String>,
+    batch_max: Option<usize>,
+    batch_wait_ms: Option<u64>,
+    checkpoint_interval_secs: Option<u64>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./accord-data";
+pub const SQLITE_FILE: &str = "accord.db";
+
+impl Settings {
+    /// Loads settings from the process environment and the given overrides.
+    pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Self::load_with(overrides, |k| std::env::var(k).ok())
+    }
+
+    /// Loads settings with an explicit environment (tests pass their own).
+    pub fn load_with(
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let env_parse = |key: &str| -> Result<Option<u64>, ConfigError> {
+            match env(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| ConfigError(format!("{key}={v:?} is not a whole number"))),
+            }
+        };
+
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError("the data directory must not be empty".into()));
+        }
+
+        let listen_raw = overrides
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_raw.trim().parse().map_err(|_| {
+            ConfigError(format!(
+                "the listen address {listen_raw:?} is not an IP address and port such as 127.0.0.1:8080"
+            ))
+        })?;
+
+        let database = match overrides.database_url.clone().or(file.database_url) {
+            Some(u) => {
+                DatabaseUrl::parse(&u).map_err(|e| ConfigError(format!("bad database URL: {e}")))?
+            }
+            None => DatabaseUrl::Sqlite(data_dir.join(SQLITE_FILE)),
+        };
+
+        let pool_size = match env_parse("ACCORD_POOL_SIZE")? {
+            Some(v) => u32::try_from(v).unwrap_or(u32::MAX),
+            None => file.pool_size.unwrap_or(8),
+        };
+        if !(1..=256).contains(&pool_size) {
+            return Err(ConfigError(format!(
+                "pool_size {pool_size} is out of range: use 1 to 256"
+            )));
+        }
+
+        let policies_dir = env("ACCORD_POLICIES_DIR")
+            .map(PathBuf::from)
+            .or(file.policies_dir)
+            .unwrap_or_else(|| PathBuf::from("policies"));
+
+        let log_format = match env("ACCORD_LOG_FORMAT") {
+            Some(v) => match v.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError(format!(
+                        "ACCORD_LOG_FORMAT={other:?} is not one of text, json"
+                    )));
+                }
+            },
+            None => file.log_format.unwrap_or_default(),
+        };
+
+        let origin = env("ACCORD_LEDGER_ORIGIN").or(file.ledger.origin);
+        if let Some(o) = &origin {
+            validate_origin(o)?;
+        }
+        let batch_max = env_parse("ACCORD_LEDGER_BATCH_MAX")?
+            .map(|v| v as usize)
+            .or(file.ledger.batch_max)
+            .unwrap_or(512);
+        if !(1..=4096).contains(&batch_max) {
+            return Err(ConfigError(format!(
+                "ledger.batch_max {batch_max} is out of range: use 1 to 4096"
+            )));
+        }
+        let batch_wait_ms = env_parse("ACCORD_LEDGER_BATCH_WAIT_MS")?
+            .or(file.ledger.batch_wait_ms)
+            .unwrap_or(2);
+        if batch_wait_ms > 1000 {
+            return Err(ConfigError(format!(
+                "ledger.batch_wait_ms {batch_wait_ms} is out of range: use 0 to 1000"
+            )));
+        }
+        let checkpoint_secs = env_parse("ACCORD_LEDGER_CHECKPOINT_INTERVAL_SECS")?
+            .or(file.ledger.checkpoint_interval_secs)
+            .unwrap_or(10);
+        if !(1..=86_400).contains(&checkpoint_secs) {
+            return Err(ConfigError(format!(
+                "ledger.checkpoint_interval_secs {checkpoint_secs} is out of range: use 1 to 86400"
+            )));
+        }
+
+        let shutdown_timeout = Duration::from_secs(file.shutdown_timeout_secs.unwrap_or(30));
+        let max_body_bytes = file.max_body_bytes.unwrap_or(1024 * 1024);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError(format!(
+                "max_body_bytes {max_body_bytes} is too small: use at least 1024"
+            )));
+        }
+        let workers = match env_parse("ACCORD_WORKERS")? {
+            Some(v) => v as usize,
+            None => file.workers.unwrap_or(0),
+        };
+
+        Ok(Settings {
+            data_dir,
+            listen,
+            database,
+            pool_size,
+            policies_dir,
+            log_format,
+            ledger: LedgerSettings {
+                origin,
+                batch_max,
+                batch_wait: Duration::from_millis(batch_wait_ms),
+                checkpoint_interval: Duration::from_secs(checkpoint_secs),
+            },
+            shutdown_timeout,
+            max_body_bytes,
+            workers,
+        })
+    }
+
+    /// SHA-256 over the settings that shape behaviour (secrets masked), recorded in the ledger at
+    /// every start so a configuration change is visible in the trail.
+    pub fn fingerprint(&self) -> String {
+        let v = serde_json::json!({
+            "data_dir": self.data_dir.display().to_string(),
+            "listen": self.listen.to_string(),
+            "database": self.database.to_string(),
+            "pool_size": self.pool_size,
+            "policies_dir": self.policies_dir.display().to_string(),
+            "ledger": {
+                "origin": self.ledger.origin,
+                "batch_max": self.ledger.batch_max,
+                "batch_wait_ms": self.ledger.batch_wait.as_millis() as u64,
+                "checkpoint_interval_secs": self.ledger.checkpoint_interval.as_secs(),
+            },
+            "max_body_bytes": self.max_body_bytes,
+        });
+        let canonical = accord_audit::canon::canonical_json(&v).unwrap_or_default();
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read the config file {}: {e}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "the config file {} is not valid: {}",
+            path.display(),
+            e.to_string().trim()
+        ))
+    })
+}
+
+/// An origin names the log in every checkpoint and is the signing key's name: printable, no spaces,
+/// no `+`.
+pub fn validate_origin(origin: &str) -> Result<(), ConfigError> {
+    if origin.is_empty()
+        || origin.len() > 200
+        || origin.contains('+')
+        || origin.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError(format!(
+            "the ledger origin {origin:?} must be 1 to 200 printable characters without spaces or '+'"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(o: &Overrides, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let m: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_with(o, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_a_local_sqlite_server() {
+        let s = load(&Overrides::default(), &[]).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_DATA_DIR).join(SQLITE_FILE))
+        );
+        assert_eq!(s.ledger.checkpoint_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn file_is_overridden_by_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("accord.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\npool_size = 4\n[ledger]\nbatch_max = 64\n",
+        )
+        .unwrap();
+        let mut o = Overrides {
+            config_file: Some(f.clone()),
+            ..Default::default()
+        };
+        let s = load(&o, &[]).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.pool_size, 4);
+        assert_eq!(s.ledger.batch_max, 64);
+        o.listen = Some("127.0.0.1:9100".into());
+        assert_eq!(load(&o, &[]).unwrap().listen.port(), 9100);
+        assert_eq!(load(&o, &[("ACCORD_POOL_SIZE", "2")]).unwrap().pool_size, 2);
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let bad_listen = Overrides {
+            listen: Some("localhost".into()),
+            ..Default::default()
+        };
+        assert!(
+            load(&bad_listen, &[])
+                .unwrap_err()
+                .0
+                .contains("listen address")
+        );
+        let bad_url = Overrides {
+            database_url: Some("mysql://x/y".into()),
+            ..Default::default()
+        };
+        assert!(load(&bad_url, &[]).unwrap_err().0.contains("database URL"));
+        assert!(
+            load(&Overrides::default(), &[("ACCORD_LEDGER_BATCH_MAX", "0")])
+                .unwrap_err()
+                .0
+                .contains("batch_max")
+        );
+        assert!(
+            load(&Overrides::default(), &[("ACCORD_LEDGER_ORIGIN", "a b")])
+                .unwrap_err()
+                .0
+                .contains("origin")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.toml");
+        std::fs::write(&f, "no_such_key = 1\n").unwrap();
+        let o = Overrides {
+            config_file: Some(f),
+            ..Default::default()
+        };
+        assert!(load(&o, &[]).unwrap_err().0.contains("not valid"));
+    }
+
+    #[test]
+    fn fingerprint_hides_the_database_password() {
+        let o = Overrides {
+            database_url: Some("postgres://a:secret1@h/db".into()),
+            ..Default::default()
+        };
+        let o2 = Overrides {
+            database_url: Some("postgres://a:secret2@h/db".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            load(&o, &[]).unwrap().fingerprint(),
+            load(&o2, &[]).unwrap().fingerprint()
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Database access: one connection type over SQLite and PostgreSQL, the pool, per-connection set-up,
+//! and the embedded migrations. Backend-specific SQL lives in the few `match` arms that need it.
+
+pub mod introspect;
+pub mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A connection to either backend. PostgreSQL first: the variant is always chosen from the URL
+/// scheme by [`Manager`], never by trying one after the other (SQLite would accept any string as a
+/// file name and create it).
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl AnyConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            AnyConnection::Postgresql(_) => Backend::Postgres,
+            AnyConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// Where the database is. Parsed once, at start; the PostgreSQL URL may hold a password, so
+/// `Display` masks it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `postgres://…` / `postgresql://…` is PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a plain path
+    /// is a SQLite file.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        if let Some(rest) = s
+            .strip_prefix("postgres://")
+            .or_else(|| s.strip_prefix("postgresql://"))
+        {
+            if rest.is_empty() || rest.starts_with('/') && rest.len() == 1 {
+                return Err(format!(
+                    "the database URL {} names no host or database",
+                    mask_password(s)
+                ));
+            }
+            return Ok(DatabaseUrl::Postgres(s.to_string()));
+        }
+        if let Some((scheme, _)) = s.split_once("://")
+            && scheme != "sqlite"
+        {
+            return Err(format!(
+                "the database URL scheme {scheme:?} is not supported: use postgres://… or a SQLite file path"
+            ));
+        }
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+            .unwrap_or(s);
+        if path.is_empty() || path == ":memory:" {
+            return Err(
+                "the SQLite database must be a file path (an in-memory database would be empty for every connection)"
+                    .into(),
+            );
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => f.write_str(&mask_password(u)),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let masked_authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    // A password may also come as a query parameter.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{masked_authority}{tail}")
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
+/// The r2d2 manager: builds the right variant for the URL and prepares each SQLite connection.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Manager { url }
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Opens one connection outside the pool (the sequencer keeps its own).
+    pub fn open(&self) -> Result<AnyConnection, ConnectError> {
+        match &self.url {
+            DatabaseUrl::Postgres(u) => PgConnection::establish(u)
+                .map(AnyConnection::Postgresql)
+                .map_err(|e| {
+                    ConnectError(format!(
+                        "cannot connect to PostgreSQL at {}: {}",
+                        mask_password(u),
+                        e.to_string().trim()
+                    ))
+                }),
+            DatabaseUrl::Sqlite(path) => {
+                let path_str = path.to_str().ok_or_else(|| {
+                    ConnectError(format!("the SQLite path {} is not UTF-8", path.display()))
+                })?;
+                let mut c = SqliteConnection::establish(path_str).map_err(|e| {
+                    ConnectError(format!(
+                        "cannot open the SQLite database {}: {}",
+                        path.display(),
+                        e.to_string().trim()
+                    ))
+                })?;
+                // busy_timeout first, so that switching to WAL waits for other openers.
+                c.batch_execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+                )
+                .map_err(|e| {
+                    ConnectError(format!(
+                        "cannot prepare the SQLite database {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Ok(AnyConnection::Sqlite(c))
+            }
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectError> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| ConnectError(e.to_string()))
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// Builds the pool and checks that one connection can be made now, so a bad URL or an unreachable
+/// database is reported at start with the reason.
+pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<Pool, ConnectError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        ensure_parent_dir(path)?;
+    }
+    let manager = Manager::new(url.clone());
+    // Fail fast with the real reason rather than r2d2's generic timeout.
+    drop(manager.open()?);
+    r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .test_on_check_out(false)
+        .build(manager)
+        .map_err(|e| ConnectError(format!("cannot build the connection pool: {e}")))
+}
+
+/// Creates the SQLite file's directory, and the file itself readable only by its owner (SQLite
+/// gives its -wal and -shm files the same permissions).
+fn ensure_parent_dir(path: &Path) -> Result<(), ConnectError> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            ConnectError(format!(
+                "cannot create the directory {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    if !path.exists() {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(ConnectError(format!(
+                    "cannot create the SQLite database {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One applied migration, as `accord migrate` reports it.
+pub type MigrationReport = Vec<String>;
+
+fn migrations_for(conn: &AnyConnection) -> EmbeddedMigrations {
+    match conn.backend() {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    }
+}
+
+/// Applies every pending migration and names the ones applied.
+pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<MigrationReport> {
+    let migrations = migrations_for(conn);
+    let applied = match conn {
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(migrations),
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(migrations),
+    }
+    .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// Whether migrations are pending (for `/readyz`).
+pub fn has_pending_migrations(conn: &mut AnyConnection) -> anyhow::Result<bool> {
+    let migrations = migrations_for(conn);
+    match conn {
+        AnyConnection::Postgresql(c) => c.has_pending_migration(migrations),
+        AnyConnection::Sqlite(c) => c.has_pending_migration(migrations),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot read the migration state: {e}"))
+}
+
+/// Reverts the most recent migration (for the migration round-trip test and operators).
+pub fn revert_last_migration(conn: &mut AnyConnection) -> anyhow::Result<String> {
+    let migrations = migrations_for(conn);
+    let v = match conn {
+        AnyConnection::Postgresql(c) => c.revert_last_migration(migrations),
+        AnyConnection::Sqlite(c) => c.revert_last_migration(migrations),
+    }
+    .map_err(|e| anyhow::anyhow!("revert failed: {e}"))?;
+    Ok(v.to_string())
+}
+
+/// Number of migrations embedded for a backend.
+pub fn migration_count(backend: Backend) -> usize {
+    use diesel::migration::MigrationSource;
+    let src = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    };
+    MigrationSource::<diesel::sqlite::Sqlite>::migrations(&src)
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend_from_the_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u:p@h/db").map(|u| u.backend()),
+            Ok(Backend::Postgres)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://h/db").map(|u| u.backend()),
+            Ok(Backend::Postgres)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("./data/accord.db"),
+            Ok(DatabaseUrl::Sqlite("./data/accord.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+        assert!(DatabaseUrl::parse("").is_err());
+        assert!(DatabaseUrl::parse(":memory:").is_err());
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("postgres://app:s3cret@db:5432/accord"),
+            "postgres://app:***@db:5432/accord"
+        );
+        assert_eq!(
+            mask_password("postgres://db/accord?user=a&password=s3cret"),
+            "postgres://db/accord?user=a&password=***"
+        );
+        let u = DatabaseUrl::parse("postgres://app:s3cret@db/accord").unwrap();
+        assert!(!format!("{u} {u:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The database schema, for diesel and for the drift test. `accord_schema!` expands to diesel's
+//! `table!` for each table and to [`TABLES`], a plain description the drift test compares with what
+//! the migrations produce on each backend.
+
+/// A table as schema.rs declares it: name and (column, diesel SQL type) pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, &'static str)],
+}
+
+macro_rules! accord_schema {
+    ($( $table:ident ($($pk:ident),+) { $( $col:ident -> $ty:ty, )+ } )+) => {
+        $(
+            diesel::table! {
+                $table ($($pk),+) {
+                    $( $col -> $ty, )+
+                }
+            }
+        )+
+
+        /// Every table schema.rs declares, in declaration order.
+        pub const TABLES: &[TableDef] = &[
+            $( TableDef { name: stringify!($table), columns: &[ $( (stringify!($col), stringify!($ty)) ),+ ] } ),+
+        ];
+    };
+}
+
+accord_schema! {
+    ledger_tree_state (id) {
+        id -> Integer,
+        origin -> Text,
+        size -> BigInt,
+        root -> Text,
+        frontier -> Text,
+        last_leaf -> Text,
+        last_at -> BigInt,
+        checkpoint_size -> BigInt,
+    }
+
+    ledger_entries (seq) {
+        seq -> BigInt,
+        body -> Text,
+        leaf_hash -> Text,
+        at -> BigInt,
+        kind -> Text,
+        entity -> Text,
+        subject_ref -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+    }
+
+    ledger_payloads (seq) {
+        seq -> BigInt,
+        salt -> Nullable<Text>,
+        payload -> Nullable<Text>,
+        redacted_by -> Nullable<BigInt>,
+    }
+
+    ledger_nodes (level, idx) {
+        level -> Integer,
+        idx -> BigInt,
+        hash -> Text,
+    }
+
+    ledger_checkpoints (size) {
+        size -> BigInt,
+        root -> Text,
+        note -> Text,
+        published_at -> BigInt,
+    }
+}
+
+diesel::joinable!(ledger_payloads -> ledger_entries (seq));
+diesel::allow_tables_to_appear_in_same_query!(
+    ledger_tree_state,
+    ledger_entries,
+    ledger_payloads,
+    ledger_nodes,
+    ledger_checkpoints,
+);

@@ -1,0 +1,240 @@
+//! The ledger's read API: the latest signed checkpoint, entries by page, inclusion and consistency
+//! proofs, and the verifier key. (Access control restricts these to auditors and compliance.)
+
+use accord_audit::export::PayloadRecord;
+use accord_audit::hash;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::store::{self, CheckpointRow};
+use super::stream::{Item, LedgerStream};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1/ledger")
+            .route("/checkpoint", web::get().to(checkpoint))
+            .route("/entries", web::get().to(entries))
+            .route("/proofs/inclusion", web::get().to(inclusion))
+            .route("/proofs/consistency", web::get().to(consistency))
+            .route("/key", web::get().to(key)),
+    );
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let cp = state
+        .db(|c| {
+            store::latest_checkpoint(c)?
+                .ok_or_else(|| AppError::NotFound("no checkpoint has been published yet".into()))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().content_type(TEXT).body(cp.note))
+}
+
+async fn key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(TEXT)
+        .body(format!("{}\n", state.ledger.verifier_key()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct EntryView {
+    seq: u64,
+    /// The canonical leaf body, exactly as hashed.
+    body: String,
+    leaf_hash: String,
+    payload: Option<PayloadRecord>,
+}
+
+#[derive(Debug, Serialize)]
+struct EntriesPage {
+    size: u64,
+    entries: Vec<EntryView>,
+    /// The `from` of the next page, absent on the last page.
+    next: Option<u64>,
+}
+
+const MAX_PAGE: u64 = 1000;
+
+async fn entries(
+    state: web::Data<AppState>,
+    q: web::Query<EntriesQuery>,
+) -> Result<web::Json<EntriesPage>, AppError> {
+    let from = q.from.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let page = state
+        .db(move |c| {
+            let size = tree_size(c)?;
+            let until = from.saturating_add(limit).min(size);
+            let mut stream = LedgerStream::new(until);
+            let mut out = Vec::new();
+            while let Some(item) = stream.next(c)? {
+                if let Item::Entry {
+                    seq,
+                    body,
+                    leaf_hash,
+                    payload,
+                } = item
+                    && seq >= from
+                {
+                    out.push(EntryView {
+                        seq,
+                        body,
+                        leaf_hash,
+                        payload: payload.ok(),
+                    });
+                }
+            }
+            let next = (until < size).then_some(until);
+            Ok(EntriesPage {
+                size,
+                entries: out,
+                next,
+            })
+        })
+        .await?;
+    Ok(web::Json(page))
+}
+
+fn tree_size(c: &mut crate::db::AnyConnection) -> Result<u64, AppError> {
+    Ok(store::read_tree_state(c)?.map(|s| s.size()).unwrap_or(0))
+}
+
+fn latest_or_404(c: &mut crate::db::AnyConnection) -> Result<CheckpointRow, AppError> {
+    store::latest_checkpoint(c)?
+        .ok_or_else(|| AppError::NotFound("no checkpoint has been published yet".into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    seq: u64,
+    size: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct InclusionProof {
+    seq: u64,
+    size: u64,
+    leaf_hash: String,
+    root: String,
+    proof: Vec<String>,
+    /// The signed checkpoint for `size`, when one was published at exactly that size.
+    checkpoint: Option<String>,
+}
+
+async fn inclusion(
+    state: web::Data<AppState>,
+    q: web::Query<InclusionQuery>,
+) -> Result<web::Json<InclusionProof>, AppError> {
+    let InclusionQuery { seq, size } = q.into_inner();
+    let proof = state
+        .db(move |c| {
+            let tree = tree_size(c)?;
+            let latest = latest_or_404(c)?;
+            let size = size.unwrap_or(latest.size.max(0) as u64);
+            if size == 0 || size > tree {
+                return Err(AppError::validation(
+                    "size",
+                    format!("must be between 1 and the tree size {tree}"),
+                ));
+            }
+            if seq >= size {
+                return Err(AppError::validation(
+                    "seq",
+                    format!("must be below size {size}"),
+                ));
+            }
+            let leaf = store::leaf_hashes(c, seq, 1)?
+                .pop()
+                .ok_or_else(|| AppError::NotFound(format!("no entry with seq {seq}")))?;
+            let path = super::proofs::inclusion(c, seq, size)?;
+            let root = super::proofs::root_at(c, size)?;
+            let checkpoint = if latest.size as u64 == size {
+                Some(latest.note)
+            } else {
+                store::checkpoints_page(c, Some(size - 1), size, 1)?
+                    .pop()
+                    .map(|cp| cp.note)
+            };
+            Ok(InclusionProof {
+                seq,
+                size,
+                leaf_hash: leaf,
+                root: hash::to_hex(&root),
+                proof: path.iter().map(hash::to_hex).collect(),
+                checkpoint,
+            })
+        })
+        .await?;
+    Ok(web::Json(proof))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConsistencyProof {
+    from: u64,
+    to: u64,
+    from_root: String,
+    to_root: String,
+    proof: Vec<String>,
+}
+
+async fn consistency(
+    state: web::Data<AppState>,
+    q: web::Query<ConsistencyQuery>,
+) -> Result<web::Json<ConsistencyProof>, AppError> {
+    let ConsistencyQuery { from, to } = q.into_inner();
+    let proof = state
+        .db(move |c| {
+            let tree = tree_size(c)?;
+            let to = match to {
+                Some(t) => t,
+                None => latest_or_404(c)?.size.max(0) as u64,
+            };
+            if to > tree {
+                return Err(AppError::validation(
+                    "to",
+                    format!("must be at most the tree size {tree}"),
+                ));
+            }
+            if from == 0 || from > to {
+                return Err(AppError::validation(
+                    "from",
+                    format!("must be between 1 and to ({to})"),
+                ));
+            }
+            let path = super::proofs::consistency(c, from, to)?;
+            Ok(ConsistencyProof {
+                from,
+                to,
+                from_root: hash::to_hex(&super::proofs::root_at(c, from)?),
+                to_root: hash::to_hex(&super::proofs::root_at(c, to)?),
+                proof: path.iter().map(hash::to_hex).collect(),
+            })
+        })
+        .await?;
+    Ok(web::Json(proof))
+}

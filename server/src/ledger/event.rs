@@ -1,0 +1,116 @@
+//! What domain code hands to the ledger: typed events, who did it, and the request it came from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::AppError;
+
+/// A domain event that can be recorded. Implemented by each domain's event enum.
+pub trait LedgerEvent: Serialize {
+    /// Dotted kind, e.g. `consent.recorded`; goes into the leaf body.
+    fn kind(&self) -> &'static str;
+    /// The entity the event is about, e.g. `purpose:marketing.email`.
+    fn entity(&self) -> String;
+    /// The data subject the event concerns, if any. Only its HMAC (`subject_ref`) reaches the leaf.
+    fn subject(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// An event ready for the sequencer: its leaf fields and its canonical payload.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub kind: String,
+    pub entity: String,
+    pub subject: Option<String>,
+    /// RFC 8785 canonical JSON of the event.
+    pub payload: String,
+}
+
+impl EventDraft {
+    /// Serialises and canonicalises an event. Fails (as an internal error: it is a programming
+    /// mistake) if the event holds a non-integer number, which has no canonical form here.
+    pub fn new<E: LedgerEvent>(event: &E) -> Result<EventDraft, AppError> {
+        let value = serde_json::to_value(event).map_err(AppError::internal)?;
+        let payload = accord_audit::canon::canonical_json(&value).map_err(|e| {
+            AppError::internal(anyhow::anyhow!("event is not canonicalisable: {e}"))
+        })?;
+        Ok(EventDraft {
+            kind: event.kind().to_string(),
+            entity: event.entity(),
+            subject: event.subject().map(str::to_string),
+            payload,
+        })
+    }
+}
+
+/// Who caused a change, as recorded in the leaf: `system`, `cli`, `user:<id>`, `service:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(String);
+
+impl Actor {
+    pub fn system() -> Actor {
+        Actor("system".into())
+    }
+    pub fn cli() -> Actor {
+        Actor("cli".into())
+    }
+    pub fn user(id: &str) -> Actor {
+        Actor(format!("user:{id}"))
+    }
+    pub fn service(name: &str) -> Actor {
+        Actor(format!("service:{name}"))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A recorded entry, as the writer gets it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    pub seq: u64,
+    pub leaf_hash: String,
+    pub at: Timestamp,
+    pub kind: String,
+}
+
+/// The ledger's own events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// Seq 0: the log exists, under this origin and key.
+    LedgerInitialised {
+        origin: String,
+        verifier_key: String,
+        version: String,
+    },
+    /// An instance started: what ran, with which configuration and access policy files.
+    ServerStarted {
+        instance: String,
+        version: String,
+        backend: String,
+        config_fingerprint: String,
+        /// File name → SHA-256 (hex) of each file in the policies directory.
+        policies: BTreeMap<String, String>,
+    },
+}
+
+impl LedgerEvent for SystemEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            SystemEvent::LedgerInitialised { .. } => "ledger.initialised",
+            SystemEvent::ServerStarted { .. } => "server.started",
+        }
+    }
+
+    fn entity(&self) -> String {
+        match self {
+            SystemEvent::LedgerInitialised { origin, .. } => format!("ledger:{origin}"),
+            SystemEvent::ServerStarted { instance, .. } => format!("instance:{instance}"),
+        }
+    }
+}

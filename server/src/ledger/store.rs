@@ -1,0 +1,358 @@
+//! Ledger tables: queries take `&mut AnyConnection` and never open transactions of their own; the
+//! caller (the sequencer, the checkpoint publisher) owns the transaction and the lock.
+
+use accord_audit::hash::{self, Hash};
+use accord_audit::merkle::Frontier;
+use diesel::prelude::*;
+
+use crate::db::AnyConnection;
+use crate::db::schema::{
+    ledger_checkpoints, ledger_entries, ledger_nodes, ledger_payloads, ledger_tree_state,
+};
+
+/// Runs `$body` with `$c` bound to the concrete connection of either backend. The few queries that
+/// must differ per backend (row locks, conflict handling, bulk inserts) go through it.
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            AnyConnection::Postgresql($c) => $body,
+            AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// Every 4th level of the tree is stored, so any perfect subtree root is at most 8 reads away.
+pub const NODE_STRIDE: u32 = 4;
+
+/// The one row every append locks.
+#[derive(Debug, Clone)]
+pub struct TreeState {
+    pub origin: String,
+    pub frontier: Frontier,
+    pub last_leaf: Hash,
+    pub last_at: i64,
+    pub checkpoint_size: u64,
+}
+
+impl TreeState {
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = ledger_tree_state)]
+struct TreeStateRow {
+    origin: String,
+    size: i64,
+    frontier: String,
+    last_leaf: String,
+    last_at: i64,
+    checkpoint_size: i64,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(
+        format!("ledger tree state is damaged: {what}").into(),
+    )
+}
+
+impl TryFrom<TreeStateRow> for TreeState {
+    type Error = diesel::result::Error;
+    fn try_from(r: TreeStateRow) -> Result<Self, Self::Error> {
+        let size = u64::try_from(r.size).map_err(corrupt)?;
+        Ok(TreeState {
+            origin: r.origin,
+            frontier: Frontier::from_hex(size, &r.frontier).map_err(corrupt)?,
+            last_leaf: hash::from_hex(&r.last_leaf).map_err(corrupt)?,
+            last_at: r.last_at,
+            checkpoint_size: u64::try_from(r.checkpoint_size).map_err(corrupt)?,
+        })
+    }
+}
+
+/// Reads the tree state without locking (for reads that only need a recent view).
+pub fn read_tree_state(conn: &mut AnyConnection) -> QueryResult<Option<TreeState>> {
+    let row = ledger_tree_state::table
+        .filter(ledger_tree_state::id.eq(0))
+        .select(TreeStateRow::as_select())
+        .first::<TreeStateRow>(conn)
+        .optional()?;
+    row.map(TreeState::try_from).transpose()
+}
+
+/// Reads the tree state and holds the sequencing lock until the surrounding transaction ends:
+/// PostgreSQL locks the row; SQLite takes the database write lock by writing first (a deferred
+/// transaction that reads before it writes can fail with SQLITE_BUSY without waiting).
+pub fn lock_tree_state(conn: &mut AnyConnection) -> QueryResult<Option<TreeState>> {
+    let row = match conn {
+        AnyConnection::Postgresql(c) => ledger_tree_state::table
+            .filter(ledger_tree_state::id.eq(0))
+            .select(TreeStateRow::as_select())
+            .for_update()
+            .first::<TreeStateRow>(c)
+            .optional()?,
+        AnyConnection::Sqlite(c) => {
+            diesel::update(ledger_tree_state::table.filter(ledger_tree_state::id.eq(0)))
+                .set(ledger_tree_state::size.eq(ledger_tree_state::size))
+                .execute(c)?;
+            ledger_tree_state::table
+                .filter(ledger_tree_state::id.eq(0))
+                .select(TreeStateRow::as_select())
+                .first::<TreeStateRow>(c)
+                .optional()?
+        }
+    };
+    row.map(TreeState::try_from).transpose()
+}
+
+/// Creates the tree-state row for an empty log unless one exists (two instances may race here).
+pub fn create_tree_state_if_absent(
+    conn: &mut AnyConnection,
+    origin: &str,
+    now: i64,
+) -> QueryResult<()> {
+    let values = (
+        ledger_tree_state::id.eq(0),
+        ledger_tree_state::origin.eq(origin),
+        ledger_tree_state::size.eq(0i64),
+        ledger_tree_state::root.eq(hash::to_hex(&accord_audit::hash::EMPTY_ROOT)),
+        ledger_tree_state::frontier.eq(""),
+        ledger_tree_state::last_leaf.eq(hash::to_hex(&[0u8; 32])),
+        ledger_tree_state::last_at.eq(now),
+        ledger_tree_state::checkpoint_size.eq(0i64),
+    );
+    match conn {
+        AnyConnection::Postgresql(c) => diesel::insert_into(ledger_tree_state::table)
+            .values(values)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+        AnyConnection::Sqlite(c) => diesel::insert_or_ignore_into(ledger_tree_state::table)
+            .values(values)
+            .execute(c)?,
+    };
+    Ok(())
+}
+
+pub fn save_tree_state(conn: &mut AnyConnection, st: &TreeState) -> QueryResult<()> {
+    diesel::update(ledger_tree_state::table.filter(ledger_tree_state::id.eq(0)))
+        .set((
+            ledger_tree_state::size.eq(to_i64(st.size())),
+            ledger_tree_state::root.eq(hash::to_hex(&st.frontier.root())),
+            ledger_tree_state::frontier.eq(st.frontier.to_hex()),
+            ledger_tree_state::last_leaf.eq(hash::to_hex(&st.last_leaf)),
+            ledger_tree_state::last_at.eq(st.last_at),
+            ledger_tree_state::checkpoint_size.eq(to_i64(st.checkpoint_size)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = ledger_entries, treat_none_as_null = true)]
+pub struct NewEntry {
+    pub seq: i64,
+    pub body: String,
+    pub leaf_hash: String,
+    pub at: i64,
+    pub kind: String,
+    pub entity: String,
+    pub subject_ref: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = ledger_payloads, treat_none_as_null = true)]
+pub struct NewPayload {
+    pub seq: i64,
+    pub salt: Option<String>,
+    pub payload: Option<String>,
+    pub redacted_by: Option<i64>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = ledger_nodes)]
+pub struct NewNode {
+    pub level: i32,
+    pub idx: i64,
+    pub hash: String,
+}
+
+/// Rows produced by appends, written in bulk.
+#[derive(Debug, Default)]
+pub struct PendingRows {
+    pub entries: Vec<NewEntry>,
+    pub payloads: Vec<NewPayload>,
+    pub nodes: Vec<NewNode>,
+}
+
+impl PendingRows {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.nodes.is_empty()
+    }
+}
+
+/// Bulk-inserts rows (in chunks that stay below both backends' bind-parameter limits) and empties
+/// `rows`.
+pub fn insert_rows(conn: &mut AnyConnection, rows: &mut PendingRows) -> QueryResult<()> {
+    const CHUNK: usize = 1000;
+    for chunk in rows.entries.chunks(CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in rows.payloads.chunks(CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(ledger_payloads::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in rows.nodes.chunks(CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(ledger_nodes::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    rows.entries.clear();
+    rows.payloads.clear();
+    rows.nodes.clear();
+    Ok(())
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = ledger_checkpoints)]
+pub struct CheckpointRow {
+    pub size: i64,
+    pub root: String,
+    pub note: String,
+    pub published_at: i64,
+}
+
+pub fn insert_checkpoint(conn: &mut AnyConnection, row: &CheckpointRow) -> QueryResult<()> {
+    diesel::insert_into(ledger_checkpoints::table)
+        .values((
+            ledger_checkpoints::size.eq(row.size),
+            ledger_checkpoints::root.eq(&row.root),
+            ledger_checkpoints::note.eq(&row.note),
+            ledger_checkpoints::published_at.eq(row.published_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn latest_checkpoint(conn: &mut AnyConnection) -> QueryResult<Option<CheckpointRow>> {
+    ledger_checkpoints::table
+        .order(ledger_checkpoints::size.desc())
+        .select(CheckpointRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Checkpoints with `after < size <= upto`, smallest first.
+pub fn checkpoints_page(
+    conn: &mut AnyConnection,
+    after: Option<u64>,
+    upto: u64,
+    limit: i64,
+) -> QueryResult<Vec<CheckpointRow>> {
+    let mut q = ledger_checkpoints::table
+        .filter(ledger_checkpoints::size.le(to_i64(upto)))
+        .order(ledger_checkpoints::size.asc())
+        .select(CheckpointRow::as_select())
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(ledger_checkpoints::size.gt(to_i64(a)));
+    }
+    q.load(conn)
+}
+
+/// An entry with its payload row (absent if someone deleted it behind Accord's back).
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    pub seq: i64,
+    pub body: String,
+    pub leaf_hash: String,
+    pub salt: Option<String>,
+    pub payload: Option<String>,
+    pub redacted_by: Option<i64>,
+    pub has_payload_row: bool,
+}
+
+type EntryTuple = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// Entries with `from <= seq < until`, in seq order, at most `limit`.
+pub fn entries_page(
+    conn: &mut AnyConnection,
+    from: u64,
+    until: u64,
+    limit: i64,
+) -> QueryResult<Vec<EntryRow>> {
+    let rows: Vec<EntryTuple> = ledger_entries::table
+        .left_join(ledger_payloads::table)
+        .filter(ledger_entries::seq.ge(to_i64(from)))
+        .filter(ledger_entries::seq.lt(to_i64(until)))
+        .order(ledger_entries::seq.asc())
+        .limit(limit)
+        .select((
+            ledger_entries::seq,
+            ledger_entries::body,
+            ledger_entries::leaf_hash,
+            ledger_payloads::seq.nullable(),
+            ledger_payloads::salt.nullable(),
+            ledger_payloads::payload.nullable(),
+            ledger_payloads::redacted_by.nullable(),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(seq, body, leaf_hash, pseq, salt, payload, redacted_by)| EntryRow {
+                seq,
+                body,
+                leaf_hash,
+                salt,
+                payload,
+                redacted_by,
+                has_payload_row: pseq.is_some(),
+            },
+        )
+        .collect())
+}
+
+/// Leaf hashes for `first <= seq < first + count`, in order.
+pub fn leaf_hashes(conn: &mut AnyConnection, first: u64, count: u64) -> QueryResult<Vec<String>> {
+    ledger_entries::table
+        .filter(ledger_entries::seq.ge(to_i64(first)))
+        .filter(ledger_entries::seq.lt(to_i64(first.saturating_add(count))))
+        .order(ledger_entries::seq.asc())
+        .select(ledger_entries::leaf_hash)
+        .load(conn)
+}
+
+/// Stored node hashes at `level` for `first <= idx < first + count`, in order.
+pub fn node_hashes(
+    conn: &mut AnyConnection,
+    level: u32,
+    first: u64,
+    count: u64,
+) -> QueryResult<Vec<String>> {
+    ledger_nodes::table
+        .filter(ledger_nodes::level.eq(level as i32))
+        .filter(ledger_nodes::idx.ge(to_i64(first)))
+        .filter(ledger_nodes::idx.lt(to_i64(first.saturating_add(count))))
+        .order(ledger_nodes::idx.asc())
+        .select(ledger_nodes::hash)
+        .load(conn)
+}

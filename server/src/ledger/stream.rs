@@ -1,0 +1,107 @@
+//! Reads the ledger in order — entries with their payloads, and each checkpoint right after the entry
+//! that brought the tree to its size — in pages, so export and verification run in constant memory.
+
+use std::collections::VecDeque;
+
+use accord_audit::export::PayloadRecord;
+
+use super::store::{self, CheckpointRow, EntryRow};
+use crate::db::AnyConnection;
+use crate::error::AppError;
+
+const PAGE: i64 = 2000;
+
+/// One item of the ledger, in order.
+#[derive(Debug)]
+pub enum Item {
+    Entry {
+        seq: u64,
+        body: String,
+        leaf_hash: String,
+        /// The stored payload, or why it cannot be given (row missing, not JSON).
+        payload: Result<PayloadRecord, String>,
+    },
+    Checkpoint(CheckpointRow),
+}
+
+/// Pages through entries `[0, until)` and checkpoints with size `<= until`.
+pub struct LedgerStream {
+    until: u64,
+    next_seq: u64,
+    entries: VecDeque<EntryRow>,
+    entries_done: bool,
+    last_cp: Option<u64>,
+    checkpoints: VecDeque<CheckpointRow>,
+    checkpoints_done: bool,
+}
+
+impl LedgerStream {
+    pub fn new(until: u64) -> Self {
+        LedgerStream {
+            until,
+            next_seq: 0,
+            entries: VecDeque::new(),
+            entries_done: false,
+            last_cp: None,
+            checkpoints: VecDeque::new(),
+            checkpoints_done: false,
+        }
+    }
+
+    pub fn next(&mut self, conn: &mut AnyConnection) -> Result<Option<Item>, AppError> {
+        if self.entries.is_empty() && !self.entries_done {
+            let page = store::entries_page(conn, self.next_seq, self.until, PAGE)?;
+            if (page.len() as i64) < PAGE {
+                self.entries_done = true;
+            }
+            if let Some(last) = page.last() {
+                self.next_seq = last.seq as u64 + 1;
+            }
+            self.entries.extend(page);
+        }
+        if self.checkpoints.is_empty() && !self.checkpoints_done {
+            let page = store::checkpoints_page(conn, self.last_cp, self.until, PAGE)?;
+            if (page.len() as i64) < PAGE {
+                self.checkpoints_done = true;
+            }
+            if let Some(last) = page.last() {
+                self.last_cp = Some(last.size as u64);
+            }
+            self.checkpoints.extend(page);
+        }
+        let cp_first = match (self.checkpoints.front(), self.entries.front()) {
+            (Some(cp), Some(e)) => cp.size <= e.seq,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if cp_first {
+            return Ok(self.checkpoints.pop_front().map(Item::Checkpoint));
+        }
+        Ok(self.entries.pop_front().map(|e| Item::Entry {
+            seq: e.seq as u64,
+            payload: payload_record(&e),
+            body: e.body,
+            leaf_hash: e.leaf_hash,
+        }))
+    }
+}
+
+fn payload_record(e: &EntryRow) -> Result<PayloadRecord, String> {
+    if !e.has_payload_row {
+        return Err("the payload row is missing".into());
+    }
+    match (&e.salt, &e.payload, e.redacted_by) {
+        (Some(salt), Some(data), None) => serde_json::from_str(data)
+            .map(|data| PayloadRecord::Open {
+                salt: salt.clone(),
+                data,
+            })
+            .map_err(|err| format!("the stored payload is not JSON: {err}")),
+        (None, None, Some(by)) if by >= 0 => Ok(PayloadRecord::Redacted {
+            redacted_by: by as u64,
+        }),
+        _ => {
+            Err("the payload row is inconsistent (salt, data and redaction marker disagree)".into())
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Accord: a compliance and consent governance server. Every change is an entry in a hash-chained,
+//! Merkle-tree ledger with signed checkpoints; see the README and SECURITY.md.
+//!
+//! [`Application::build`] assembles the whole service from [`config::Settings`]; the binary and the
+//! end-to-end tests start exactly the same thing.
+
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod ledger;
+pub mod ops;
+pub mod state;
+pub mod telemetry;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use sha2::{Digest, Sha256};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::db::{Manager, Pool};
+use crate::error::AppError;
+use crate::keys::Keys;
+use crate::ledger::{Actor, Ledger, SystemEvent};
+use crate::state::AppState;
+
+/// Why the server could not start, as one sentence for the operator (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl From<AppError> for StartError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Internal(cause) => StartError(format!("{cause:#}")),
+            other => StartError(other.to_string()),
+        }
+    }
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Builds the service with the system clock.
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Creates the data directory and keys if needed, connects, migrates, opens the ledger, records
+    /// this start, publishes a checkpoint and binds the listener.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> Result<Application, StartError> {
+        telemetry::metrics_handle();
+        let settings = Arc::new(settings);
+        let keys = Arc::new(
+            Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string()))?,
+        );
+        for f in &keys.created {
+            tracing::info!(file = %f.display(), "created key");
+        }
+        let pool = db::connect(&settings.database, settings.pool_size)
+            .map_err(|e| StartError(e.to_string()))?;
+        let applied = {
+            let mut conn = pool
+                .get()
+                .map_err(|e| StartError(format!("no database connection: {e}")))?;
+            db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))?
+        };
+        for m in &applied {
+            tracing::info!(migration = %m, "applied migration");
+        }
+        let manager = Manager::new(settings.database.clone());
+        let ledger = Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())?;
+        match Self::finish_build(settings.clone(), pool, ledger.clone(), clock).await {
+            Ok(app) => Ok(app),
+            Err(e) => {
+                ledger.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_build(
+        settings: Arc<Settings>,
+        pool: Pool,
+        ledger: Ledger,
+        clock: SharedClock,
+    ) -> Result<Application, StartError> {
+        let instance = telemetry::new_request_id()[..16].to_string();
+        let started = SystemEvent::ServerStarted {
+            instance: instance.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: settings.database.backend().to_string(),
+            config_fingerprint: settings.fingerprint(),
+            policies: policy_hashes(&settings.policies_dir)?,
+        };
+        ledger.record(Actor::system(), None, &started).await?;
+        ledger.publish_checkpoint().await?;
+
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StartError(format!("cannot read the listen address: {e}")))?;
+        let state = web::Data::new(AppState {
+            pool,
+            ledger,
+            clock,
+            settings: settings.clone(),
+            instance,
+        });
+        let app_state = state.clone();
+        let max_body = settings.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(|cfg| configure(cfg, max_body))
+                .wrap(from_fn(telemetry::observe))
+        })
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?
+            .run();
+        tracing::info!(
+            address = %address,
+            database = %settings.database,
+            data_dir = %settings.data_dir.display(),
+            origin = %state.ledger.origin(),
+            "accord listening"
+        );
+        Ok(Application {
+            server,
+            address,
+            state,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.state.ledger
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.state.pool
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGTERM, Ctrl-C or [`ServerHandle::stop`]); in-flight requests finish,
+    /// then the sequencer writes what is queued and publishes a last checkpoint.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.state.ledger.shutdown().await;
+        tracing::info!("accord stopped");
+        result
+    }
+}
+
+/// The routes, body limits and error shapes, shared by the server and the tests.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(|e, _| error::json_error(e)),
+    )
+    .app_data(web::PayloadConfig::new(max_body))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| error::query_error(e)))
+    .app_data(web::PathConfig::default().error_handler(|e, _| error::path_error(e)))
+    .configure(ops::routes)
+    .configure(ledger::api::routes)
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// File name → SHA-256 of every regular file directly in the policies directory, so the access
+/// policy in force at each start is on the record. A missing directory records nothing.
+pub fn policy_hashes(dir: &Path) -> Result<BTreeMap<String, String>, StartError> {
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), "policies directory not found");
+            return Ok(out);
+        }
+        Err(e) => {
+            return Err(StartError(format!(
+                "cannot read the policies directory {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| StartError(format!("cannot read {}: {e}", path.display())))?;
+        out.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            hex::encode(Sha256::digest(&bytes)),
+        );
+    }
+    Ok(out)
+}

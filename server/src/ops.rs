@@ -1,0 +1,75 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use crate::db;
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// The process is up and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Serialize)]
+struct Readiness {
+    ready: bool,
+    database: String,
+    migrations: String,
+    sequencer: String,
+}
+
+/// Ready when the database answers, no migration is pending and the sequencer runs.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db_check = state
+        .db(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute("SELECT 1")?;
+            db::has_pending_migrations(c).map_err(AppError::internal)
+        })
+        .await;
+    let (database, migrations) = match db_check {
+        Ok(false) => ("ok".to_string(), "current".to_string()),
+        Ok(true) => ("ok".to_string(), "pending".to_string()),
+        Err(e) => (format!("unavailable: {e}"), "unknown".to_string()),
+    };
+    let sequencer = if state.ledger.is_running() {
+        "running"
+    } else {
+        "stopped"
+    };
+    let ready = database == "ok" && migrations == "current" && sequencer == "running";
+    let body = Readiness {
+        ready,
+        database,
+        migrations,
+        sequencer: sequencer.into(),
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (_, at) = state.ledger.last_checkpoint();
+    if at > 0 {
+        let age = state
+            .clock
+            .now()
+            .saturating_sub_micros(crate::clock::Timestamp(at));
+        metrics::gauge!("accord_ledger_checkpoint_age_seconds").set(age as f64 / 1e6);
+    }
+    metrics::gauge!("accord_ledger_size").set(state.ledger.size() as f64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::telemetry::metrics_handle().render())
+}

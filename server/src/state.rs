@@ -1,0 +1,36 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::db::{AnyConnection, Pool};
+use crate::error::AppError;
+use crate::ledger::Ledger;
+
+pub struct AppState {
+    pub pool: Pool,
+    pub ledger: Ledger,
+    pub clock: SharedClock,
+    pub settings: Arc<Settings>,
+    /// This process's id, as recorded in its `server.started` entry.
+    pub instance: String,
+}
+
+impl AppState {
+    /// Runs blocking database work on the blocking pool with a pooled connection.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}

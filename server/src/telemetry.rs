@@ -1,0 +1,176 @@
+//! Logging, request ids and metrics. Every request gets an id (the caller's `X-Request-Id` if it is
+//! sane, else a fresh one); it is on every log line of that request, in the response header, and in
+//! the ledger entries the request writes.
+
+use std::future::{Ready, ready};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
+
+use crate::config::LogFormat;
+use crate::keys::random_bytes;
+
+/// Sets up the global log subscriber once (later calls are no-ops, as in tests). `RUST_LOG` filters.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,actix_web=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
+}
+
+/// The Prometheus recorder, installed once per process.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let secs = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ];
+            let sizes = [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &secs)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_entries".into()), &sizes));
+            match builder {
+                Ok(b) => {
+                    let recorder = b.build_recorder();
+                    let handle = recorder.handle();
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!("a metrics recorder was already installed");
+                    }
+                    handle
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics buckets rejected; using defaults");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
+/// The id of the request being handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl FromRequest for RequestId {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(new_request_id()));
+        ready(Ok(id))
+    }
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+pub fn new_request_id() -> String {
+    random_bytes::<12>()
+        .map(hex::encode)
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A caller-supplied id is kept only if it is short and plain, so it is safe in logs and entries.
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+    .then(|| s.to_string())
+}
+
+/// Request id, log span, access log line and HTTP metrics for every request.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = Instant::now();
+    let result = next.call(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let (status, route) = match &result {
+        Ok(res) => (
+            res.status(),
+            res.request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".into()),
+        ),
+        Err(e) => (e.as_response_error().status_code(), "unmatched".into()),
+    };
+    metrics::counter!(
+        "accord_http_requests_total",
+        "route" => route.clone(),
+        "method" => method,
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!("accord_http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_us = elapsed.as_micros() as u64,
+            "handled"
+        )
+    });
+    let mut res = result?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_request_ids_are_kept() {
+        assert_eq!(
+            sane_request_id(&HeaderValue::from_static("abc-123_x.y:z")),
+            Some("abc-123_x.y:z".into())
+        );
+        assert_eq!(
+            sane_request_id(&HeaderValue::from_static("has space")),
+            None
+        );
+        assert_eq!(sane_request_id(&HeaderValue::from_static("")), None);
+        let long = "a".repeat(65);
+        assert_eq!(
+            sane_request_id(&HeaderValue::from_str(&long).unwrap()),
+            None
+        );
+        assert_eq!(new_request_id().len(), 24);
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real application on SQLite and PostgreSQL.
+
+mod instances;
+mod ledger;
+mod schema;
+mod services;
+mod support;
+mod tamper;

@@ -1,0 +1,59 @@
+//! Helpers shared by the test modules.
+
+use accord::ledger::LedgerEvent;
+
+/// Generates one test per backend from an async function taking a [`accord_tests::TestDb`].
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                if let Some(db) = accord_tests::TestDb::new(accord_tests::Kind::Sqlite) {
+                    $body(db).await
+                }
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                if let Some(db) = accord_tests::TestDb::new(accord_tests::Kind::Postgres) {
+                    $body(db).await
+                }
+            }
+        }
+    };
+}
+
+/// An event for tests: something with a subject and a little personal data.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Noted {
+    pub n: u64,
+    pub subject: String,
+    pub note: String,
+}
+
+impl Noted {
+    pub fn new(n: u64) -> Self {
+        Noted {
+            n,
+            subject: format!("subject-{}", n % 7),
+            note: format!("note {n} with ünïcödé and \"quotes\""),
+        }
+    }
+}
+
+impl LedgerEvent for Noted {
+    fn kind(&self) -> &'static str {
+        "test.noted"
+    }
+    fn entity(&self) -> String {
+        format!("note:{}", self.n)
+    }
+    fn subject(&self) -> Option<&str> {
+        Some(&self.subject)
+    }
+}
+
+pub fn problem_field(v: &serde_json::Value) -> Option<&str> {
+    v["errors"][0]["field"].as_str()
+}

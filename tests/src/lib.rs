@@ -1,0 +1,268 @@
+//! The end-to-end test harness: a fresh database per test (a temporary SQLite file, or a new
+//! PostgreSQL database created and dropped around the test), the real application built with
+//! `Application::build` on port 0, and the rule that a service a test needs is skipped with a
+//! notice locally but required in CI (`ACCORD_TEST_REQUIRE=postgres,browser,smtp`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use accord::clock::{SharedClock, SystemClock};
+use accord::config::{Overrides, Settings};
+use accord::db::{AnyConnection, DatabaseUrl, Manager};
+use accord::{Application, StartError};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use tempfile::TempDir;
+
+/// Whether CI demands this service (`ACCORD_TEST_REQUIRE` is a comma-separated list).
+pub fn required(service: &str) -> bool {
+    std::env::var("ACCORD_TEST_REQUIRE")
+        .map(|v| v.split(',').any(|s| s.trim() == service))
+        .unwrap_or(false)
+}
+
+/// Skips (returns `None` after a notice) or, when the service is required, fails the test.
+pub fn unavailable<T>(service: &str, why: &str) -> Option<T> {
+    if required(service) {
+        panic!("{service} is required by ACCORD_TEST_REQUIRE but unavailable: {why}");
+    }
+    eprintln!("SKIPPED ({service} unavailable: {why})");
+    None
+}
+
+/// A database for one test, removed when dropped.
+pub enum TestDb {
+    Sqlite {
+        _dir: TempDir,
+        path: PathBuf,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("accord.db");
+        TestDb::Sqlite { _dir: dir, path }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (skipped) when PostgreSQL is not configured.
+    pub fn postgres() -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var("ACCORD_TEST_POSTGRES_URL") else {
+            return unavailable("postgres", "ACCORD_TEST_POSTGRES_URL is not set");
+        };
+        let mut admin = match PgConnection::establish(&admin_url) {
+            Ok(c) => c,
+            Err(e) => return unavailable("postgres", &e.to_string()),
+        };
+        let name = format!("accord_test_{}", hex::encode(rand_bytes()));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let url = replace_db_name(&admin_url, &name);
+        Some(TestDb::Postgres {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    pub fn new(kind: Kind) -> Option<TestDb> {
+        match kind {
+            Kind::Sqlite => Some(TestDb::sqlite()),
+            Kind::Postgres => TestDb::postgres(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            TestDb::Sqlite { .. } => Kind::Sqlite,
+            TestDb::Postgres { .. } => Kind::Postgres,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite { path, .. } => path.display().to_string(),
+            TestDb::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    pub fn database_url(&self) -> DatabaseUrl {
+        DatabaseUrl::parse(&self.url()).expect("test database URL")
+    }
+
+    /// A direct connection, for tests that look at (or tamper with) the tables.
+    pub fn connect(&self) -> AnyConnection {
+        Manager::new(self.database_url())
+            .open()
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+            && let Ok(mut c) = PgConnection::establish(admin_url)
+        {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let (head, _) = match base[scheme_end..].find('/') {
+        Some(i) => base.split_at(scheme_end + i),
+        None => (base, ""),
+    };
+    match query {
+        Some(q) => format!("{head}/{name}?{q}"),
+        None => format!("{head}/{name}"),
+    }
+}
+
+pub fn rand_bytes() -> [u8; 6] {
+    accord::keys::random_bytes::<6>().expect("randomness")
+}
+
+/// Settings for a test server: its own data directory, port 0, small pools, no periodic checkpoint
+/// unless asked.
+pub fn settings(db: &TestDb, data_dir: &Path) -> Settings {
+    let overrides = Overrides {
+        config_file: None,
+        data_dir: Some(data_dir.to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(db.url()),
+    };
+    let mut s = Settings::load_with(&overrides, |_| None).expect("test settings");
+    s.pool_size = 4;
+    s.workers = 2;
+    s.ledger.checkpoint_interval = Duration::from_secs(3600);
+    s.shutdown_timeout = Duration::from_secs(5);
+    s
+}
+
+/// A running application and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub settings: Settings,
+    pub ledger: accord::ledger::Ledger,
+    pub pool: accord::db::Pool,
+    handle: actix_web::dev::ServerHandle,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Builds and runs the application (inside an actix system, as `#[actix_web::test]` provides).
+    pub async fn spawn(settings: Settings) -> Result<TestApp, StartError> {
+        Self::spawn_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn spawn_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> Result<TestApp, StartError> {
+        let app = Application::build_with_clock(settings.clone(), clock).await?;
+        let address = format!("http://{}", app.address());
+        let ledger = app.ledger().clone();
+        let pool = app.pool().clone();
+        let handle = app.handle();
+        let task = actix_web::rt::spawn(app.run_until_stopped());
+        Ok(TestApp {
+            address,
+            settings,
+            ledger,
+            pool,
+            handle,
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn client(&self) -> awc::Client {
+        awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish()
+    }
+
+    /// GET, returning status, content type and body text.
+    pub async fn get(&self, path: &str) -> (u16, String, String) {
+        let mut res = self
+            .client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let ct = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = res.body().limit(64 << 20).await.expect("body");
+        (
+            res.status().as_u16(),
+            ct,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = self.get(path).await;
+        let v = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {body}"));
+        (status, v)
+    }
+
+    /// Stops gracefully (as SIGTERM does) and waits until the ledger is drained.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Runs `f` for each backend available (SQLite always, PostgreSQL when configured).
+pub fn backends() -> Vec<Kind> {
+    vec![Kind::Sqlite, Kind::Postgres]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_in_urls() {
+        assert_eq!(
+            replace_db_name("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            replace_db_name("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(replace_db_name("postgres://h", "t3"), "postgres://h/t3");
+    }
+}
