@@ -268,7 +268,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         ConfigError(format!(
             "the config file {} is not valid: {}",
             path.display(),
-            e.to_string().trim()
+            crate::error::one_line(&e.to_string())
         ))
     })
 }

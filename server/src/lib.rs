@@ -133,7 +133,10 @@ impl Application {
                 .configure(|cfg| configure(cfg, max_body))
                 .wrap(from_fn(telemetry::observe))
         })
-        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        // The binary installs its own handlers before start-up (see main.rs), so a signal that
+        // arrives while the server is starting is not lost.
+        .disable_signals();
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }

@@ -111,11 +111,35 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
 fn serve(settings: Settings) -> Result<ExitCode, StartError> {
     let system = actix_web::rt::System::new();
     system.block_on(async move {
+        // Registered before start-up: SIGTERM or Ctrl-C at any moment leads to a graceful stop.
+        let stop = shutdown_signal()?;
         let app = Application::build_with_clock(settings, Arc::new(SystemClock)).await?;
+        let handle = app.handle();
+        actix_web::rt::spawn(async move {
+            stop.await;
+            tracing::info!("stopping: finishing requests in flight and the ledger batch");
+            handle.stop(true).await;
+        });
         app.run_until_stopped()
             .await
             .map_err(|e| StartError(format!("server error: {e}")))?;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let register = |kind| {
+        signal(kind).map_err(|e| StartError(format!("cannot install a signal handler: {e}")))
+    };
+    let mut term = register(SignalKind::terminate())?;
+    let mut int = register(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     })
 }
 

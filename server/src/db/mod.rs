@@ -13,6 +13,8 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::error::one_line;
+
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
@@ -156,7 +158,7 @@ pub fn mask_password(url: &str) -> String {
     format!("{scheme}://{masked_authority}{tail}")
 }
 
-/// Why a connection could not be made.
+/// Why a connection could not be made, on one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConnectError(String);
@@ -185,7 +187,7 @@ impl Manager {
                     ConnectError(format!(
                         "cannot connect to PostgreSQL at {}: {}",
                         mask_password(u),
-                        e.to_string().trim()
+                        one_line(&e.to_string())
                     ))
                 }),
             DatabaseUrl::Sqlite(path) => {
@@ -196,7 +198,7 @@ impl Manager {
                     ConnectError(format!(
                         "cannot open the SQLite database {}: {}",
                         path.display(),
-                        e.to_string().trim()
+                        one_line(&e.to_string())
                     ))
                 })?;
                 // busy_timeout first, so that switching to WAL waits for other openers.
