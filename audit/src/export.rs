@@ -133,7 +133,14 @@ pub fn verify_export<R: BufRead>(
     let mut seen = 0u64;
     while next_line(&mut input, &mut line, &mut line_no)? {
         let parsed = serde_json::from_str::<ExportLine>(&line).map_err(|e| {
-            Failure::general(format!("line {line_no}: not a valid export line: {e}"))
+            // A last line without its newline that does not parse was most likely cut off.
+            if line.ends_with('\n') {
+                Failure::general(format!("line {line_no}: not a valid export line: {e}"))
+            } else {
+                Failure::general(format!(
+                    "line {line_no}: truncated: the last line is incomplete ({e})"
+                ))
+            }
         })?;
         match parsed {
             ExportLine::Header { .. } => {

@@ -108,6 +108,13 @@ fn print_json<T: Serialize>(value: &T) {
     }
 }
 
+/// Reads a signed note from a file. Whitespace after the last signature line is dropped (an
+/// editor or `echo` may add a newline), since a note must end in exactly one.
+fn read_note(path: &Path, what: &str) -> Result<String, UsageError> {
+    let text = read_text(path, what)?;
+    Ok(format!("{}\n", text.trim_end()))
+}
+
 fn read_text(path: &Path, what: &str) -> Result<String, UsageError> {
     std::fs::read_to_string(path)
         .map_err(|e| UsageError(format!("cannot read {what} {}: {e}.", path.display())))
@@ -150,7 +157,7 @@ fn run_verify(file: &Path, pin_files: &[PathBuf], key: Option<&str>) -> Result<b
     let key = key.map(resolve_key).transpose()?;
     let pins = pin_files
         .iter()
-        .map(|p| read_text(p, "pin file"))
+        .map(|p| read_note(p, "pin file"))
         .collect::<Result<Vec<_>, _>>()?;
     let input: Box<dyn BufRead> = if file.as_os_str() == "-" {
         Box::new(io::stdin().lock())
@@ -257,7 +264,7 @@ fn run_verify_inclusion(
 
 fn run_checkpoint(note_file: &Path, key: &str) -> Result<bool, UsageError> {
     let key = resolve_key(key)?;
-    let note = read_text(note_file, "checkpoint note")?;
+    let note = read_note(note_file, "checkpoint note")?;
     match Checkpoint::open(&note, &key) {
         Ok(cp) => {
             let detail = serde_json::json!({

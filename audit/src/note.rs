@@ -75,7 +75,7 @@ fn key_id(name: &str, key: &VerifyingKey) -> u32 {
 /// last blank line must be the one separating text from signatures), no control characters
 /// other than newline.
 fn check_text(text: &str) -> Result<(), NoteError> {
-    if text.is_empty() {
+    if text.bytes().all(|b| b == b'\n') {
         return Err(NoteError::InvalidText("it is empty".into()));
     }
     if !text.ends_with('\n') {
@@ -370,7 +370,7 @@ mod tests {
         );
         assert_eq!(s.sign(text).unwrap(), want);
         let v = NoteVerifier::parse(vkey).unwrap();
-        let opened = open_note(&want, &[v.clone()]).unwrap();
+        let opened = open_note(&want, std::slice::from_ref(&v)).unwrap();
         assert_eq!(opened.text, text);
         assert_eq!(opened.verified_by, vec!["PeterNeumann".to_string()]);
         let altered = want.replace("cryptography", "cryptographY");
@@ -476,13 +476,13 @@ mod tests {
             (note.replacen("— log", "— lo+g", 1), "invalid key name"),
             (format!("{note}\n"), "empty line"),
             (note[TEXT.len()..].to_string(), "no blank line"),
-            (format!("\n{}", &note[TEXT.len()..]), "empty line"),
+            (format!("\n{}", &note[TEXT.len()..]), "is empty"),
             (
                 format!(
                     "\n\n— log {}\n",
                     note.rsplit_once(' ').unwrap().1.trim_end()
                 ),
-                "empty line",
+                "is empty",
             ),
             (format!("{TEXT}\n"), "no signature lines"),
             (format!("{TEXT}\n\n"), "empty line"),

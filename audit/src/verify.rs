@@ -278,7 +278,8 @@ impl LedgerVerifier {
         body: &LeafBody,
         payload: &PayloadRecord,
     ) -> Result<(), Failure> {
-        let waiting = self.redactions.remove(&seq);
+        // Redactions of earlier entries that name this entry as their erasure.
+        let waiting = self.redactions.remove(&seq).unwrap_or_default();
         match payload {
             PayloadRecord::Open { salt, data } => {
                 let salt = from_hex(salt).map_err(|_| {
@@ -303,10 +304,7 @@ impl LedgerVerifier {
                 } else {
                     None
                 };
-                if let Some(waiting) = waiting {
-                    let Some(first) = waiting.first().copied() else {
-                        return Ok(());
-                    };
+                if let Some(&first) = waiting.first() {
                     let Some(listed) = listed else {
                         return Err(Failure::at_seq(
                             first,
@@ -316,6 +314,7 @@ impl LedgerVerifier {
                             ),
                         ));
                     };
+                    let listed: std::collections::BTreeSet<u64> = listed.into_iter().collect();
                     if let Some(uncovered) = waiting.iter().find(|s| !listed.contains(s)) {
                         return Err(Failure::at_seq(
                             *uncovered,
@@ -327,9 +326,9 @@ impl LedgerVerifier {
                 }
             }
             PayloadRecord::Redacted { redacted_by } => {
-                if let Some(first) = waiting.as_ref().and_then(|w| w.first()) {
+                if let Some(&first) = waiting.first() {
                     return Err(Failure::at_seq(
-                        *first,
+                        first,
                         format!(
                             "redaction cannot be checked: its erasure, seq {seq}, has a redacted payload itself"
                         ),
@@ -938,6 +937,10 @@ mod tests {
         let h = e3.header.clone();
         e3.lines.insert(2, h);
         assert!(e3.run(&[]).unwrap_err().reason.contains("second header"));
+        let full = render(&e.header, &e.lines);
+        let cut = &full[..full.len() - 40];
+        let f = verify_export(cut.as_bytes(), &[], None).unwrap_err();
+        assert!(f.reason.contains("truncated"), "{f}");
         let bad_utf8 = [render(&e.header, &[]).as_bytes(), b"\xff\xfe\n"].concat();
         assert!(
             verify_export(&bad_utf8[..], &[], None)

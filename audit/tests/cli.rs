@@ -15,7 +15,23 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_accord-audit");
 const ORIGIN: &str = "accord.cli-test/log";
 
-fn scratch() -> PathBuf {
+/// A fresh directory under the target's scratch space, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn scratch() -> Scratch {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "cli-{}-{}",
@@ -23,7 +39,7 @@ fn scratch() -> PathBuf {
         N.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn signer(n: u8) -> NoteSigner {
@@ -49,7 +65,7 @@ fn ledger(key: u8) -> (LedgerBuilder, String) {
     let mut pin = String::new();
     for i in 0..19 {
         b.append(entry(i)).unwrap();
-        if b.size() % 6 == 0 {
+        if b.size().is_multiple_of(6) {
             let note = b.checkpoint().unwrap();
             if b.size() == 6 {
                 pin = note;
@@ -93,7 +109,8 @@ fn verify_passes_and_reports() {
     let dir = scratch();
     let (mut b, pin) = ledger(1);
     let export = write(&dir, "ledger.jsonl", &b.export().unwrap());
-    let pin_file = write(&dir, "pin.note", &pin);
+    // A stray newline after the note, as an editor may add, is tolerated.
+    let pin_file = write(&dir, "pin.note", &format!("{pin}\n"));
     let p = export.to_str().unwrap();
     let out = run(&["verify", p, "--pin", pin_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
