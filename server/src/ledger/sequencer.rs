@@ -71,8 +71,11 @@ impl Sequencer {
                 take(c, &mut batch, &mut events, &mut shutting_down);
             }
             if !batch.is_empty() {
-                // Gather what arrives within the batch window, up to the batch size.
+                // Gather what arrives within the batch window, up to the batch size; stop early
+                // once the queue has been quiet for a moment (writers answered by the last batch
+                // come back within microseconds; waiting longer only adds latency).
                 let deadline = Instant::now() + self.batch_wait;
+                let quiet = (self.batch_wait / 8).max(Duration::from_micros(100));
                 while events < self.batch_max && !shutting_down {
                     let next = match self.rx.try_recv() {
                         Ok(c) => Some(c),
@@ -81,7 +84,7 @@ impl Sequencer {
                             if left.is_zero() {
                                 None
                             } else {
-                                self.rx.recv_timeout(left).ok()
+                                self.rx.recv_timeout(left.min(quiet)).ok()
                             }
                         }
                     };

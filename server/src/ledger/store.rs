@@ -10,17 +10,6 @@ use crate::db::schema::{
     ledger_checkpoints, ledger_entries, ledger_nodes, ledger_payloads, ledger_tree_state,
 };
 
-/// Runs `$body` with `$c` bound to the concrete connection of either backend. The few queries that
-/// must differ per backend (row locks, conflict handling, bulk inserts) go through it.
-macro_rules! per_backend {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            AnyConnection::Postgresql($c) => $body,
-            AnyConnection::Sqlite($c) => $body,
-        }
-    };
-}
-
 /// Every 4th level of the tree is stored, so any perfect subtree root is at most 8 reads away.
 pub const NODE_STRIDE: u32 = 4;
 
@@ -196,24 +185,46 @@ impl PendingRows {
     }
 }
 
-/// Bulk-inserts rows (in chunks that stay below both backends' bind-parameter limits) and empties
-/// `rows`.
+/// Writes the staged rows and empties `rows`. PostgreSQL gets multi-row statements (one round trip
+/// per table, in chunks below its bind-parameter limit); SQLite gets one cached prepared statement
+/// executed per row, which is faster there than preparing a new multi-row statement per batch.
 pub fn insert_rows(conn: &mut AnyConnection, rows: &mut PendingRows) -> QueryResult<()> {
-    const CHUNK: usize = 1000;
-    for chunk in rows.entries.chunks(CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    for chunk in rows.payloads.chunks(CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(ledger_payloads::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    for chunk in rows.nodes.chunks(CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(ledger_nodes::table)
-            .values(chunk)
-            .execute(c))?;
+    match conn {
+        AnyConnection::Postgresql(c) => {
+            const CHUNK: usize = 1000;
+            for chunk in rows.entries.chunks(CHUNK) {
+                diesel::insert_into(ledger_entries::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+            for chunk in rows.payloads.chunks(CHUNK) {
+                diesel::insert_into(ledger_payloads::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+            for chunk in rows.nodes.chunks(CHUNK) {
+                diesel::insert_into(ledger_nodes::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
+        AnyConnection::Sqlite(c) => {
+            for row in &rows.entries {
+                diesel::insert_into(ledger_entries::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+            for row in &rows.payloads {
+                diesel::insert_into(ledger_payloads::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+            for row in &rows.nodes {
+                diesel::insert_into(ledger_nodes::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
     }
     rows.entries.clear();
     rows.payloads.clear();
