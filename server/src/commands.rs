@@ -1,7 +1,6 @@
 //! The work behind the CLI's commands other than `serve`, as functions the tests call directly.
 //! Each returns a [`StartError`] (one sentence, exit status 2) when it cannot even begin.
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
@@ -9,6 +8,7 @@ use crate::StartError;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{self, AnyConnection, DatabaseUrl, Manager};
+use crate::error::AppError;
 use crate::keys::Keys;
 use crate::ledger::export::{self, ExportSummary};
 use crate::ledger::store::{self, CheckpointRow};
@@ -83,7 +83,16 @@ pub fn export(
         .publish_checkpoint(&mut conn, clock.now())?
         .ok_or_else(|| StartError("the ledger is empty".into()))?;
     let tmp = out.with_extension("partial");
-    let file = File::create(&tmp)
+    // The export holds opened payloads (personal data): owner-only, like the database.
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts
+        .open(&tmp)
         .map_err(|e| StartError(format!("cannot create {}: {e}", tmp.display())))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let result = export::write_export(
@@ -93,8 +102,15 @@ pub fn export(
         &cp,
         &mut w,
         progress,
-    );
-    drop(w);
+    )
+    .and_then(|summary| {
+        let file = w.into_inner().map_err(|e| {
+            AppError::internal(anyhow::anyhow!("cannot write the export: {}", e.error()))
+        })?;
+        file.sync_all()
+            .map_err(|e| AppError::internal(anyhow::anyhow!("cannot write the export: {e}")))?;
+        Ok(summary)
+    });
     match result {
         Ok(summary) => {
             std::fs::rename(&tmp, out).map_err(|e| {

@@ -131,9 +131,13 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Writes a new secret file that only the owner can read. `create_new` makes two instances starting
-/// at once agree on one key: the loser reads the winner's file.
+/// Writes a new secret file that only the owner can read, complete or not at all: the contents go
+/// to a private temporary file first, which is then hard-linked into place. Linking fails if the
+/// name exists, so two instances starting at once agree on one key, and neither can read the
+/// other's file half-written.
 fn write_new_private(path: &Path, contents: &[u8]) -> Result<bool, KeyError> {
+    let suffix = hex::encode(random_bytes::<6>()?);
+    let tmp = path.with_extension(format!("tmp-{suffix}"));
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -141,13 +145,17 @@ fn write_new_private(path: &Path, contents: &[u8]) -> Result<bool, KeyError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    match opts.open(path) {
-        Ok(mut f) => {
-            f.write_all(contents)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| KeyError(format!("cannot write {}: {e}", path.display())))?;
-            Ok(true)
-        }
+    let written = opts
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|_| f.sync_all()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(KeyError(format!("cannot write {}: {e}", tmp.display())));
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(KeyError(format!("cannot create {}: {e}", path.display()))),
     }

@@ -102,7 +102,10 @@ impl Application {
         ledger: Ledger,
         clock: SharedClock,
     ) -> Result<Application, StartError> {
-        let instance = telemetry::new_request_id()[..16].to_string();
+        // Bind first: a start that cannot listen records nothing.
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
+        let instance: String = telemetry::new_request_id().chars().take(16).collect();
         let started = SystemEvent::ServerStarted {
             instance: instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -113,8 +116,6 @@ impl Application {
         ledger.record(Actor::system(), None, &started).await?;
         ledger.publish_checkpoint().await?;
 
-        let listener = TcpListener::bind(settings.listen)
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
         let address = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the listen address: {e}")))?;

@@ -23,7 +23,13 @@ struct Cli {
     #[arg(long, global = true, env = "ACCORD_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// SQLite file path or postgres://… URL. Default: accord.db in the data directory.
-    #[arg(long, global = true, env = "ACCORD_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "ACCORD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -111,14 +117,18 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
 fn serve(settings: Settings) -> Result<ExitCode, StartError> {
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        // Registered before start-up: SIGTERM or Ctrl-C at any moment leads to a graceful stop.
-        let stop = shutdown_signal()?;
+        // Registered before start-up: SIGTERM or Ctrl-C at any moment leads to a graceful stop;
+        // a second one ends the process at once.
+        let mut signals = Signals::install()?;
         let app = Application::build_with_clock(settings, Arc::new(SystemClock)).await?;
         let handle = app.handle();
         actix_web::rt::spawn(async move {
-            stop.await;
-            tracing::info!("stopping: finishing requests in flight and the ledger batch");
-            handle.stop(true).await;
+            signals.next().await;
+            tracing::info!("stopping: finishing requests in flight and the ledger batch (signal again to force)");
+            actix_web::rt::spawn(async move { handle.stop(true).await });
+            signals.next().await;
+            eprintln!("accord: stopped without finishing (second signal)");
+            std::process::exit(130);
         });
         app.run_until_stopped()
             .await
@@ -127,20 +137,31 @@ fn serve(settings: Settings) -> Result<ExitCode, StartError> {
     })
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, StartError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let register = |kind| {
-        signal(kind).map_err(|e| StartError(format!("cannot install a signal handler: {e}")))
-    };
-    let mut term = register(SignalKind::terminate())?;
-    let mut int = register(SignalKind::interrupt())?;
-    Ok(async move {
+/// SIGTERM and SIGINT, registered as soon as `install` returns.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, StartError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let register = |kind| {
+            signal(kind).map_err(|e| StartError(format!("cannot install a signal handler: {e}")))
+        };
+        Ok(Signals {
+            term: register(SignalKind::terminate())?,
+            int: register(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves at the next SIGTERM or SIGINT.
+    async fn next(&mut self) {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-    })
+    }
 }
 
 fn read_pins(files: &[PathBuf]) -> Result<Vec<String>, StartError> {

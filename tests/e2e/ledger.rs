@@ -201,11 +201,24 @@ async fn failing_projection_is_isolated(db: TestDb) {
             "refused by the projection".into(),
         ))
     });
-    let (a, b, c) = tokio::join!(
+    let panics = AppendRequest::new(
+        Actor::system(),
+        vec![EventDraft::new(&Noted::new(98)).unwrap()],
+    )
+    .project(|_, _| panic!("a bug in a projection"));
+    let (a, b, c, d) = tokio::join!(
         app.ledger.append(ok(1)),
         app.ledger.append(bad),
-        app.ledger.append(ok(2))
+        app.ledger.append(ok(2)),
+        app.ledger.append(panics)
     );
+    match d {
+        Err(accord::error::AppError::Internal(e)) => assert!(e.to_string().contains("panicked")),
+        other => panic!("expected the panic as an error, got {other:?}"),
+    }
+    // The sequencer survived it.
+    assert!(app.ledger.is_running());
+    assert_eq!(app.get_json("/readyz").await.0, 200);
     let a = a.unwrap();
     let c = c.unwrap();
     match b {

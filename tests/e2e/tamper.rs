@@ -310,6 +310,9 @@ async fn triggers_refuse_changes(db: TestDb) {
         // Redaction naming an earlier entry is not a redaction.
         "UPDATE ledger_payloads SET salt = NULL, payload = NULL, redacted_by = 2 WHERE seq = 4",
         "DELETE FROM ledger_tree_state",
+        // The tree state only moves forward.
+        "UPDATE ledger_tree_state SET size = 3",
+        "UPDATE ledger_tree_state SET checkpoint_size = 0",
     ] {
         let r = c.batch_execute(stmt);
         assert!(r.is_err(), "{stmt} must be refused");
@@ -344,3 +347,85 @@ async fn triggers_refuse_changes(db: TestDb) {
 }
 
 on_both_backends!(append_only_triggers, super::triggers_refuse_changes);
+
+/// The tree-state row set back to an earlier size (computable from public leaf hashes, no key
+/// needed): writes would fail and proofs would lie, so the online verifier must notice. The
+/// history itself is intact, so an export of it still verifies offline.
+async fn rolled_back_tree_state(db: TestDb) {
+    let data = tempfile::tempdir().unwrap();
+    let s = build_ledger(&db, data.path()).await;
+    let mut c = db.connect();
+    let rows: Vec<Row> =
+        sql_query("SELECT seq, body, leaf_hash FROM ledger_entries WHERE seq < 30 ORDER BY seq")
+            .load(&mut c)
+            .unwrap();
+    let mut f = accord_audit::merkle::Frontier::new();
+    for r in &rows {
+        f.push(
+            accord_audit::hash::from_hex(&r.leaf_hash).unwrap(),
+            |_, _, _| {},
+        );
+    }
+    let last = accord_audit::body::LeafBody::parse(&rows[29].body).unwrap();
+    drop_triggers(&mut c);
+    c.batch_execute(&format!(
+        "UPDATE ledger_tree_state SET size = 30, frontier = {}, root = {}, last_leaf = {}, \
+         last_at = {}, checkpoint_size = 22",
+        quote(&f.to_hex()),
+        quote(&accord_audit::hash::to_hex(&f.root())),
+        quote(&rows[29].leaf_hash),
+        last.at
+    ))
+    .unwrap();
+    let online = commands::verify(&s, &[]).unwrap().unwrap_err();
+    assert_names(&online, None, None, "rolled back");
+    let out = data.path().join("export.jsonl");
+    commands::export(&s, &SystemClock, &out, |_| {}).unwrap();
+    let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+    let report = accord_audit::export::verify_export(file, &[], None).unwrap();
+    assert_eq!(report.entries, 42);
+}
+
+on_both_backends!(tamper_rolled_back_tree_state, super::rolled_back_tree_state);
+
+/// A forged stored Merkle node would make served proofs fail; verification recomputes them.
+async fn forged_merkle_node(db: TestDb) {
+    let data = tempfile::tempdir().unwrap();
+    let s = build_ledger(&db, data.path()).await;
+    let mut c = db.connect();
+    drop_triggers(&mut c);
+    c.batch_execute(&format!(
+        "UPDATE ledger_nodes SET hash = {} WHERE level = 4 AND idx = 1",
+        quote(&"ab".repeat(32))
+    ))
+    .unwrap();
+    let online = commands::verify(&s, &[]).unwrap().unwrap_err();
+    assert_names(
+        &online,
+        Some(31),
+        None,
+        "stored Merkle node at level 4, index 1",
+    );
+}
+
+on_both_backends!(tamper_forged_merkle_node, super::forged_merkle_node);
+
+/// The columns beside the body (used to find a subject's entries for erasure) must agree with it.
+async fn edited_subject_ref_column(db: TestDb) {
+    let data = tempfile::tempdir().unwrap();
+    let s = build_ledger(&db, data.path()).await;
+    let mut c = db.connect();
+    drop_triggers(&mut c);
+    c.batch_execute(&format!(
+        "UPDATE ledger_entries SET subject_ref = {} WHERE seq = 10",
+        quote(&"cd".repeat(32))
+    ))
+    .unwrap();
+    let online = commands::verify(&s, &[]).unwrap().unwrap_err();
+    assert_names(&online, Some(10), None, "subject_ref column");
+}
+
+on_both_backends!(
+    tamper_edited_subject_ref_column,
+    super::edited_subject_ref_column
+);

@@ -5,3 +5,4 @@ DROP TABLE ledger_entries;
 DROP TABLE ledger_tree_state;
 DROP FUNCTION accord_ledger_payload_redact_only();
 DROP FUNCTION accord_ledger_reject_change();
+DROP FUNCTION accord_ledger_tree_forward_only();

@@ -65,6 +65,15 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION accord_ledger_tree_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.size < OLD.size OR NEW.checkpoint_size < OLD.checkpoint_size OR NEW.origin <> OLD.origin THEN
+        RAISE EXCEPTION 'ledger_tree_state only moves forward';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
     FOR EACH ROW EXECUTE FUNCTION accord_ledger_reject_change();
 CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
@@ -83,6 +92,8 @@ CREATE TRIGGER ledger_payloads_no_truncate BEFORE TRUNCATE ON ledger_payloads
     FOR EACH STATEMENT EXECUTE FUNCTION accord_ledger_reject_change();
 CREATE TRIGGER ledger_tree_state_no_delete BEFORE DELETE ON ledger_tree_state
     FOR EACH ROW EXECUTE FUNCTION accord_ledger_reject_change();
+CREATE TRIGGER ledger_tree_state_forward_only BEFORE UPDATE ON ledger_tree_state
+    FOR EACH ROW EXECUTE FUNCTION accord_ledger_tree_forward_only();
 CREATE TRIGGER ledger_tree_state_no_truncate BEFORE TRUNCATE ON ledger_tree_state
     FOR EACH STATEMENT EXECUTE FUNCTION accord_ledger_reject_change();
 
@@ -97,3 +108,4 @@ ALTER TABLE ledger_payloads ENABLE ALWAYS TRIGGER ledger_payloads_redact_only;
 ALTER TABLE ledger_payloads ENABLE ALWAYS TRIGGER ledger_payloads_no_truncate;
 ALTER TABLE ledger_tree_state ENABLE ALWAYS TRIGGER ledger_tree_state_no_delete;
 ALTER TABLE ledger_tree_state ENABLE ALWAYS TRIGGER ledger_tree_state_no_truncate;
+ALTER TABLE ledger_tree_state ENABLE ALWAYS TRIGGER ledger_tree_state_forward_only;

@@ -73,3 +73,6 @@ BEGIN SELECT RAISE(ABORT, 'ledger_payloads: only redaction is permitted'); END;
 
 CREATE TRIGGER ledger_tree_state_no_delete BEFORE DELETE ON ledger_tree_state
 BEGIN SELECT RAISE(ABORT, 'ledger_tree_state: DELETE is not permitted'); END;
+CREATE TRIGGER ledger_tree_state_forward_only BEFORE UPDATE ON ledger_tree_state
+WHEN NEW.size < OLD.size OR NEW.checkpoint_size < OLD.checkpoint_size OR NEW.origin <> OLD.origin
+BEGIN SELECT RAISE(ABORT, 'ledger_tree_state only moves forward'); END;

@@ -158,6 +158,35 @@ pub fn mask_password(url: &str) -> String {
     format!("{scheme}://{masked_authority}{tail}")
 }
 
+/// Adds libpq connection parameters the URL does not set itself: a connect timeout, and TCP
+/// keepalives so a peer that vanished is noticed in about a minute rather than hours.
+pub fn with_pg_defaults(url: &str) -> String {
+    const DEFAULTS: [(&str, &str); 5] = [
+        ("connect_timeout", "10"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "30"),
+        ("keepalives_interval", "10"),
+        ("keepalives_count", "3"),
+    ];
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let present: Vec<&str> = query
+        .split('&')
+        .filter_map(|kv| kv.split('=').next())
+        .collect();
+    let mut out = url.to_string();
+    let mut sep = if url.contains('?') { '&' } else { '?' };
+    for (k, v) in DEFAULTS {
+        if !present.contains(&k) {
+            out.push(sep);
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+            sep = '&';
+        }
+    }
+    out
+}
+
 /// Why a connection could not be made, on one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -181,15 +210,28 @@ impl Manager {
     /// Opens one connection outside the pool (the sequencer keeps its own).
     pub fn open(&self) -> Result<AnyConnection, ConnectError> {
         match &self.url {
-            DatabaseUrl::Postgres(u) => PgConnection::establish(u)
-                .map(AnyConnection::Postgresql)
-                .map_err(|e| {
+            DatabaseUrl::Postgres(u) => {
+                let mut c = PgConnection::establish(&with_pg_defaults(u)).map_err(|e| {
                     ConnectError(format!(
                         "cannot connect to PostgreSQL at {}: {}",
                         mask_password(u),
                         one_line(&e.to_string())
                     ))
-                }),
+                })?;
+                // A session that dies inside a transaction must not hold the sequencing lock for
+                // hours, and no one waits on a lock forever.
+                c.batch_execute(
+                    "SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '30s'",
+                )
+                .map_err(|e| {
+                    ConnectError(format!(
+                        "cannot prepare the PostgreSQL session at {}: {}",
+                        mask_password(u),
+                        one_line(&e.to_string())
+                    ))
+                })?;
+                Ok(AnyConnection::Postgresql(c))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let path_str = path.to_str().ok_or_else(|| {
                     ConnectError(format!("the SQLite path {} is not UTF-8", path.display()))
@@ -300,15 +342,29 @@ fn migrations_for(conn: &AnyConnection) -> EmbeddedMigrations {
     }
 }
 
-/// Applies every pending migration and names the ones applied.
+/// Key of the PostgreSQL advisory lock that serialises migrations between instances starting at once.
+const MIGRATION_LOCK: i64 = 0x6163_636f_7264_0001;
+
+/// Applies every pending migration and names the ones applied. On PostgreSQL, instances starting
+/// together take turns (advisory lock), so none fails on half-created tables.
 pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<MigrationReport> {
     let migrations = migrations_for(conn);
     let applied = match conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(migrations),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(migrations),
-    }
-    .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    Ok(applied.iter().map(|v| v.to_string()).collect())
+        AnyConnection::Postgresql(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let r = c
+                .run_pending_migrations(migrations)
+                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+            r?
+        }
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(migrations)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?,
+    };
+    Ok(applied)
 }
 
 /// Whether migrations are pending (for `/readyz`).
@@ -369,6 +425,17 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
         assert!(DatabaseUrl::parse("").is_err());
         assert!(DatabaseUrl::parse(":memory:").is_err());
+    }
+
+    #[test]
+    fn postgres_urls_get_timeouts_and_keepalives_unless_set() {
+        assert_eq!(
+            with_pg_defaults("postgres://h/db"),
+            "postgres://h/db?connect_timeout=10&keepalives=1&keepalives_idle=30&keepalives_interval=10&keepalives_count=3"
+        );
+        let u = with_pg_defaults("postgres://h/db?connect_timeout=3&sslmode=disable");
+        assert!(u.starts_with("postgres://h/db?connect_timeout=3&sslmode=disable&keepalives=1"));
+        assert_eq!(u.matches("connect_timeout").count(), 1);
     }
 
     #[test]

@@ -82,7 +82,7 @@ async fn entries(
         .db(move |c| {
             let size = tree_size(c)?;
             let until = from.saturating_add(limit).min(size);
-            let mut stream = LedgerStream::new(until);
+            let mut stream = LedgerStream::entries_only(from, until);
             let mut out = Vec::new();
             while let Some(item) = stream.next(c)? {
                 if let Item::Entry {
@@ -90,8 +90,8 @@ async fn entries(
                     body,
                     leaf_hash,
                     payload,
+                    ..
                 } = item
-                    && seq >= from
                 {
                     out.push(EntryView {
                         seq,

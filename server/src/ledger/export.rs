@@ -60,6 +60,7 @@ pub fn write_export<W: Write>(
                 body,
                 leaf_hash,
                 payload,
+                ..
             } => {
                 let payload = payload.map_err(|why| {
                     AppError::Conflict(format!(

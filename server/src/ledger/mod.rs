@@ -201,7 +201,13 @@ impl Ledger {
         self.tx
             .send(Command::Append(pending))
             .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        match tokio::time::timeout(APPEND_TIMEOUT, rx).await {
+            Ok(reply) => reply.map_err(|_| stopped())?,
+            Err(_) => Err(AppError::Unavailable(format!(
+                "the ledger did not confirm the write within {} s; its outcome is unknown",
+                APPEND_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// Records one event with no projection.
@@ -234,10 +240,26 @@ impl Ledger {
         let _ = self.tx.send(Command::Shutdown);
         let handle = self.thread.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            let joined = tokio::time::timeout(
+                SHUTDOWN_TIMEOUT,
+                tokio::task::spawn_blocking(move || h.join()),
+            )
+            .await;
+            if joined.is_err() {
+                tracing::error!(
+                    "the ledger sequencer did not stop within {} s",
+                    SHUTDOWN_TIMEOUT.as_secs()
+                );
+            }
         }
     }
 }
+
+/// Longest a caller waits for its append to be committed (the database's own lock and idle
+/// timeouts are shorter, so this is only reached when something is badly wrong).
+const APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+/// Longest shutdown waits for the sequencer to drain.
+const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn stopped() -> AppError {
     AppError::Unavailable("the ledger is shutting down".into())

@@ -42,8 +42,18 @@ pub(super) struct Sequencer {
     pub checkpoint_interval: Duration,
 }
 
+/// Clears the running flag however the thread ends (a panic included), so `/readyz` tells the truth.
+struct RunningFlag(Arc<Shared>);
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Sequencer {
     pub fn run(mut self) {
+        let _running = RunningFlag(self.shared.clone());
         let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
         let mut shutting_down = false;
         while !shutting_down {
@@ -114,7 +124,6 @@ impl Sequencer {
                 next_checkpoint = Instant::now() + self.checkpoint_interval;
             }
         }
-        self.shared.running.store(false, Ordering::SeqCst);
         tracing::info!("ledger sequencer stopped");
     }
 
@@ -184,7 +193,11 @@ impl Sequencer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, entries = batch.len(), "ledger batch failed");
+                let request_ids: Vec<&str> = batch
+                    .iter()
+                    .filter_map(|p| p.request_id.as_deref())
+                    .collect();
+                tracing::error!(error = %e, appends = batch.len(), ?request_ids, "ledger batch failed");
                 self.drop_connection_if_broken();
                 for p in batch {
                     let _ = p.reply.send(Err(copy_error(&e)));
@@ -236,7 +249,13 @@ fn write_batch(
                             &mut own,
                         )?;
                         store::insert_rows(conn, &mut own)?;
-                        apply(conn, &appended)?;
+                        // A panicking projection fails its own append, not the sequencer.
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            apply(conn, &appended)
+                        }))
+                        .map_err(|_| {
+                            AppError::internal(anyhow::anyhow!("the projection panicked"))
+                        })??;
                         Ok(appended)
                     });
                     if r.is_err() {

@@ -17,6 +17,8 @@ pub const NODE_STRIDE: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct TreeState {
     pub origin: String,
+    /// The `root` column as stored (derived from the frontier on every write; checked by verify).
+    pub stored_root: String,
     pub frontier: Frontier,
     pub last_leaf: Hash,
     pub last_at: i64,
@@ -34,6 +36,7 @@ impl TreeState {
 struct TreeStateRow {
     origin: String,
     size: i64,
+    root: String,
     frontier: String,
     last_leaf: String,
     last_at: i64,
@@ -52,6 +55,7 @@ impl TryFrom<TreeStateRow> for TreeState {
         let size = u64::try_from(r.size).map_err(corrupt)?;
         Ok(TreeState {
             origin: r.origin,
+            stored_root: r.root,
             frontier: Frontier::from_hex(size, &r.frontier).map_err(corrupt)?,
             last_leaf: hash::from_hex(&r.last_leaf).map_err(corrupt)?,
             last_at: r.last_at,
@@ -287,16 +291,26 @@ pub struct EntryRow {
     pub seq: i64,
     pub body: String,
     pub leaf_hash: String,
+    pub columns: EntryColumns,
     pub salt: Option<String>,
     pub payload: Option<String>,
     pub redacted_by: Option<i64>,
     pub has_payload_row: bool,
 }
 
+/// The entry columns that repeat parts of the body for queries; verification checks they agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryColumns {
+    pub at: i64,
+    pub kind: String,
+    pub entity: String,
+    pub subject_ref: Option<String>,
+    pub request_id: Option<String>,
+}
+
 type EntryTuple = (
-    i64,
-    String,
-    String,
+    (i64, String, String),
+    (i64, String, String, Option<String>, Option<String>),
     Option<i64>,
     Option<String>,
     Option<String>,
@@ -317,9 +331,18 @@ pub fn entries_page(
         .order(ledger_entries::seq.asc())
         .limit(limit)
         .select((
-            ledger_entries::seq,
-            ledger_entries::body,
-            ledger_entries::leaf_hash,
+            (
+                ledger_entries::seq,
+                ledger_entries::body,
+                ledger_entries::leaf_hash,
+            ),
+            (
+                ledger_entries::at,
+                ledger_entries::kind,
+                ledger_entries::entity,
+                ledger_entries::subject_ref,
+                ledger_entries::request_id,
+            ),
             ledger_payloads::seq.nullable(),
             ledger_payloads::salt.nullable(),
             ledger_payloads::payload.nullable(),
@@ -329,10 +352,17 @@ pub fn entries_page(
     Ok(rows
         .into_iter()
         .map(
-            |(seq, body, leaf_hash, pseq, salt, payload, redacted_by)| EntryRow {
+            |((seq, body, leaf_hash), cols, pseq, salt, payload, redacted_by)| EntryRow {
                 seq,
                 body,
                 leaf_hash,
+                columns: EntryColumns {
+                    at: cols.0,
+                    kind: cols.1,
+                    entity: cols.2,
+                    subject_ref: cols.3,
+                    request_id: cols.4,
+                },
                 salt,
                 payload,
                 redacted_by,
@@ -366,4 +396,39 @@ pub fn node_hashes(
         .order(ledger_nodes::idx.asc())
         .select(ledger_nodes::hash)
         .load(conn)
+}
+
+/// Stored nodes at `level` with `idx >= from`, in order, at most `limit`.
+pub fn nodes_page(
+    conn: &mut AnyConnection,
+    level: u32,
+    from: u64,
+    limit: i64,
+) -> QueryResult<Vec<(i64, String)>> {
+    ledger_nodes::table
+        .filter(ledger_nodes::level.eq(level as i32))
+        .filter(ledger_nodes::idx.ge(to_i64(from)))
+        .order(ledger_nodes::idx.asc())
+        .limit(limit)
+        .select((ledger_nodes::idx, ledger_nodes::hash))
+        .load(conn)
+}
+
+pub fn count_nodes(conn: &mut AnyConnection) -> QueryResult<i64> {
+    ledger_nodes::table.count().get_result(conn)
+}
+
+/// Entries with `seq >= from` (there should be none at or beyond the tree size).
+pub fn count_entries_from(conn: &mut AnyConnection, from: u64) -> QueryResult<i64> {
+    ledger_entries::table
+        .filter(ledger_entries::seq.ge(to_i64(from)))
+        .count()
+        .get_result(conn)
+}
+
+/// The largest checkpoint size stored, if any.
+pub fn max_checkpoint_size(conn: &mut AnyConnection) -> QueryResult<Option<i64>> {
+    ledger_checkpoints::table
+        .select(diesel::dsl::max(ledger_checkpoints::size))
+        .first(conn)
 }

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use accord_audit::export::PayloadRecord;
 
-use super::store::{self, CheckpointRow, EntryRow};
+use super::store::{self, CheckpointRow, EntryColumns, EntryRow};
 use crate::db::AnyConnection;
 use crate::error::AppError;
 
@@ -20,6 +20,7 @@ pub enum Item {
         leaf_hash: String,
         /// The stored payload, or why it cannot be given (row missing, not JSON).
         payload: Result<PayloadRecord, String>,
+        columns: EntryColumns,
     },
     Checkpoint(CheckpointRow),
 }
@@ -45,6 +46,15 @@ impl LedgerStream {
             last_cp: None,
             checkpoints: VecDeque::new(),
             checkpoints_done: false,
+        }
+    }
+
+    /// Entries `[from, until)` only, without checkpoints (for paged reads).
+    pub fn entries_only(from: u64, until: u64) -> Self {
+        LedgerStream {
+            next_seq: from,
+            checkpoints_done: true,
+            ..Self::new(until)
         }
     }
 
@@ -78,10 +88,11 @@ impl LedgerStream {
             return Ok(self.checkpoints.pop_front().map(Item::Checkpoint));
         }
         Ok(self.entries.pop_front().map(|e| Item::Entry {
-            seq: e.seq as u64,
+            seq: e.seq.max(0) as u64,
             payload: payload_record(&e),
             body: e.body,
             leaf_hash: e.leaf_hash,
+            columns: e.columns,
         }))
     }
 }

@@ -57,10 +57,16 @@ impl Writer {
         events: &[EventDraft],
         rows: &mut PendingRows,
     ) -> Result<Vec<Appended>, AppError> {
+        // The salts are the only fallible part; drawn first, so a failure leaves `state` and
+        // `rows` untouched.
+        let salts = events
+            .iter()
+            .map(|_| random_bytes::<32>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
         let mut out = Vec::with_capacity(events.len());
-        for ev in events {
+        for (ev, salt) in events.iter().zip(salts) {
             let seq = state.size();
-            let salt = random_bytes::<32>().map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
             let commit = payload_commit(&salt, &ev.payload);
             let subject_ref = ev.subject.as_deref().map(|s| self.keys.subject_ref(s));
             let body = LeafBody {
@@ -130,21 +136,37 @@ impl Writer {
             };
             let latest = store::latest_checkpoint(c)?;
             let size = state.size();
-            if let Some(l) = &latest
-                && l.size as u64 >= size
-            {
+            let latest_size = match &latest {
+                Some(l) => u64::try_from(l.size).map_err(|_| {
+                    AppError::internal(anyhow::anyhow!("a stored checkpoint has a negative size"))
+                })?,
+                None => 0,
+            };
+            if latest.is_some() && latest_size >= size {
                 return Ok(latest);
             }
             let root = state.frontier.root();
             if let Some(prev) = &latest
-                && prev.size > 0
+                && latest_size > 0
             {
-                let prev_root = hash::from_hex(&prev.root)
-                    .map_err(|e| AppError::internal(anyhow::anyhow!("stored checkpoint root: {e}")))?;
-                let proof = proofs::consistency(c, prev.size as u64, size)?;
+                // The previous root comes from its signed note, not from a column beside it.
+                let prev_root = Checkpoint::open(&prev.note, &self.verifier)
+                    .map_err(|e| {
+                        AppError::internal(anyhow::anyhow!(
+                            "the stored checkpoint at size {latest_size} does not verify: {e}"
+                        ))
+                    })?
+                    .root;
+                let prev = store::CheckpointRow {
+                    size: prev.size,
+                    root: hash::to_hex(&prev_root),
+                    note: String::new(),
+                    published_at: prev.published_at,
+                };
+                let proof = proofs::consistency(c, latest_size, size)?;
                 let proof: Vec<Vec<u8>> = proof.iter().map(|h| h.to_vec()).collect();
                 accord_audit::merkle::verify_consistency(
-                    prev.size as u64,
+                    latest_size,
                     size,
                     &proof,
                     &prev_root,
