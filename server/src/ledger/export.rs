@@ -77,7 +77,7 @@ pub fn write_export<W: Write>(
                     out,
                 )?;
                 summary.entries += 1;
-                if summary.entries % 10_000 == 0 {
+                if summary.entries.is_multiple_of(10_000) {
                     progress(summary.entries);
                 }
             }

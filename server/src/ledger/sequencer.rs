@@ -207,13 +207,15 @@ impl Sequencer {
     }
 }
 
+type AppendOutcome = Result<Vec<Appended>, AppError>;
+
 /// Writes one batch in one transaction. Returns each append's outcome (in order) and the new size.
 fn write_batch(
     conn: &mut AnyConnection,
     shared: &Shared,
     batch: &mut [Pending],
     now: i64,
-) -> Result<(Vec<Result<Vec<Appended>, AppError>>, u64), AppError> {
+) -> Result<(Vec<AppendOutcome>, u64), AppError> {
     conn.transaction::<_, AppError, _>(|conn| {
         let mut state = store::lock_tree_state(conn)?
             .ok_or_else(|| AppError::Unavailable("the ledger is not initialised".into()))?;
