@@ -66,6 +66,35 @@ fn drop_triggers(conn: &mut AnyConnection) {
     }
 }
 
+/// A 42-entry ledger with its triggers dropped, ready to be edited behind Accord's back.
+struct Tampered {
+    data: tempfile::TempDir,
+    s: Settings,
+    c: AnyConnection,
+}
+
+async fn tampered(db: &TestDb) -> Tampered {
+    let data = tempfile::tempdir().unwrap();
+    let s = build_ledger(db, data.path()).await;
+    let mut c = db.connect();
+    drop_triggers(&mut c);
+    Tampered { data, s, c }
+}
+
+/// Both verifiers fail, each naming the seq or checkpoint and the reason.
+fn both_fail_naming(
+    s: &Settings,
+    dir: &Path,
+    pins: &[String],
+    seq: Option<u64>,
+    cp: Option<u64>,
+    words: &str,
+) {
+    let (on, off) = both_fail(s, dir, pins);
+    assert_names(&on, seq, cp, words);
+    assert_names(&off, seq, cp, words);
+}
+
 /// Runs both verifiers and returns their failures.
 fn both_fail(s: &Settings, dir: &Path, pins: &[String]) -> (Failure, Failure) {
     let online = commands::verify(s, pins)
@@ -112,10 +141,7 @@ fn quote(s: &str) -> String {
 }
 
 async fn flipped_body_byte(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data, s, mut c } = tampered(&db).await;
     let row: Row = sql_query("SELECT seq, body, leaf_hash FROM ledger_entries WHERE seq = 7")
         .get_result(&mut c)
         .unwrap();
@@ -128,34 +154,31 @@ async fn flipped_body_byte(db: TestDb) {
         quote(&flipped)
     ))
     .unwrap();
-    let (on, off) = both_fail(&s, data.path(), &[]);
-    assert_names(&on, Some(7), None, "leaf hash does not match");
-    assert_names(&off, Some(7), None, "leaf hash does not match");
+    both_fail_naming(
+        &s,
+        data.path(),
+        &[],
+        Some(7),
+        None,
+        "leaf hash does not match",
+    );
 }
 
 on_both_backends!(tamper_flipped_body_byte, super::flipped_body_byte);
 
 async fn deleted_row(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data, s, mut c } = tampered(&db).await;
     c.batch_execute(
         "DELETE FROM ledger_payloads WHERE seq = 12; DELETE FROM ledger_entries WHERE seq = 12;",
     )
     .unwrap();
-    let (on, off) = both_fail(&s, data.path(), &[]);
-    assert_names(&on, None, None, "expected seq 12");
-    assert_names(&off, None, None, "expected seq 12");
+    both_fail_naming(&s, data.path(), &[], None, None, "expected seq 12");
 }
 
 on_both_backends!(tamper_deleted_row, super::deleted_row);
 
 async fn swapped_rows(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data, s, mut c } = tampered(&db).await;
     let rows: Vec<Row> = sql_query(
         "SELECT seq, body, leaf_hash FROM ledger_entries WHERE seq IN (5, 6) ORDER BY seq",
     )
@@ -178,33 +201,30 @@ async fn swapped_rows(db: TestDb) {
 on_both_backends!(tamper_swapped_rows, super::swapped_rows);
 
 async fn altered_payload(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data, s, mut c } = tampered(&db).await;
     c.batch_execute(
         "UPDATE ledger_payloads SET payload = '{\"n\":9,\"note\":\"rewritten\",\"subject\":\"subject-2\"}' WHERE seq = 11",
     )
     .unwrap();
-    let (on, off) = both_fail(&s, data.path(), &[]);
-    assert_names(&on, Some(11), None, "payload does not match");
-    assert_names(&off, Some(11), None, "payload does not match");
+    both_fail_naming(
+        &s,
+        data.path(),
+        &[],
+        Some(11),
+        None,
+        "payload does not match",
+    );
 }
 
 on_both_backends!(tamper_altered_payload, super::altered_payload);
 
 async fn truncated_log(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data, s, mut c } = tampered(&db).await;
     c.batch_execute(
         "DELETE FROM ledger_payloads WHERE seq >= 37; DELETE FROM ledger_entries WHERE seq >= 37;",
     )
     .unwrap();
-    let (on, off) = both_fail(&s, data.path(), &[]);
-    assert_names(&on, None, None, "truncated");
-    assert_names(&off, None, None, "truncated");
+    both_fail_naming(&s, data.path(), &[], None, None, "truncated");
 }
 
 on_both_backends!(tamper_truncated_log, super::truncated_log);
@@ -244,9 +264,14 @@ async fn checkpoint_signed_by_another_key(db: TestDb) {
         latest.size
     ))
     .unwrap();
-    let (on, off) = both_fail(&s, data.path(), &[]);
-    assert_names(&on, None, Some(latest.size as u64), "signature");
-    assert_names(&off, None, Some(latest.size as u64), "signature");
+    both_fail_naming(
+        &s,
+        data.path(),
+        &[],
+        None,
+        Some(latest.size as u64),
+        "signature",
+    );
 }
 
 on_both_backends!(
@@ -390,10 +415,7 @@ on_both_backends!(tamper_rolled_back_tree_state, super::rolled_back_tree_state);
 
 /// A forged stored Merkle node would make served proofs fail; verification recomputes them.
 async fn forged_merkle_node(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data: _data, s, mut c } = tampered(&db).await;
     c.batch_execute(&format!(
         "UPDATE ledger_nodes SET hash = {} WHERE level = 4 AND idx = 1",
         quote(&"ab".repeat(32))
@@ -412,10 +434,7 @@ on_both_backends!(tamper_forged_merkle_node, super::forged_merkle_node);
 
 /// The columns beside the body (used to find a subject's entries for erasure) must agree with it.
 async fn edited_subject_ref_column(db: TestDb) {
-    let data = tempfile::tempdir().unwrap();
-    let s = build_ledger(&db, data.path()).await;
-    let mut c = db.connect();
-    drop_triggers(&mut c);
+    let Tampered { data: _data, s, mut c } = tampered(&db).await;
     c.batch_execute(&format!(
         "UPDATE ledger_entries SET subject_ref = {} WHERE seq = 10",
         quote(&"cd".repeat(32))
