@@ -124,3 +124,51 @@ pub fn export(
         }
     }
 }
+
+/// What the `user` and `token` commands work with: the access service over this process's own
+/// ledger writer (its entries interleave with any running server's through the sequencing lock).
+pub struct CliAccess {
+    pub svc: crate::auth::service::AccessService,
+    pub ledger: crate::ledger::Ledger,
+    pub tokens: crate::auth::tokens::TokenAuthority,
+    pub public_url: String,
+}
+
+impl CliAccess {
+    /// Opens (creating and migrating on first use) the data directory and database.
+    pub async fn open(settings: &Settings) -> Result<CliAccess, StartError> {
+        let keys = std::sync::Arc::new(
+            Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string()))?,
+        );
+        let pool = db::connect(&settings.database, 2).map_err(|e| StartError(e.to_string()))?;
+        {
+            let mut c = pool
+                .get()
+                .map_err(|e| StartError(format!("no database connection: {e}")))?;
+            db::run_migrations(&mut c).map_err(|e| StartError(format!("{e:#}")))?;
+        }
+        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+        let ledger = crate::ledger::Ledger::open(
+            &Manager::new(settings.database.clone()),
+            &settings.ledger,
+            keys.clone(),
+            clock.clone(),
+        )?;
+        let tokens = crate::auth::tokens::TokenAuthority::new(
+            &crate::token_issuer(ledger.origin()),
+            &keys.token,
+            &settings.auth.external_issuers,
+        )?;
+        Ok(CliAccess {
+            svc: crate::auth::service::AccessService::new(ledger.clone(), pool, clock, None),
+            ledger,
+            tokens,
+            public_url: settings.auth.public_url.clone(),
+        })
+    }
+
+    /// Writes what is queued and publishes a checkpoint.
+    pub async fn close(self) {
+        self.ledger.shutdown().await;
+    }
+}

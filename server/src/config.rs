@@ -37,6 +37,38 @@ pub struct LedgerSettings {
     pub checkpoint_interval: Duration,
 }
 
+/// A trusted identity provider whose tokens Accord accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuer {
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// The `aud` its tokens must carry for Accord.
+    pub audience: String,
+    /// Its public keys, as a JWKS file (each key with `kid` and `alg`).
+    pub jwks_file: PathBuf,
+    /// The claim listing the caller's groups or roles.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Group name in that claim → Accord roles.
+    #[serde(default)]
+    pub role_map: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+/// Sign-in and token settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthSettings {
+    /// Where people reach this server (links printed and e-mailed use it).
+    pub public_url: String,
+    /// Mark session cookies `Secure` (on by default when `public_url` is https).
+    pub cookie_secure: bool,
+    pub external_issuers: Vec<ExternalIssuer>,
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -53,6 +85,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    pub auth: AuthSettings,
 }
 
 /// Values given on the command line or through the environment variables clap reads.
@@ -78,6 +111,17 @@ struct FileConfig {
     workers: Option<usize>,
     #[serde(default)]
     ledger: FileLedger,
+    #[serde(default)]
+    auth: FileAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    public_url: Option<String>,
+    cookie_secure: Option<bool>,
+    #[serde(default)]
+    external_issuers: Vec<ExternalIssuer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,7 +260,34 @@ impl Settings {
             None => file.workers.unwrap_or(0),
         };
 
+        let public_url = env("ACCORD_PUBLIC_URL")
+            .or(file.auth.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "the public URL {public_url:?} must start with http:// or https://"
+            )));
+        }
+        let cookie_secure = file
+            .auth
+            .cookie_secure
+            .unwrap_or(public_url.starts_with("https://"));
+        for ext in &file.auth.external_issuers {
+            if ext.issuer.is_empty() || ext.audience.is_empty() {
+                return Err(ConfigError(
+                    "every external issuer needs an issuer and an audience".into(),
+                ));
+            }
+        }
+
         Ok(Settings {
+            auth: AuthSettings {
+                public_url,
+                cookie_secure,
+                external_issuers: file.auth.external_issuers,
+            },
             data_dir,
             listen,
             database,
@@ -251,6 +322,7 @@ impl Settings {
                 "checkpoint_interval_secs": self.ledger.checkpoint_interval.as_secs(),
             },
             "max_body_bytes": self.max_body_bytes,
+            "auth": self.auth,
         });
         let canonical = accord_audit::canon::canonical_json(&v).unwrap_or_default();
         hex::encode(Sha256::digest(canonical.as_bytes()))

@@ -75,6 +75,15 @@ impl Keys {
         }
     }
 
+    /// The key that signs session cookies and CSRF tokens, derived from the token signing key so
+    /// every instance sharing the key files shares it (and rotating that key ends all sessions).
+    pub fn session_key(&self) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.token.to_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"accord/session-key/v1");
+        mac.finalize().into_bytes().into()
+    }
+
     /// `subject_ref` for a subject id: HMAC-SHA-256 under the server key, lowercase hex. Lets a
     /// subject's entries be found without the id appearing in any leaf.
     pub fn subject_ref(&self, subject_id: &str) -> String {

@@ -4,6 +4,8 @@
 //! [`Application::build`] assembles the whole service from [`config::Settings`]; the binary and the
 //! end-to-end tests start exactly the same thing.
 
+pub mod auth;
+pub mod authz;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod ledger;
 pub mod ops;
 pub mod state;
 pub mod telemetry;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -22,7 +25,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, HttpServer};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, SystemClock};
@@ -51,7 +54,9 @@ impl From<AppError> for StartError {
 pub struct Application {
     server: Server,
     address: SocketAddr,
-    state: web::Data<AppState>,
+    state: actix_web::web::Data<AppState>,
+    setup_link: Option<String>,
+    follower: actix_web::rt::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -87,7 +92,7 @@ impl Application {
         }
         let manager = Manager::new(settings.database.clone());
         let ledger = Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())?;
-        match Self::finish_build(settings.clone(), pool, ledger.clone(), clock).await {
+        match Self::finish_build(settings.clone(), pool, ledger.clone(), keys, clock).await {
             Ok(app) => Ok(app),
             Err(e) => {
                 ledger.shutdown().await;
@@ -100,8 +105,22 @@ impl Application {
         settings: Arc<Settings>,
         pool: Pool,
         ledger: Ledger,
+        keys: Arc<Keys>,
         clock: SharedClock,
     ) -> Result<Application, StartError> {
+        let policy = authz::load_policy(&settings.policies_dir).await?;
+        let tokens = auth::tokens::TokenAuthority::new(
+            &token_issuer(ledger.origin()),
+            &keys.token,
+            &settings.auth.external_issuers,
+        )?;
+        let access = Arc::new(auth::AccessState::new(
+            policy,
+            tokens,
+            auth::sessions::SessionCodec::new(keys.session_key()),
+            settings.auth.cookie_secure,
+        ));
+        access.reload(&pool).await?;
         // Bind first: a start that cannot listen records nothing.
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -114,24 +133,42 @@ impl Application {
             policies: policy_hashes(&settings.policies_dir)?,
         };
         ledger.record(Actor::system(), None, &started).await?;
+        let svc = auth::service::AccessService::new(
+            ledger.clone(),
+            pool.clone(),
+            clock.clone(),
+            Some(access.clone()),
+        );
+        let setup_link = if svc.count_users().await? == 0 {
+            let raw = svc
+                .create_setup_link(Actor::system(), auth::service::PURPOSE_FIRST_ADMIN, None)
+                .await?;
+            Some(format!("{}/ui/setup?token={raw}", settings.auth.public_url))
+        } else {
+            None
+        };
         ledger.publish_checkpoint().await?;
 
         let address = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the listen address: {e}")))?;
-        let state = web::Data::new(AppState {
+        let state = actix_web::web::Data::new(AppState {
             pool,
             ledger,
             clock,
             settings: settings.clone(),
             instance,
+            access,
+            routes: std::sync::OnceLock::new(),
         });
+        let follower = actix_web::rt::spawn(follow_access(state.clone()));
         let app_state = state.clone();
-        let max_body = settings.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .configure(|cfg| configure(cfg, max_body))
+                .configure(|cfg| configure(cfg, &app_state))
+                .wrap(from_fn(auth::authenticate))
+                .wrap(from_fn(web::headers::security_headers))
                 .wrap(from_fn(telemetry::observe))
         })
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
@@ -156,7 +193,24 @@ impl Application {
             server,
             address,
             state,
+            setup_link,
+            follower,
         })
+    }
+
+    /// The one-time link for creating the first administrator, when the server started with no
+    /// user (printed by `accord serve`). A secret: never logged.
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
+    }
+
+    /// Every route with the access it requires.
+    pub fn routes(&self) -> Vec<authz::RouteSpec> {
+        self.state.routes.get().cloned().unwrap_or_default()
+    }
+
+    pub fn state(&self) -> actix_web::web::Data<AppState> {
+        self.state.clone()
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -184,25 +238,54 @@ impl Application {
     /// then the sequencer writes what is queued and publishes a last checkpoint.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.follower.abort();
         self.state.ledger.shutdown().await;
         tracing::info!("accord stopped");
         result
     }
 }
 
-/// The routes, body limits and error shapes, shared by the server and the tests.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+/// The issuer named in the API tokens this Accord signs.
+pub fn token_issuer(origin: &str) -> String {
+    format!("accord:{origin}")
+}
+
+/// Applies access changes made on any instance (polls the ledger).
+async fn follow_access(state: actix_web::web::Data<AppState>) {
+    loop {
+        actix_web::rt::time::sleep(auth::FOLLOW_INTERVAL).await;
+        if let Err(e) = state.access.follow(&state.pool).await {
+            tracing::warn!(error = %e, "cannot follow access changes");
+        }
+    }
+}
+
+/// The routes (each with its declared access), body limits and error shapes.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig, state: &actix_web::web::Data<AppState>) {
+    let max_body = state.settings.max_body_bytes;
     cfg.app_data(
-        web::JsonConfig::default()
+        actix_web::web::JsonConfig::default()
             .limit(max_body)
             .error_handler(|e, _| error::json_error(e)),
     )
-    .app_data(web::PayloadConfig::new(max_body))
-    .app_data(web::QueryConfig::default().error_handler(|e, _| error::query_error(e)))
-    .app_data(web::PathConfig::default().error_handler(|e, _| error::path_error(e)))
-    .configure(ops::routes)
-    .configure(ledger::api::routes)
-    .default_service(web::to(not_found));
+    .app_data(actix_web::web::PayloadConfig::new(max_body))
+    .app_data(actix_web::web::QueryConfig::default().error_handler(|e, _| error::query_error(e)))
+    .app_data(actix_web::web::PathConfig::default().error_handler(|e, _| error::path_error(e)))
+    .app_data(
+        actix_web::web::FormConfig::default()
+            .limit(max_body)
+            .error_handler(|e, _| {
+                web::UiError(AppError::BadRequest(format!("bad form: {e}"))).into()
+            }),
+    );
+    let mut routes = authz::Routes::new();
+    ops::routes(&mut routes);
+    ledger::api::routes(&mut routes);
+    auth::api::routes(&mut routes);
+    web::routes(&mut routes);
+    let specs = routes.register(cfg);
+    let _ = state.routes.set(specs);
+    cfg.default_service(actix_web::web::to(not_found));
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {

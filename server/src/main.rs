@@ -4,8 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use accord::clock::SystemClock;
+use accord::auth::model::{Role, parse_ttl};
+use accord::auth::service::PURPOSE_SET_PASSWORD;
+use accord::clock::{SystemClock, Timestamp};
+use accord::commands::CliAccess;
 use accord::config::{Overrides, Settings};
+use accord::ledger::Actor;
 use accord::{Application, StartError, commands, telemetry};
 use clap::{Parser, Subcommand};
 
@@ -50,6 +54,65 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// People who sign in to the web UI.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API tokens for services.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. Without --password-stdin, prints a one-time link (valid one hour) where the
+    /// user sets their password.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// A role to grant; repeatable.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users with their roles.
+    List,
+    /// Disable a user: no more sign-ins, every session ends.
+    Disable { email: String },
+    /// Grant or revoke roles.
+    Roles {
+        email: String,
+        #[arg(long = "grant", value_name = "ROLE")]
+        grant: Vec<String>,
+        #[arg(long = "revoke", value_name = "ROLE")]
+        revoke: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a bearer token for a service and print it (it is not stored; keep it safe).
+    Issue {
+        #[arg(long)]
+        client: String,
+        /// A role the token carries; repeatable.
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<String>,
+        /// Lifetime such as 90d, 12h, 30m.
+        #[arg(long, default_value = "90d")]
+        ttl: String,
+    },
+    /// List issued tokens (never their text).
+    List,
+    /// Revoke a token by its id (jti); every instance refuses it within a second.
+    Revoke { jti: String },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +174,180 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ledger { command } => ledger(command, settings),
+        Command::User { command } => with_access(settings, |a| Box::pin(user(command, a))),
+        Command::Token { command } => with_access(settings, |a| Box::pin(token(command, a))),
+    }
+}
+
+type CliFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StartError>> + 'a>>;
+
+/// Runs an access command with the ledger open, and closes the ledger after (also on failure).
+fn with_access(
+    settings: Settings,
+    f: impl for<'a> FnOnce(&'a CliAccess) -> CliFuture<'a>,
+) -> Result<ExitCode, StartError> {
+    actix_web::rt::System::new().block_on(async move {
+        let access = CliAccess::open(&settings).await?;
+        let result = f(&access).await;
+        access.close().await;
+        result.map(|()| ExitCode::SUCCESS)
+    })
+}
+
+fn roles(names: &[String], field: &str) -> Result<Vec<Role>, StartError> {
+    names
+        .iter()
+        .map(|n| Role::parse_field(field, n).map_err(StartError::from))
+        .collect()
+}
+
+async fn user(command: UserCommand, a: &CliAccess) -> Result<(), StartError> {
+    match command {
+        UserCommand::Add {
+            email,
+            name,
+            roles: role_names,
+            password_stdin,
+        } => {
+            let granted = roles(&role_names, "role")?;
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| StartError(format!("cannot read the password: {e}")))?;
+                Some(line.trim_end_matches(['\n', '\r']).to_string())
+            } else {
+                None
+            };
+            let user = a
+                .svc
+                .create_user(
+                    Actor::cli(),
+                    None,
+                    &email,
+                    &name,
+                    &granted,
+                    password.as_deref(),
+                )
+                .await?;
+            println!(
+                "added {} ({}) with roles: {}",
+                user.email,
+                user.id,
+                role_list(&granted)
+            );
+            if password.is_none() {
+                let raw = a
+                    .svc
+                    .create_setup_link(Actor::cli(), PURPOSE_SET_PASSWORD, Some(user.id))
+                    .await?;
+                println!(
+                    "one-time link to set the password (valid for one hour): {}/ui/setup?token={raw}",
+                    a.public_url
+                );
+            }
+        }
+        UserCommand::List => {
+            for (u, r) in a.svc.list_users().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.email,
+                    u.name,
+                    role_list(&r),
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+        UserCommand::Disable { email } => {
+            let u = a.svc.disable_user(Actor::cli(), None, &email).await?;
+            println!("disabled {}", u.email);
+        }
+        UserCommand::Roles {
+            email,
+            grant,
+            revoke,
+        } => {
+            let held = a
+                .svc
+                .change_roles(
+                    Actor::cli(),
+                    None,
+                    &email,
+                    &roles(&grant, "grant")?,
+                    &roles(&revoke, "revoke")?,
+                )
+                .await?;
+            println!(
+                "{} now holds: {}",
+                email.trim().to_lowercase(),
+                role_list(&held)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn token(command: TokenCommand, a: &CliAccess) -> Result<(), StartError> {
+    match command {
+        TokenCommand::Issue {
+            client,
+            roles: role_names,
+            ttl,
+        } => {
+            let ttl = parse_ttl("ttl", &ttl)?;
+            let issued = a
+                .svc
+                .issue_token(
+                    Actor::cli(),
+                    None,
+                    &a.tokens,
+                    &client,
+                    &roles(&role_names, "role")?,
+                    ttl,
+                )
+                .await?;
+            eprintln!(
+                "token {} for {} ({}), expires {}",
+                issued.jti,
+                issued.client,
+                role_list(&issued.roles),
+                issued.expires_at
+            );
+            println!("{}", issued.token);
+        }
+        TokenCommand::List => {
+            for t in a.svc.list_tokens().await? {
+                println!(
+                    "{}\t{}\t{}\texpires {}\t{}",
+                    t.jti,
+                    t.client,
+                    role_list(&t.role_list()),
+                    Timestamp(t.expires_at),
+                    match t.revoked_at {
+                        Some(at) => format!("revoked {}", Timestamp(at)),
+                        None => "active".into(),
+                    }
+                );
+            }
+        }
+        TokenCommand::Revoke { jti } => {
+            a.svc.revoke_token(Actor::cli(), None, &jti).await?;
+            println!("revoked {jti}");
+        }
+    }
+    Ok(())
+}
+
+fn role_list(roles: &[Role]) -> String {
+    if roles.is_empty() {
+        "none".into()
+    } else {
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -121,6 +358,12 @@ fn serve(settings: Settings) -> Result<ExitCode, StartError> {
         // a second one ends the process at once.
         let mut signals = Signals::install()?;
         let app = Application::build_with_clock(settings, Arc::new(SystemClock)).await?;
+        if let Some(link) = app.setup_link() {
+            // A one-time secret: to the operator's terminal, never into the log.
+            println!(
+                "No user exists yet. Create the first administrator within one hour at:\n  {link}"
+            );
+        }
         let handle = app.handle();
         actix_web::rt::spawn(async move {
             signals.next().await;

@@ -3,14 +3,20 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
+use crate::authz::{Access, Perm, Routes};
 use crate::db;
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+pub fn routes(r: &mut Routes) {
+    // Probes answer anyone (load balancers); metrics need a role the policy allows.
+    r.get("/healthz", Access::Public, healthz)
+        .get("/readyz", Access::Public, readyz)
+        .get(
+            "/metrics",
+            Access::Permission(Perm::new("metrics", "read")),
+            metrics,
+        );
 }
 
 /// The process is up and serving.

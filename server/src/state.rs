@@ -1,9 +1,11 @@
 //! What every request handler shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::web;
 
+use crate::auth::AccessState;
+use crate::authz::RouteSpec;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::db::{AnyConnection, Pool};
@@ -17,6 +19,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// This process's id, as recorded in its `server.started` entry.
     pub instance: String,
+    pub access: Arc<AccessState>,
+    /// Every route registered, with its declared access (filled when the routes are built).
+    pub routes: OnceLock<Vec<RouteSpec>>,
 }
 
 impl AppState {

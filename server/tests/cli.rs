@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_accord");
+const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
 
 fn accord(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -17,6 +18,7 @@ fn accord(data_dir: &Path, args: &[&str]) -> Output {
         .env_remove("ACCORD_DATABASE_URL")
         .env_remove("ACCORD_LISTEN")
         .env_remove("ACCORD_CONFIG")
+        .env("ACCORD_POLICIES_DIR", POLICIES)
         .output()
         .expect("run accord")
 }
@@ -120,6 +122,7 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
         .arg(d)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
+        .env("ACCORD_POLICIES_DIR", POLICIES)
         .env_remove("ACCORD_DATABASE_URL")
         .stderr(Stdio::piped())
         .spawn()
@@ -157,7 +160,8 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
     let verified = accord(d, &["ledger", "verify"]);
     let out = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(verified.status.code(), Some(0), "{out}");
-    assert!(out.contains("ledger OK: 2 entries"), "{out}");
+    // Initialisation, start-up, and the first-administrator link.
+    assert!(out.contains("ledger OK: 3 entries"), "{out}");
     assert!(
         out.contains("(0 entries after the latest checkpoint)"),
         "{out}"
@@ -169,12 +173,12 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
     let text = std::fs::read_to_string(&export).unwrap();
     assert_eq!(
         text.lines().count(),
-        1 + 2 + 1,
-        "header, two entries, one checkpoint"
+        1 + 3 + 1,
+        "header, three entries, one checkpoint"
     );
 
     let cp = accord(d, &["ledger", "checkpoint"]);
-    assert!(String::from_utf8_lossy(&cp.stdout).contains("\n2\n"));
+    assert!(String::from_utf8_lossy(&cp.stdout).contains("\n3\n"));
 }
 
 #[test]
@@ -185,6 +189,7 @@ fn verify_exits_1_and_names_the_seq_when_the_ledger_is_damaged() {
         .arg("--data-dir")
         .arg(d)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("ACCORD_POLICIES_DIR", POLICIES)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

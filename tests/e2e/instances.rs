@@ -40,10 +40,11 @@ async fn two_instances_write_one_linear_history() {
         2 * PER_INSTANCE,
         "no seq was given twice"
     );
-    // Seqs 0..3 are the initialisation and the two start-up entries.
+    // Seqs 0..5 are the initialisation, the two start-up entries and each instance's
+    // first-administrator link.
     assert_eq!(
         seqs.iter().copied().collect::<Vec<_>>(),
-        (3..3 + 2 * PER_INSTANCE).collect::<Vec<_>>(),
+        (5..5 + 2 * PER_INSTANCE).collect::<Vec<_>>(),
         "one contiguous history"
     );
     b.ledger.publish_checkpoint().await.unwrap();
@@ -51,7 +52,7 @@ async fn two_instances_write_one_linear_history() {
     a.stop().await;
     b.stop().await;
     let summary = commands::verify(&s, &[]).unwrap().unwrap();
-    assert_eq!(summary.entries, 3 + 2 * PER_INSTANCE);
+    assert_eq!(summary.entries, 5 + 2 * PER_INSTANCE);
     assert!(summary.checkpoints >= 3);
     assert_eq!(summary.unsigned_tail, 0);
 }

@@ -1,6 +1,7 @@
 //! The ledger through its public surfaces: HTTP read API, proofs, metrics, online verification,
 //! export and offline verification.
 
+use accord::auth::model::Role;
 use accord::clock::SystemClock;
 use accord::commands;
 use accord::ledger::{Actor, AppendRequest, EventDraft};
@@ -26,6 +27,7 @@ fn unhex_all(v: &serde_json::Value) -> Vec<Vec<u8>> {
 async fn round_trip(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
+    let auditor = app.token(&[Role::Auditor]).await;
 
     assert_eq!(app.get("/healthz").await.0, 200);
     let (status, ready) = app.get_json("/readyz").await;
@@ -33,13 +35,14 @@ async fn round_trip(db: TestDb) {
     assert_eq!(ready["ready"], true);
 
     // The first checkpoint covers the initialisation and start-up entries.
-    let (status, ct, note) = app.get("/v1/ledger/checkpoint").await;
+    let (status, ct, note) = app.get_with("/v1/ledger/checkpoint", &auditor).await;
     assert_eq!(status, 200);
     assert!(ct.starts_with("text/plain"), "{ct}");
-    let (_, _, vkey) = app.get("/v1/ledger/key").await;
+    let (_, _, vkey) = app.get_with("/v1/ledger/key", &auditor).await;
     let verifier = NoteVerifier::parse(vkey.trim()).unwrap();
     let first = Checkpoint::open(&note, &verifier).unwrap();
-    assert_eq!(first.size, 2);
+    // Initialisation, start-up, the first-administrator link, the test's token.
+    assert_eq!(first.size, 3);
     assert_eq!(first.origin, app.ledger.origin());
 
     // Concurrent appends get distinct, contiguous seqs, and carry their request ids.
@@ -54,14 +57,16 @@ async fn round_trip(db: TestDb) {
         .map(|r| r.unwrap().seq)
         .collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..302).collect::<Vec<_>>());
+    assert_eq!(seqs, (4..304).collect::<Vec<_>>());
     let cp = app.ledger.publish_checkpoint().await.unwrap().unwrap();
-    assert_eq!(cp.size, 302);
+    assert_eq!(cp.size, 304);
 
     // Entries by page: bodies are canonical leaf bodies whose hash is the leaf hash.
-    let (status, page) = app.get_json("/v1/ledger/entries?from=0&limit=5").await;
+    let (status, page) = app
+        .get_json_with("/v1/ledger/entries?from=0&limit=5", &auditor)
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(page["size"], 302);
+    assert_eq!(page["size"], 304);
     assert_eq!(page["next"], 5);
     let entries = page["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 5);
@@ -72,7 +77,9 @@ async fn round_trip(db: TestDb) {
         hash::to_hex(&body0.leaf_hash()),
         entries[0]["leaf_hash"].as_str().unwrap()
     );
-    let (_, page) = app.get_json("/v1/ledger/entries?from=300&limit=10").await;
+    let (_, page) = app
+        .get_json_with("/v1/ledger/entries?from=302&limit=10", &auditor)
+        .await;
     let last = page["entries"].as_array().unwrap();
     assert_eq!(last.len(), 2);
     assert!(page["next"].is_null());
@@ -86,17 +93,17 @@ async fn round_trip(db: TestDb) {
 
     // An inclusion proof verifies against the signed checkpoint's root.
     let signed = Checkpoint::open(&cp.note, &verifier).unwrap();
-    for seq in [0u64, 1, 150, 301] {
+    for seq in [0u64, 1, 150, 303] {
         let (status, p) = app
-            .get_json(&format!("/v1/ledger/proofs/inclusion?seq={seq}"))
+            .get_json_with(&format!("/v1/ledger/proofs/inclusion?seq={seq}"), &auditor)
             .await;
         assert_eq!(status, 200, "{p}");
-        assert_eq!(p["size"], 302);
+        assert_eq!(p["size"], 304);
         assert_eq!(unhex(&p["root"]), signed.root.to_vec());
         merkle::verify_inclusion(
             &unhex(&p["leaf_hash"]),
             seq,
-            302,
+            304,
             &unhex_all(&p["proof"]),
             &signed.root,
         )
@@ -105,23 +112,37 @@ async fn round_trip(db: TestDb) {
     }
     // And a consistency proof links the first checkpoint to the latest.
     let (status, p) = app
-        .get_json("/v1/ledger/proofs/consistency?from=2&to=302")
+        .get_json_with("/v1/ledger/proofs/consistency?from=3&to=304", &auditor)
         .await;
     assert_eq!(status, 200, "{p}");
-    merkle::verify_consistency(2, 302, &unhex_all(&p["proof"]), &first.root, &signed.root).unwrap();
+    merkle::verify_consistency(3, 304, &unhex_all(&p["proof"]), &first.root, &signed.root).unwrap();
+
+    // Without credentials, 401; with a role the policy does not allow, 403 naming the permission.
+    let (status, p) = app.get_json("/v1/ledger/checkpoint").await;
+    assert_eq!(status, 401, "{p}");
+    let service = app.token(&[Role::Service]).await;
+    let (status, p) = app.get_json_with("/v1/ledger/checkpoint", &service).await;
+    assert_eq!(status, 403, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("ledger:read"), "{p}");
 
     // Bad input: a problem document naming what was wrong.
-    let (status, p) = app.get_json("/v1/ledger/entries?limit=0").await;
+    let (status, p) = app
+        .get_json_with("/v1/ledger/entries?limit=0", &auditor)
+        .await;
     assert_eq!(status, 422);
     assert_eq!(problem_field(&p), Some("limit"));
-    let (status, p) = app.get_json("/v1/ledger/proofs/inclusion?seq=abc").await;
+    let (status, p) = app
+        .get_json_with("/v1/ledger/proofs/inclusion?seq=abc", &auditor)
+        .await;
     assert_eq!(status, 400, "{p}");
     assert_eq!(p["type"], "/problems/bad-request");
-    let (status, p) = app.get_json("/v1/ledger/proofs/inclusion?seq=5000").await;
+    let (status, p) = app
+        .get_json_with("/v1/ledger/proofs/inclusion?seq=5000", &auditor)
+        .await;
     assert_eq!(status, 422);
     assert_eq!(problem_field(&p), Some("seq"));
     let (status, p) = app
-        .get_json("/v1/ledger/proofs/consistency?from=0&to=3")
+        .get_json_with("/v1/ledger/proofs/consistency?from=0&to=3", &auditor)
         .await;
     assert_eq!(status, 422);
     assert_eq!(problem_field(&p), Some("from"));
@@ -143,7 +164,7 @@ async fn round_trip(db: TestDb) {
     );
 
     // Metrics.
-    let (status, _, metrics) = app.get("/metrics").await;
+    let (status, _, metrics) = app.get_with("/metrics", &auditor).await;
     assert_eq!(status, 200);
     for name in [
         "accord_http_requests_total",
@@ -159,16 +180,17 @@ async fn round_trip(db: TestDb) {
 
     // Online verification, export, offline verification.
     let s = app.settings.clone();
+    // 304 and the service token issued for the 403 check.
     let summary = commands::verify(&s, &[]).unwrap().unwrap();
-    assert_eq!(summary.entries, 302);
+    assert_eq!(summary.entries, 305);
     assert!(summary.checkpoints >= 2);
     let out = data.path().join("export.jsonl");
     let exported = commands::export(&s, &SystemClock, &out, |_| {}).unwrap();
-    assert_eq!(exported.entries, 302);
+    assert_eq!(exported.entries, 305);
     let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
     let report =
         accord_audit::export::verify_export(file, std::slice::from_ref(&note), None).unwrap();
-    assert_eq!(report.entries, 302);
+    assert_eq!(report.entries, 305);
     assert_eq!(report.pins, 1);
 
     app.stop().await;
@@ -228,10 +250,10 @@ async fn failing_projection_is_isolated(db: TestDb) {
     }
     let mut seqs = vec![a[0].seq, c[0].seq];
     seqs.sort_unstable();
-    assert_eq!(seqs, vec![2, 3]);
+    assert_eq!(seqs, vec![3, 4]);
     app.ledger.publish_checkpoint().await.unwrap();
     let summary = commands::verify(&app.settings, &[]).unwrap().unwrap();
-    assert_eq!(summary.entries, 4);
+    assert_eq!(summary.entries, 5);
     app.stop().await;
 }
 
@@ -258,13 +280,14 @@ async fn stop_drains_and_checkpoints(db: TestDb) {
     let latest = accord::ledger::store::latest_checkpoint(&mut conn)
         .unwrap()
         .unwrap();
-    assert_eq!(latest.size, 52, "the final checkpoint covers every entry");
-    // A restart records a new start and keeps the log verifiable.
+    assert_eq!(latest.size, 53, "the final checkpoint covers every entry");
+    // A restart records a new start (and, still with no user, a new first-administrator link)
+    // and keeps the log verifiable.
     let app = TestApp::spawn(s.clone()).await.unwrap();
-    assert_eq!(app.ledger.size(), 53);
+    assert_eq!(app.ledger.size(), 55);
     app.stop().await;
     let summary = commands::verify(&s, &[]).unwrap().unwrap();
-    assert_eq!(summary.entries, 53);
+    assert_eq!(summary.entries, 55);
     assert_eq!(summary.unsigned_tail, 0);
 }
 

@@ -21,7 +21,8 @@ use ed25519_dalek::SigningKey;
 use crate::on_both_backends;
 use crate::support::Noted;
 
-/// Builds a ledger of 42 entries with checkpoints at 12, 22 and 42, and stops the server.
+/// Builds a ledger of 43 entries (initialisation, start-up, first-administrator link, 40 notes)
+/// with checkpoints at 13, 23 and 43, and stops the server.
 async fn build_ledger(db: &TestDb, data: &Path) -> Settings {
     let s = settings(db, data);
     let app = TestApp::spawn(s.clone()).await.unwrap();
@@ -66,7 +67,7 @@ fn drop_triggers(conn: &mut AnyConnection) {
     }
 }
 
-/// A 42-entry ledger with its triggers dropped, ready to be edited behind Accord's back.
+/// A 43-entry ledger with its triggers dropped, ready to be edited behind Accord's back.
 struct Tampered {
     data: tempfile::TempDir,
     s: Settings,
@@ -395,7 +396,7 @@ async fn rolled_back_tree_state(db: TestDb) {
     drop_triggers(&mut c);
     c.batch_execute(&format!(
         "UPDATE ledger_tree_state SET size = 30, frontier = {}, root = {}, last_leaf = {}, \
-         last_at = {}, checkpoint_size = 22",
+         last_at = {}, checkpoint_size = 23",
         quote(&f.to_hex()),
         quote(&accord_audit::hash::to_hex(&f.root())),
         quote(&rows[29].leaf_hash),
@@ -408,14 +409,18 @@ async fn rolled_back_tree_state(db: TestDb) {
     commands::export(&s, &SystemClock, &out, |_| {}).unwrap();
     let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
     let report = accord_audit::export::verify_export(file, &[], None).unwrap();
-    assert_eq!(report.entries, 42);
+    assert_eq!(report.entries, 43);
 }
 
 on_both_backends!(tamper_rolled_back_tree_state, super::rolled_back_tree_state);
 
 /// A forged stored Merkle node would make served proofs fail; verification recomputes them.
 async fn forged_merkle_node(db: TestDb) {
-    let Tampered { data: _data, s, mut c } = tampered(&db).await;
+    let Tampered {
+        data: _data,
+        s,
+        mut c,
+    } = tampered(&db).await;
     c.batch_execute(&format!(
         "UPDATE ledger_nodes SET hash = {} WHERE level = 4 AND idx = 1",
         quote(&"ab".repeat(32))
@@ -434,7 +439,11 @@ on_both_backends!(tamper_forged_merkle_node, super::forged_merkle_node);
 
 /// The columns beside the body (used to find a subject's entries for erasure) must agree with it.
 async fn edited_subject_ref_column(db: TestDb) {
-    let Tampered { data: _data, s, mut c } = tampered(&db).await;
+    let Tampered {
+        data: _data,
+        s,
+        mut c,
+    } = tampered(&db).await;
     c.batch_execute(&format!(
         "UPDATE ledger_entries SET subject_ref = {} WHERE seq = 10",
         quote(&"cd".repeat(32))

@@ -153,11 +153,17 @@ pub fn settings(db: &TestDb, data_dir: &Path) -> Settings {
         database_url: Some(db.url()),
     };
     let mut s = Settings::load_with(&overrides, |_| None).expect("test settings");
+    s.policies_dir = policies_dir();
     s.pool_size = 4;
     s.workers = 2;
     s.ledger.checkpoint_interval = Duration::from_secs(3600);
     s.shutdown_timeout = Duration::from_secs(5);
     s
+}
+
+/// The repository's policies folder.
+pub fn policies_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"))
 }
 
 /// A running application and what a test needs to talk to it.
@@ -166,6 +172,9 @@ pub struct TestApp {
     pub settings: Settings,
     pub ledger: accord::ledger::Ledger,
     pub pool: accord::db::Pool,
+    pub state: actix_web::web::Data<accord::state::AppState>,
+    pub routes: Vec<accord::authz::RouteSpec>,
+    pub setup_link: Option<String>,
     handle: actix_web::dev::ServerHandle,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -185,15 +194,75 @@ impl TestApp {
         let ledger = app.ledger().clone();
         let pool = app.pool().clone();
         let handle = app.handle();
+        let state = app.state();
+        let setup_link = app.setup_link().map(str::to_string);
         let task = actix_web::rt::spawn(app.run_until_stopped());
+        // Routes are registered when the first worker starts.
+        let mut routes = Vec::new();
+        for _ in 0..100 {
+            routes = state.routes.get().cloned().unwrap_or_default();
+            if !routes.is_empty() {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
         Ok(TestApp {
             address,
             settings,
             ledger,
             pool,
+            state,
+            routes,
+            setup_link,
             handle,
             task: Some(task),
         })
+    }
+
+    /// Issues an API token carrying `roles` (as an admin would).
+    pub async fn token(&self, roles: &[accord::auth::model::Role]) -> String {
+        accord::auth::api::service(&self.state)
+            .issue_token(
+                accord::ledger::Actor::system(),
+                None,
+                &self.state.access.tokens,
+                "test-client",
+                roles,
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("issue token")
+            .token
+    }
+
+    /// GET with a bearer token: status, content type, body.
+    pub async fn get_with(&self, path: &str, token: &str) -> (u16, String, String) {
+        let mut res = self
+            .client()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let ct = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = res.body().limit(64 << 20).await.expect("body");
+        (
+            res.status().as_u16(),
+            ct,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    pub async fn get_json_with(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = self.get_with(path, token).await;
+        let v = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {body}"));
+        (status, v)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -68,10 +68,54 @@ accord_schema! {
         note -> Text,
         published_at -> BigInt,
     }
+
+    users (id) {
+        id -> Text,
+        email -> Text,
+        name -> Text,
+        password_hash -> Nullable<Text>,
+        disabled -> Bool,
+        session_epoch -> BigInt,
+        locked_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_seq -> BigInt,
+    }
+
+    user_roles (user_id, role) {
+        user_id -> Text,
+        role -> Text,
+        granted_seq -> BigInt,
+    }
+
+    api_tokens (jti) {
+        jti -> Text,
+        client -> Text,
+        roles -> Text,
+        issued_at -> BigInt,
+        expires_at -> BigInt,
+        issued_by -> Text,
+        revoked_at -> Nullable<BigInt>,
+        revoked_by -> Nullable<Text>,
+    }
+
+    setup_links (token_hash) {
+        token_hash -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
 }
+
+diesel::joinable!(user_roles -> users (user_id));
 
 diesel::joinable!(ledger_payloads -> ledger_entries (seq));
 diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    user_roles,
+    api_tokens,
+    setup_links,
     ledger_tree_state,
     ledger_entries,
     ledger_payloads,

@@ -8,18 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{self, CheckpointRow};
 use super::stream::{Item, LedgerStream};
+use crate::authz::{Access, Perm, Routes};
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1/ledger")
-            .route("/checkpoint", web::get().to(checkpoint))
-            .route("/entries", web::get().to(entries))
-            .route("/proofs/inclusion", web::get().to(inclusion))
-            .route("/proofs/consistency", web::get().to(consistency))
-            .route("/key", web::get().to(key)),
-    );
+/// Reading the ledger: entries carry payloads with personal data, so auditors and compliance only.
+pub const LEDGER_READ: Perm = Perm::new("ledger", "read");
+
+pub fn routes(r: &mut Routes) {
+    let read = Access::Permission(LEDGER_READ);
+    r.get("/v1/ledger/checkpoint", read, checkpoint)
+        .get("/v1/ledger/entries", read, entries)
+        .get("/v1/ledger/proofs/inclusion", read, inclusion)
+        .get("/v1/ledger/proofs/consistency", read, consistency)
+        .get("/v1/ledger/key", read, key);
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";

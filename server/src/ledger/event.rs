@@ -64,6 +64,9 @@ impl Actor {
     pub fn service(name: &str) -> Actor {
         Actor(format!("service:{name}"))
     }
+    pub fn external(id: &str) -> Actor {
+        Actor(format!("external:{id}"))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

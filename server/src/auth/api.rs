@@ -1,0 +1,169 @@
+//! Access API: who am I, the effective policy, and API tokens for admins.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::model::{Role, parse_ttl};
+use super::service::AccessService;
+use super::{Principal, PrincipalKind};
+use crate::authz::{Access, Perm, Routes, Rule};
+use crate::clock::Timestamp;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+pub const TOKEN_READ: Perm = Perm::new("token", "read");
+pub const TOKEN_WRITE: Perm = Perm::new("token", "write");
+pub const ACCESS_READ: Perm = Perm::new("access", "read");
+
+pub fn routes(r: &mut Routes) {
+    r.get("/v1/access/me", Access::Authenticated, me)
+        .get("/v1/access/policy", Access::Permission(ACCESS_READ), policy)
+        .get("/v1/tokens", Access::Permission(TOKEN_READ), list_tokens)
+        .post("/v1/tokens", Access::Permission(TOKEN_WRITE), issue_token)
+        .delete(
+            "/v1/tokens/{jti}",
+            Access::Permission(TOKEN_WRITE),
+            revoke_token,
+        );
+}
+
+pub fn service(state: &AppState) -> AccessService {
+    AccessService::new(
+        state.ledger.clone(),
+        state.pool.clone(),
+        state.clock.clone(),
+        Some(state.access.clone()),
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct Me {
+    id: String,
+    kind: &'static str,
+    name: String,
+    roles: Vec<Role>,
+    /// Every permission of the policy this caller holds, as `resource:action`.
+    permissions: Vec<String>,
+}
+
+async fn me(state: web::Data<AppState>, p: Principal) -> web::Json<Me> {
+    let subjects = p.casbin_subjects();
+    let permissions = state
+        .access
+        .policy
+        .permissions()
+        .into_iter()
+        .filter(|(res, act)| {
+            subjects
+                .iter()
+                .any(|s| state.access.policy.allows_dynamic(s, res, act))
+        })
+        .map(|(res, act)| format!("{res}:{act}"))
+        .collect();
+    web::Json(Me {
+        id: p.id(),
+        kind: match p.kind {
+            PrincipalKind::User { .. } => "user",
+            PrincipalKind::Service { .. } => "service",
+            PrincipalKind::External { .. } => "external",
+        },
+        name: p.name.clone(),
+        roles: p.roles.clone(),
+        permissions,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct PolicyView<'a> {
+    model: &'a str,
+    rules: &'a [Rule],
+    roles: Vec<&'static str>,
+}
+
+async fn policy(state: web::Data<AppState>) -> HttpResponse {
+    let p = &state.access.policy;
+    HttpResponse::Ok().json(PolicyView {
+        model: p.model_text(),
+        rules: p.rules(),
+        roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct TokenView {
+    jti: String,
+    client: String,
+    roles: Vec<Role>,
+    issued_at: String,
+    expires_at: String,
+    issued_by: String,
+    revoked_at: Option<String>,
+    revoked_by: Option<String>,
+}
+
+async fn list_tokens(state: web::Data<AppState>) -> Result<web::Json<Vec<TokenView>>, AppError> {
+    let rows = service(&state).list_tokens().await?;
+    Ok(web::Json(
+        rows.into_iter()
+            .map(|t| TokenView {
+                roles: t.role_list(),
+                jti: t.jti,
+                client: t.client,
+                issued_at: Timestamp(t.issued_at).to_rfc3339(),
+                expires_at: Timestamp(t.expires_at).to_rfc3339(),
+                issued_by: t.issued_by,
+                revoked_at: t.revoked_at.map(|a| Timestamp(a).to_rfc3339()),
+                revoked_by: t.revoked_by,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueRequest {
+    client: String,
+    roles: Vec<String>,
+    /// Lifetime such as `90d`; default 90 days.
+    ttl: Option<String>,
+}
+
+async fn issue_token(
+    state: web::Data<AppState>,
+    p: Principal,
+    rid: RequestId,
+    body: web::Json<IssueRequest>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let roles = body
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Role::parse_field(&format!("roles[{i}]"), r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl = parse_ttl("ttl", body.ttl.as_deref().unwrap_or("90d"))?;
+    let issued = service(&state)
+        .issue_token(
+            p.actor(),
+            Some(rid.0),
+            &state.access.tokens,
+            &body.client,
+            &roles,
+            ttl,
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(issued))
+}
+
+async fn revoke_token(
+    state: web::Data<AppState>,
+    p: Principal,
+    rid: RequestId,
+    jti: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    service(&state)
+        .revoke_token(p.actor(), Some(rid.0), &jti)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,99 @@
+//! Access events: every change to who may do what is a ledger entry.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::Role;
+use crate::ledger::LedgerEvent;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AccessEvent {
+    UserCreated {
+        user_id: String,
+        email: String,
+        name: String,
+        roles: Vec<Role>,
+    },
+    /// The password was set or changed. The hash itself is kept only in the users table: a
+    /// credential is a secret, not a record, and must not travel in exports.
+    PasswordSet {
+        user_id: String,
+    },
+    RolesChanged {
+        user_id: String,
+        granted: Vec<Role>,
+        revoked: Vec<Role>,
+    },
+    UserDisabled {
+        user_id: String,
+    },
+    LoggedIn {
+        user_id: String,
+        address: Option<String>,
+    },
+    LoggedOut {
+        user_id: String,
+    },
+    /// Too many failed logins: no login for this account until `until` (µs).
+    LockedOut {
+        user_id: String,
+        until: i64,
+        failures: u32,
+    },
+    TokenIssued {
+        jti: String,
+        client: String,
+        roles: Vec<Role>,
+        expires_at: i64,
+    },
+    TokenRevoked {
+        jti: String,
+    },
+    /// A one-time link (its SHA-256, never the link itself).
+    SetupLinkCreated {
+        token_hash: String,
+        purpose: String,
+        user_id: Option<String>,
+        expires_at: i64,
+    },
+    SetupLinkUsed {
+        token_hash: String,
+    },
+}
+
+impl LedgerEvent for AccessEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            AccessEvent::UserCreated { .. } => "access.user_created",
+            AccessEvent::PasswordSet { .. } => "access.password_set",
+            AccessEvent::RolesChanged { .. } => "access.roles_changed",
+            AccessEvent::UserDisabled { .. } => "access.user_disabled",
+            AccessEvent::LoggedIn { .. } => "access.logged_in",
+            AccessEvent::LoggedOut { .. } => "access.logged_out",
+            AccessEvent::LockedOut { .. } => "access.locked_out",
+            AccessEvent::TokenIssued { .. } => "access.token_issued",
+            AccessEvent::TokenRevoked { .. } => "access.token_revoked",
+            AccessEvent::SetupLinkCreated { .. } => "access.setup_link_created",
+            AccessEvent::SetupLinkUsed { .. } => "access.setup_link_used",
+        }
+    }
+
+    fn entity(&self) -> String {
+        match self {
+            AccessEvent::UserCreated { user_id, .. }
+            | AccessEvent::PasswordSet { user_id }
+            | AccessEvent::RolesChanged { user_id, .. }
+            | AccessEvent::UserDisabled { user_id }
+            | AccessEvent::LoggedIn { user_id, .. }
+            | AccessEvent::LoggedOut { user_id }
+            | AccessEvent::LockedOut { user_id, .. } => format!("user:{user_id}"),
+            AccessEvent::TokenIssued { jti, .. } | AccessEvent::TokenRevoked { jti } => {
+                format!("token:{jti}")
+            }
+            AccessEvent::SetupLinkCreated { token_hash, .. }
+            | AccessEvent::SetupLinkUsed { token_hash } => {
+                format!("setup_link:{}", &token_hash[..token_hash.len().min(16)])
+            }
+        }
+    }
+}

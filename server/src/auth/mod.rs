@@ -1,0 +1,398 @@
+//! Authentication: who is calling. Services send bearer tokens (Accord's own EdDSA JWTs or an
+//! external issuer's); people sign in to the web UI and carry a signed session cookie.
+//!
+//! Each instance keeps the access records it needs on every request — users with their roles and
+//! session epochs, issued tokens with their revocation — in memory, reloaded from the database
+//! whenever the ledger shows an `access.*` entry (polled several times a second), so a revocation
+//! or a role change made on any instance applies on all of them within a second.
+
+pub mod api;
+pub mod events;
+pub mod limiter;
+pub mod model;
+pub mod passwords;
+pub mod service;
+pub mod sessions;
+pub mod store;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+
+use crate::authz::{Policy, user_subject};
+use crate::clock::Timestamp;
+use crate::db::Pool;
+use crate::error::AppError;
+use crate::ledger::Actor;
+use crate::state::AppState;
+use model::Role;
+use sessions::{REFRESH_MICROS, SESSION_COOKIE, Session, SessionCodec};
+use tokens::{TokenAuthority, TokenSubject};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    /// A name for people to read: an e-mail address, a client name, an external subject.
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A person signed in to the web UI.
+    User { user_id: String, session: Session },
+    /// A service holding a token Accord issued.
+    Service { client: String, jti: String },
+    /// A caller holding a token from a configured identity provider.
+    External { issuer: String, subject: String },
+}
+
+impl Principal {
+    /// The subjects Casbin checks: a user's own subject (its grants are `g` rules), or the roles a
+    /// token carries.
+    pub fn casbin_subjects(&self) -> Vec<String> {
+        match &self.kind {
+            PrincipalKind::User { user_id, .. } => vec![user_subject(user_id)],
+            _ => self.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        }
+    }
+
+    pub fn role_names(&self) -> Vec<&'static str> {
+        self.roles.iter().map(|r| r.as_str()).collect()
+    }
+
+    /// How this caller is named in ledger entries.
+    pub fn actor(&self) -> Actor {
+        match &self.kind {
+            PrincipalKind::User { user_id, .. } => Actor::user(user_id),
+            PrincipalKind::Service { client, .. } => Actor::service(client),
+            PrincipalKind::External { issuer, subject } => {
+                Actor::external(&format!("{issuer}#{subject}"))
+            }
+        }
+    }
+
+    pub fn id(&self) -> String {
+        match &self.kind {
+            PrincipalKind::User { user_id, .. } => format!("user:{user_id}"),
+            PrincipalKind::Service { client, .. } => format!("service:{client}"),
+            PrincipalKind::External { issuer, subject } => format!("external:{issuer}#{subject}"),
+        }
+    }
+}
+
+/// What authentication concluded for a request (in its extensions).
+#[derive(Debug, Clone)]
+pub enum Authn {
+    Anonymous,
+    Authenticated(Arc<Principal>),
+    /// Credentials were sent but refused; the reason is for the caller.
+    Refused(String),
+}
+
+/// A user as every request needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedUser {
+    pub email: String,
+    pub name: String,
+    pub disabled: bool,
+    pub epoch: i64,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedToken {
+    pub client: String,
+    pub roles: Vec<Role>,
+    pub revoked: bool,
+}
+
+/// Access records and mechanisms shared by every request of an instance.
+pub struct AccessState {
+    pub policy: Policy,
+    pub tokens: TokenAuthority,
+    pub sessions: SessionCodec,
+    pub limiter: limiter::LoginLimiter,
+    /// Send session cookies with `Secure` (behind TLS).
+    pub cookie_secure: bool,
+    users: RwLock<HashMap<String, CachedUser>>,
+    issued: RwLock<HashMap<String, CachedToken>>,
+    /// Ledger size up to which access entries have been applied.
+    seen: AtomicU64,
+}
+
+impl std::fmt::Debug for AccessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessState").finish_non_exhaustive()
+    }
+}
+
+/// How often each instance looks for access changes made anywhere.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
+
+impl AccessState {
+    pub fn new(
+        policy: Policy,
+        tokens: TokenAuthority,
+        sessions: SessionCodec,
+        cookie_secure: bool,
+    ) -> Self {
+        AccessState {
+            policy,
+            tokens,
+            sessions,
+            limiter: limiter::LoginLimiter::default(),
+            cookie_secure,
+            users: RwLock::new(HashMap::new()),
+            issued: RwLock::new(HashMap::new()),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    pub fn user(&self, id: &str) -> Option<CachedUser> {
+        self.users.read().ok().and_then(|u| u.get(id).cloned())
+    }
+
+    pub fn issued_token(&self, jti: &str) -> Option<CachedToken> {
+        self.issued.read().ok().and_then(|t| t.get(jti).cloned())
+    }
+
+    /// Reloads users, grants and tokens from the database and rebuilds the enforcer's grants.
+    pub async fn reload(&self, pool: &Pool) -> Result<(), AppError> {
+        let pool = pool.clone();
+        let (users, grants, tokens, size) = web::block(move || -> Result<_, AppError> {
+            let mut c = pool.get()?;
+            let size = crate::ledger::store::read_tree_state(&mut c)?
+                .map(|s| s.size())
+                .unwrap_or(0);
+            Ok((
+                store::all_users(&mut c)?,
+                store::all_grants(&mut c)?,
+                store::all_tokens(&mut c)?,
+                size,
+            ))
+        })
+        .await??;
+        let grants: Vec<(String, Role)> = grants
+            .into_iter()
+            .filter_map(|(u, r)| Role::parse(&r).map(|r| (u, r)))
+            .collect();
+        let mut by_user: HashMap<String, Vec<Role>> = HashMap::new();
+        for (u, r) in &grants {
+            by_user.entry(u.clone()).or_default().push(*r);
+        }
+        let users: HashMap<String, CachedUser> = users
+            .into_iter()
+            .map(|u| {
+                let roles = by_user.remove(&u.id).unwrap_or_default();
+                (
+                    u.id,
+                    CachedUser {
+                        email: u.email,
+                        name: u.name,
+                        disabled: u.disabled,
+                        epoch: u.session_epoch,
+                        roles,
+                    },
+                )
+            })
+            .collect();
+        let issued: HashMap<String, CachedToken> = tokens
+            .into_iter()
+            .map(|t| {
+                let roles = t.role_list();
+                (
+                    t.jti,
+                    CachedToken {
+                        client: t.client,
+                        roles,
+                        revoked: t.revoked_at.is_some(),
+                    },
+                )
+            })
+            .collect();
+        self.policy
+            .set_grants(&grants)
+            .await
+            .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+        if let Ok(mut u) = self.users.write() {
+            *u = users;
+        }
+        if let Ok(mut t) = self.issued.write() {
+            *t = issued;
+        }
+        self.seen.fetch_max(size, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// One step of following the ledger: reloads if any `access.*` entry was written since the
+    /// last look (by this instance or another).
+    pub async fn follow(&self, pool: &Pool) -> Result<(), AppError> {
+        let seen = self.seen.load(Ordering::SeqCst);
+        let p = pool.clone();
+        let (size, changes) = web::block(move || -> Result<(u64, i64), AppError> {
+            let mut c = p.get()?;
+            let size = crate::ledger::store::read_tree_state(&mut c)?
+                .map(|s| s.size())
+                .unwrap_or(0);
+            if size <= seen {
+                return Ok((size, 0));
+            }
+            Ok((
+                size,
+                crate::ledger::store::count_kind_prefix(&mut c, seen, "access.")?,
+            ))
+        })
+        .await??;
+        if changes > 0 {
+            self.reload(pool).await?;
+        }
+        self.seen.fetch_max(size, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// A session cookie with the attributes Accord always uses.
+    pub fn session_cookie(&self, value: String) -> Cookie<'static> {
+        Cookie::build(SESSION_COOKIE, value)
+            .path("/")
+            .http_only(true)
+            .secure(self.cookie_secure)
+            .same_site(SameSite::Strict)
+            .finish()
+    }
+
+    /// A cookie that removes the session.
+    pub fn clear_session_cookie(&self) -> Cookie<'static> {
+        let mut c = self.session_cookie(String::new());
+        c.make_removal();
+        c
+    }
+
+    fn bearer(&self, value: &str, now: Timestamp) -> Authn {
+        let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
+            return Authn::Refused("the Authorization header must be `Bearer <token>`".into());
+        };
+        let verified = match self.tokens.validate(token, now.micros() / 1_000_000) {
+            Ok(v) => v,
+            Err(e) => return Authn::Refused(e.0),
+        };
+        match verified.subject {
+            TokenSubject::Local { jti, client } => match self.issued_token(&jti) {
+                None => Authn::Refused("the token is not on record".into()),
+                Some(t) if t.revoked => Authn::Refused("the token has been revoked".into()),
+                Some(t) => Authn::Authenticated(Arc::new(Principal {
+                    kind: PrincipalKind::Service { client, jti },
+                    name: t.client,
+                    roles: t.roles,
+                })),
+            },
+            TokenSubject::External { issuer, subject } => {
+                Authn::Authenticated(Arc::new(Principal {
+                    name: subject.clone(),
+                    kind: PrincipalKind::External { issuer, subject },
+                    roles: verified.roles,
+                }))
+            }
+        }
+    }
+
+    /// Checks a session cookie; returns the outcome and, when due, a refreshed cookie.
+    fn session(&self, cookie: &str, now: Timestamp) -> (Authn, Option<Cookie<'static>>) {
+        let s = match self.sessions.decode(cookie, now) {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    Authn::Refused(format!(
+                        "the session is no longer valid ({e:?}); sign in again"
+                    )),
+                    None,
+                );
+            }
+        };
+        let Some(user) = self.user(&s.uid) else {
+            return (Authn::Refused("the session's user is unknown".into()), None);
+        };
+        if user.disabled || user.epoch != s.epoch {
+            return (
+                Authn::Refused("the session has ended; sign in again".into()),
+                None,
+            );
+        }
+        let refresh = (now.micros() - s.seen > REFRESH_MICROS).then(|| {
+            let fresh = Session {
+                seen: now.micros(),
+                ..s.clone()
+            };
+            self.session_cookie(self.sessions.encode(&fresh))
+        });
+        let principal = Principal {
+            kind: PrincipalKind::User {
+                user_id: s.uid.clone(),
+                session: s,
+            },
+            name: user.email,
+            roles: user.roles,
+        };
+        (Authn::Authenticated(Arc::new(principal)), refresh)
+    }
+}
+
+/// Reads the caller's credentials into the request's [`Authn`] (the route's [`crate::authz::Authorize`]
+/// decides what they allow). A bearer token wins over a session cookie.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut refreshed = None;
+    let authn = match req.app_data::<web::Data<AppState>>() {
+        None => Authn::Anonymous,
+        Some(state) => {
+            let now = state.clock.now();
+            if let Some(h) = req.headers().get(header::AUTHORIZATION) {
+                match h.to_str() {
+                    Ok(v) => state.access.bearer(v, now),
+                    Err(_) => Authn::Refused("the Authorization header is not text".into()),
+                }
+            } else if let Some(c) = req.cookie(SESSION_COOKIE) {
+                let (a, r) = state.access.session(c.value(), now);
+                refreshed = r;
+                a
+            } else {
+                Authn::Anonymous
+            }
+        }
+    };
+    req.extensions_mut().insert(authn);
+    let mut res = next.call(req).await?;
+    if let Some(cookie) = refreshed {
+        let handler_set_it = res.response().cookies().any(|c| c.name() == SESSION_COOKIE);
+        if !handler_set_it {
+            let _ = res.response_mut().add_cookie(&cookie);
+        }
+    }
+    Ok(res)
+}
+
+/// The authenticated caller, for handlers behind a non-public route.
+impl actix_web::FromRequest for Principal {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let p = match req.extensions().get::<Authn>() {
+            Some(Authn::Authenticated(p)) => Ok((**p).clone()),
+            _ => Err(AppError::Unauthenticated("this needs credentials".into()).into()),
+        };
+        std::future::ready(p)
+    }
+}

@@ -1,0 +1,251 @@
+//! The vocabulary of access: roles, people, services, and the checks on what callers send.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// The roles of DESIGN §5. What each may do is in `policies/policy.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    ComplianceOfficer,
+    Legal,
+    MarketingLead,
+    Marketer,
+    Auditor,
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Admin,
+        Role::ComplianceOfficer,
+        Role::Legal,
+        Role::MarketingLead,
+        Role::Marketer,
+        Role::Auditor,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ComplianceOfficer => "compliance_officer",
+            Role::Legal => "legal",
+            Role::MarketingLead => "marketing_lead",
+            Role::Marketer => "marketer",
+            Role::Auditor => "auditor",
+            Role::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s.trim())
+    }
+
+    /// Parses a role named in a request field, with an error that lists the valid ones.
+    pub fn parse_field(field: &str, s: &str) -> Result<Role, AppError> {
+        Role::parse(s).ok_or_else(|| {
+            AppError::validation(
+                field,
+                format!(
+                    "{s:?} is not a role; use one of {}",
+                    Role::ALL.map(Role::as_str).join(", ")
+                ),
+            )
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A normalised e-mail address (trimmed, lowercase).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(field: &str, raw: &str) -> Result<Email, AppError> {
+        let s = raw.trim().to_lowercase();
+        let bad = |why: &str| AppError::validation(field, why.to_string());
+        if s.is_empty() || s.len() > 254 {
+            return Err(bad("must be an e-mail address of at most 254 characters"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("must not contain spaces or control characters"));
+        }
+        let Some((local, domain)) = s.split_once('@') else {
+            return Err(bad("must contain an @"));
+        };
+        if local.is_empty() || domain.is_empty() || domain.contains('@') {
+            return Err(bad("must have one @ with text on both sides"));
+        }
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(bad("must have a domain such as example.com after the @"));
+        }
+        Ok(Email(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A person's display name: 1–200 printable characters.
+pub fn validate_name(field: &str, raw: &str) -> Result<String, AppError> {
+    let s = raw.trim();
+    if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            field,
+            "must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A service client name: 1–64 of a-z, 0-9, `.`, `_`, `-`.
+pub fn validate_client(field: &str, raw: &str) -> Result<String, AppError> {
+    let s = raw.trim();
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        return Err(AppError::validation(
+            field,
+            "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A password: 12 to 1024 characters. Length is what makes a password strong; no composition rules.
+pub fn validate_password(field: &str, raw: &str) -> Result<(), AppError> {
+    let n = raw.chars().count();
+    if n < 12 {
+        return Err(AppError::validation(
+            field,
+            "must be at least 12 characters",
+        ));
+    }
+    if n > 1024 {
+        return Err(AppError::validation(
+            field,
+            "must be at most 1024 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A lifetime such as `90d`, `12h`, `30m` or `3600s`; at most 366 days.
+pub fn parse_ttl(field: &str, raw: &str) -> Result<Duration, AppError> {
+    let s = raw.trim();
+    let bad = || {
+        AppError::validation(
+            field,
+            format!("{raw:?} is not a lifetime such as 90d, 12h, 30m or 3600s (at most 366d)"),
+        )
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > 366 * 86_400 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_and_reject_unknown() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("root"), None);
+        let e = Role::parse_field("role", "root").unwrap_err();
+        assert!(e.to_string().contains("compliance_officer"));
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse("email", " Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "a da@example.com",
+            "a@b@c.d",
+        ] {
+            assert!(Email::parse("email", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ttls_parse_with_units_and_bounds() {
+        assert_eq!(
+            parse_ttl("ttl", "90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
+        assert_eq!(
+            parse_ttl("ttl", "12h").unwrap(),
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(parse_ttl("ttl", "45s").unwrap(), Duration::from_secs(45));
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "400d",
+            "12x",
+            "1.5h",
+            "-1d",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_ttl("ttl", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_length_only() {
+        assert!(validate_password("password", "short").is_err());
+        assert!(validate_password("password", "correct horse battery").is_ok());
+        assert!(validate_password("password", &"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn client_names_are_plain() {
+        assert!(validate_client("client", "crm-sync.prod").is_ok());
+        assert!(validate_client("client", "CRM").is_err());
+        assert!(validate_client("client", "a b").is_err());
+    }
+}

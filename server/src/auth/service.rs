@@ -1,0 +1,704 @@
+//! Access rules: validate a command, turn it into events, record them with their projection.
+//! Used by the HTTP API, the web UI and the CLI alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::events::AccessEvent;
+use super::limiter::{ACCOUNT_LIMIT, LOCKOUT_MICROS};
+use super::model::{Email, Role, validate_client, validate_name, validate_password};
+use super::store::{self, SetupLinkRow, TokenRow, UserRow};
+use super::tokens::{API_AUDIENCE, ApiClaims, TokenAuthority};
+use super::{AccessState, passwords};
+use crate::clock::SharedClock;
+use crate::db::{AnyConnection, Pool};
+use crate::error::AppError;
+use crate::keys::random_bytes;
+use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
+
+/// How long a one-time set-up link is valid.
+pub const SETUP_LINK_MICROS: i64 = 3600 * 1_000_000;
+
+pub const PURPOSE_FIRST_ADMIN: &str = "first_admin";
+pub const PURPOSE_SET_PASSWORD: &str = "set_password";
+
+/// The access commands, over a ledger and a pool.
+#[derive(Clone)]
+pub struct AccessService {
+    ledger: Ledger,
+    pool: Pool,
+    clock: SharedClock,
+    /// The server's in-memory access state, refreshed after each change (absent in the CLI).
+    state: Option<Arc<AccessState>>,
+}
+
+/// A token just issued: the only moment its text exists outside the caller.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedToken {
+    pub token: String,
+    pub jti: String,
+    pub client: String,
+    pub roles: Vec<Role>,
+    pub expires_at: String,
+    pub seq: u64,
+}
+
+/// Why a login failed. Only [`LoginError::Generic`] is ever shown as such to the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong e-mail, wrong password, disabled or locked account: one message for all.
+    Generic,
+    /// Too many failures from this address for now.
+    TooManyAttempts,
+}
+
+fn drafts(events: &[AccessEvent]) -> Result<Vec<EventDraft>, AppError> {
+    events.iter().map(EventDraft::new).collect()
+}
+
+fn seq_of(appended: &[Appended]) -> i64 {
+    appended.last().map(|a| a.seq as i64).unwrap_or(0)
+}
+
+pub fn link_hash(raw: &str) -> String {
+    hex::encode(Sha256::digest(raw.as_bytes()))
+}
+
+fn new_id(prefix: &str) -> Result<String, AppError> {
+    random_bytes::<10>()
+        .map(|b| format!("{prefix}{}", hex::encode(b)))
+        .map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+}
+
+impl AccessService {
+    pub fn new(
+        ledger: Ledger,
+        pool: Pool,
+        clock: SharedClock,
+        state: Option<Arc<AccessState>>,
+    ) -> Self {
+        AccessService {
+            ledger,
+            pool,
+            clock,
+            state,
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut c = pool.get()?;
+            f(&mut c)
+        })
+        .await?
+    }
+
+    async fn record(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        events: Vec<AccessEvent>,
+        apply: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static,
+    ) -> Result<Vec<Appended>, AppError> {
+        let out = self
+            .ledger
+            .append(
+                AppendRequest::new(actor, drafts(&events)?)
+                    .request_id(request_id)
+                    .project(apply),
+            )
+            .await?;
+        if let Some(state) = &self.state {
+            state.reload(&self.pool).await?;
+        }
+        Ok(out)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<UserRow, AppError> {
+        let email = Email::parse("email", email)?;
+        self.read(move |c| {
+            store::user_by_email(c, email.as_str())?.ok_or_else(|| {
+                AppError::NotFound(format!("no user has the e-mail address {email}"))
+            })
+        })
+        .await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<(UserRow, Vec<Role>)>, AppError> {
+        self.read(|c| {
+            store::all_users(c)?
+                .into_iter()
+                .map(|u| {
+                    let roles = store::roles_of(c, &u.id)?;
+                    Ok((u, roles))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn count_users(&self) -> Result<i64, AppError> {
+        self.read(|c| Ok(store::count_users(c)?)).await
+    }
+
+    /// Creates a user with roles and, optionally, a password.
+    pub async fn create_user(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        email: &str,
+        name: &str,
+        roles: &[Role],
+        password: Option<&str>,
+    ) -> Result<UserRow, AppError> {
+        let email = Email::parse("email", email)?;
+        let name = validate_name("name", name)?;
+        if let Some(p) = password {
+            validate_password("password", p)?;
+        }
+        let hash = match password {
+            Some(p) => Some(hash_blocking(p).await?),
+            None => None,
+        };
+        self.create_user_hashed(actor, request_id, email, name, roles.to_vec(), hash, None)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_user_hashed(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        email: Email,
+        name: String,
+        mut roles: Vec<Role>,
+        hash: Option<String>,
+        first_admin_link: Option<String>,
+    ) -> Result<UserRow, AppError> {
+        roles.sort();
+        roles.dedup();
+        let id = new_id("u_")?;
+        let now = self.clock.now().micros();
+        let mut events = Vec::new();
+        if let Some(h) = &first_admin_link {
+            events.push(AccessEvent::SetupLinkUsed {
+                token_hash: h.clone(),
+            });
+        }
+        events.push(AccessEvent::UserCreated {
+            user_id: id.clone(),
+            email: email.to_string(),
+            name: name.clone(),
+            roles: roles.clone(),
+        });
+        if hash.is_some() {
+            events.push(AccessEvent::PasswordSet {
+                user_id: id.clone(),
+            });
+        }
+        let row = UserRow {
+            id,
+            email: email.to_string(),
+            name,
+            password_hash: hash,
+            disabled: false,
+            session_epoch: 0,
+            locked_until: None,
+            created_at: now,
+            updated_seq: 0,
+        };
+        let mut projected = row.clone();
+        self.record(actor, request_id, events, move |c, appended| {
+            if let Some(h) = &first_admin_link {
+                if store::count_users(c)? > 0 {
+                    return Err(AppError::Conflict(
+                        "an administrator already exists; this link can no longer be used".into(),
+                    ));
+                }
+                if store::use_setup_link(c, h, now)? != 1 {
+                    return Err(AppError::Conflict("this link has already been used".into()));
+                }
+            }
+            if store::user_by_email(c, &projected.email)?.is_some() {
+                return Err(AppError::Conflict(format!(
+                    "a user with the e-mail address {} already exists",
+                    projected.email
+                )));
+            }
+            projected.updated_seq = seq_of(appended);
+            store::insert_user(c, &projected)?;
+            for r in &roles {
+                store::grant_role(c, &projected.id, *r, projected.updated_seq)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(row)
+    }
+
+    /// Sets a user's password (ending their sessions).
+    pub async fn set_password(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        user_id: &str,
+        password: &str,
+    ) -> Result<(), AppError> {
+        validate_password("password", password)?;
+        let hash = hash_blocking(password).await?;
+        let uid = user_id.to_string();
+        self.record(
+            actor,
+            request_id,
+            vec![AccessEvent::PasswordSet {
+                user_id: uid.clone(),
+            }],
+            move |c, appended| {
+                if store::set_password_hash(c, &uid, &hash, seq_of(appended))? != 1 {
+                    return Err(AppError::NotFound(format!("no user {uid}")));
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Grants and revokes roles; returns the roles held afterwards.
+    pub async fn change_roles(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        email: &str,
+        grant: &[Role],
+        revoke: &[Role],
+    ) -> Result<Vec<Role>, AppError> {
+        if grant.is_empty() && revoke.is_empty() {
+            return Err(AppError::validation(
+                "grant",
+                "name at least one role to grant or revoke",
+            ));
+        }
+        if let Some(r) = grant.iter().find(|r| revoke.contains(r)) {
+            return Err(AppError::validation(
+                "revoke",
+                format!("{r} is both granted and revoked"),
+            ));
+        }
+        let user = self.user_by_email(email).await?;
+        let uid = user.id.clone();
+        let (g, r) = (grant.to_vec(), revoke.to_vec());
+        self.record(
+            actor,
+            request_id,
+            vec![AccessEvent::RolesChanged {
+                user_id: uid.clone(),
+                granted: g.clone(),
+                revoked: r.clone(),
+            }],
+            move |c, appended| {
+                for role in &g {
+                    store::grant_role(c, &uid, *role, seq_of(appended))?;
+                }
+                for role in &r {
+                    store::revoke_role(c, &uid, *role)?;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        let uid = user.id;
+        self.read(move |c| Ok(store::roles_of(c, &uid)?)).await
+    }
+
+    /// Disables a user: no more logins, every session ends.
+    pub async fn disable_user(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        email: &str,
+    ) -> Result<UserRow, AppError> {
+        let user = self.user_by_email(email).await?;
+        if user.disabled {
+            return Err(AppError::Conflict(format!(
+                "{} is already disabled",
+                user.email
+            )));
+        }
+        let uid = user.id.clone();
+        self.record(
+            actor,
+            request_id,
+            vec![AccessEvent::UserDisabled {
+                user_id: uid.clone(),
+            }],
+            move |c, appended| {
+                store::disable_user(c, &uid, seq_of(appended))?;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// Issues an API token for a service client.
+    pub async fn issue_token(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        authority: &TokenAuthority,
+        client: &str,
+        roles: &[Role],
+        ttl: Duration,
+    ) -> Result<IssuedToken, AppError> {
+        let client = validate_client("client", client)?;
+        if roles.is_empty() {
+            return Err(AppError::validation("roles", "name at least one role"));
+        }
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        let now = self.clock.now().micros();
+        let iat = now / 1_000_000;
+        let exp = iat + ttl.as_secs() as i64;
+        let jti = new_id("t_")?;
+        let token = authority.sign(&ApiClaims {
+            iss: authority.issuer().to_string(),
+            aud: API_AUDIENCE.into(),
+            sub: format!("service:{client}"),
+            exp,
+            iat,
+            jti: jti.clone(),
+            roles: roles.clone(),
+        })?;
+        let row = TokenRow {
+            jti: jti.clone(),
+            client: client.clone(),
+            roles: serde_json::to_string(&roles).map_err(AppError::internal)?,
+            issued_at: now,
+            expires_at: exp * 1_000_000,
+            issued_by: actor.as_str().to_string(),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let appended = self
+            .record(
+                actor,
+                request_id,
+                vec![AccessEvent::TokenIssued {
+                    jti: jti.clone(),
+                    client: client.clone(),
+                    roles: roles.clone(),
+                    expires_at: exp * 1_000_000,
+                }],
+                move |c, _| Ok(store::insert_token(c, &row)?),
+            )
+            .await?;
+        Ok(IssuedToken {
+            token,
+            jti,
+            client,
+            roles,
+            expires_at: crate::clock::Timestamp(exp * 1_000_000).to_rfc3339(),
+            seq: appended.last().map(|a| a.seq).unwrap_or(0),
+        })
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, AppError> {
+        self.read(|c| Ok(store::all_tokens(c)?)).await
+    }
+
+    /// Revokes a token; every instance refuses it within a second.
+    pub async fn revoke_token(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        jti: &str,
+    ) -> Result<TokenRow, AppError> {
+        let j = jti.trim().to_string();
+        let existing = self
+            .read({
+                let j = j.clone();
+                move |c| {
+                    store::token(c, &j)?
+                        .ok_or_else(|| AppError::NotFound(format!("no token has the id {j}")))
+                }
+            })
+            .await?;
+        if existing.revoked_at.is_some() {
+            return Err(AppError::Conflict(format!(
+                "the token {j} is already revoked"
+            )));
+        }
+        let now = self.clock.now().micros();
+        let by = actor.as_str().to_string();
+        self.record(
+            actor,
+            request_id,
+            vec![AccessEvent::TokenRevoked { jti: j.clone() }],
+            move |c, _| {
+                if store::revoke_token(c, &j, now, &by)? != 1 {
+                    return Err(AppError::Conflict(format!(
+                        "the token {j} is already revoked"
+                    )));
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(existing)
+    }
+
+    /// Creates a one-time link; returns its secret (shown once, never stored).
+    pub async fn create_setup_link(
+        &self,
+        actor: Actor,
+        purpose: &str,
+        user_id: Option<String>,
+    ) -> Result<String, AppError> {
+        let raw = URL_SAFE
+            .encode(random_bytes::<32>().map_err(|e| AppError::internal(anyhow::anyhow!(e)))?);
+        let hash = link_hash(&raw);
+        let now = self.clock.now().micros();
+        let row = SetupLinkRow {
+            token_hash: hash.clone(),
+            purpose: purpose.to_string(),
+            user_id: user_id.clone(),
+            created_at: now,
+            expires_at: now + SETUP_LINK_MICROS,
+            used_at: None,
+        };
+        self.record(
+            actor,
+            None,
+            vec![AccessEvent::SetupLinkCreated {
+                token_hash: hash,
+                purpose: purpose.to_string(),
+                user_id,
+                expires_at: now + SETUP_LINK_MICROS,
+            }],
+            move |c, _| Ok(store::insert_setup_link(c, &row)?),
+        )
+        .await?;
+        Ok(raw)
+    }
+
+    /// The link a secret names, if it can still be used.
+    pub async fn usable_link(&self, raw: &str) -> Result<SetupLinkRow, AppError> {
+        let hash = link_hash(raw.trim());
+        let now = self.clock.now().micros();
+        self.read(move |c| {
+            let gone = || {
+                AppError::NotFound(
+                    "this link is not valid: it may have expired or been used already".into(),
+                )
+            };
+            let link = store::setup_link(c, &hash)?.ok_or_else(gone)?;
+            if link.used_at.is_some() || link.expires_at <= now {
+                return Err(gone());
+            }
+            Ok(link)
+        })
+        .await
+    }
+
+    /// Uses a first-admin link: creates the administrator.
+    pub async fn complete_first_admin(
+        &self,
+        raw: &str,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<UserRow, AppError> {
+        let link = self.usable_link(raw).await?;
+        if link.purpose != PURPOSE_FIRST_ADMIN {
+            return Err(AppError::Conflict(
+                "this link is not for creating the first administrator".into(),
+            ));
+        }
+        let email = Email::parse("email", email)?;
+        let name = validate_name("name", name)?;
+        validate_password("password", password)?;
+        let hash = hash_blocking(password).await?;
+        self.create_user_hashed(
+            Actor::system(),
+            None,
+            email,
+            name,
+            vec![Role::Admin],
+            Some(hash),
+            Some(link.token_hash),
+        )
+        .await
+    }
+
+    /// Uses a set-password link.
+    pub async fn complete_set_password(&self, raw: &str, password: &str) -> Result<(), AppError> {
+        let link = self.usable_link(raw).await?;
+        let Some(uid) = link
+            .user_id
+            .clone()
+            .filter(|_| link.purpose == PURPOSE_SET_PASSWORD)
+        else {
+            return Err(AppError::Conflict(
+                "this link is not for setting a password".into(),
+            ));
+        };
+        validate_password("password", password)?;
+        let hash = hash_blocking(password).await?;
+        let now = self.clock.now().micros();
+        let token_hash = link.token_hash.clone();
+        self.record(
+            Actor::user(&uid),
+            None,
+            vec![
+                AccessEvent::SetupLinkUsed {
+                    token_hash: token_hash.clone(),
+                },
+                AccessEvent::PasswordSet {
+                    user_id: uid.clone(),
+                },
+            ],
+            move |c, appended| {
+                if store::use_setup_link(c, &token_hash, now)? != 1 {
+                    return Err(AppError::Conflict("this link has already been used".into()));
+                }
+                store::set_password_hash(c, &uid, &hash, seq_of(appended))?;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Checks an e-mail and password. Failures are counted per account and address; the
+    /// account's fifth failure within the window locks it (a ledger event). Success is recorded.
+    pub async fn login(
+        &self,
+        state: &AccessState,
+        email: &str,
+        password: &str,
+        address: &str,
+    ) -> Result<UserRow, LoginError> {
+        let now = self.clock.now().micros();
+        if !state.limiter.address_allowed(address, now) {
+            return Err(LoginError::TooManyAttempts);
+        }
+        let key = email.trim().to_lowercase();
+        let user = match Email::parse("email", email) {
+            Ok(e) => self
+                .read(move |c| Ok(store::user_by_email(c, e.as_str())?))
+                .await
+                .unwrap_or(None),
+            Err(_) => None,
+        };
+        let pw = password.to_string();
+        let candidate = user.clone();
+        let ok = web::block(move || match candidate {
+            Some(u) if !u.disabled && u.locked_until.is_none_or(|t| t <= now) => {
+                match &u.password_hash {
+                    Some(h) => passwords::verify(&pw, h),
+                    None => {
+                        passwords::verify_dummy(&pw);
+                        false
+                    }
+                }
+            }
+            _ => {
+                passwords::verify_dummy(&pw);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let Some(user) = user.filter(|_| ok) else {
+            let failures = state.limiter.failed(&key, address, now);
+            if failures >= ACCOUNT_LIMIT
+                && let Some(u) = self
+                    .read({
+                        let key = key.clone();
+                        move |c| Ok(store::user_by_email(c, &key)?)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+            {
+                let until = now + LOCKOUT_MICROS;
+                let uid = u.id.clone();
+                let locked = self
+                    .record(
+                        Actor::system(),
+                        None,
+                        vec![AccessEvent::LockedOut {
+                            user_id: uid.clone(),
+                            until,
+                            failures: failures as u32,
+                        }],
+                        move |c, appended| {
+                            store::set_locked_until(c, &uid, until, seq_of(appended))?;
+                            Ok(())
+                        },
+                    )
+                    .await;
+                if let Err(e) = locked {
+                    tracing::error!(error = %e, "cannot record a lockout");
+                }
+                state.limiter.reset_account(&key);
+            }
+            return Err(LoginError::Generic);
+        };
+        state.limiter.reset_account(&key);
+        let uid = user.id.clone();
+        let recorded = self
+            .record(
+                Actor::user(&uid),
+                None,
+                vec![AccessEvent::LoggedIn {
+                    user_id: uid,
+                    address: Some(address.to_string()),
+                }],
+                |_, _| Ok(()),
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record a login");
+            return Err(LoginError::Generic);
+        }
+        Ok(user)
+    }
+
+    /// Ends every session of the user.
+    pub async fn logout(&self, user_id: &str, request_id: Option<String>) -> Result<(), AppError> {
+        let uid = user_id.to_string();
+        self.record(
+            Actor::user(&uid),
+            request_id,
+            vec![AccessEvent::LoggedOut {
+                user_id: uid.clone(),
+            }],
+            move |c, appended| {
+                store::bump_session_epoch(c, &uid, seq_of(appended))?;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as URL_SAFE;
+
+/// Argon2 takes tens of milliseconds: off the async workers.
+async fn hash_blocking(password: &str) -> Result<String, AppError> {
+    let p = password.to_string();
+    web::block(move || passwords::hash(&p)).await?
+}
