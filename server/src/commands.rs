@@ -163,7 +163,7 @@ impl CliAccess {
             svc: crate::auth::service::AccessService::new(ledger.clone(), pool, clock, None),
             ledger,
             tokens,
-            public_url: settings.auth.public_url.clone(),
+            public_url: settings.public_url(None),
         })
     }
 

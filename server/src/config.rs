@@ -62,8 +62,9 @@ fn default_roles_claim() -> String {
 /// Sign-in and token settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuthSettings {
-    /// Where people reach this server (links printed and e-mailed use it).
-    pub public_url: String,
+    /// Where people reach this server (links printed and e-mailed use it); when not configured,
+    /// the address the server listens on.
+    pub public_url: Option<String>,
     /// Mark session cookies `Secure` (on by default when `public_url` is https).
     pub cookie_secure: bool,
     pub external_issuers: Vec<ExternalIssuer>,
@@ -262,18 +263,19 @@ impl Settings {
 
         let public_url = env("ACCORD_PUBLIC_URL")
             .or(file.auth.public_url)
-            .unwrap_or_else(|| format!("http://{listen}"))
-            .trim_end_matches('/')
-            .to_string();
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            .map(|u| u.trim_end_matches('/').to_string());
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
             return Err(ConfigError(format!(
-                "the public URL {public_url:?} must start with http:// or https://"
+                "the public URL {u:?} must start with http:// or https://"
             )));
         }
-        let cookie_secure = file
-            .auth
-            .cookie_secure
-            .unwrap_or(public_url.starts_with("https://"));
+        let cookie_secure = file.auth.cookie_secure.unwrap_or(
+            public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+        );
         for ext in &file.auth.external_issuers {
             if ext.issuer.is_empty() || ext.audience.is_empty() {
                 return Err(ConfigError(
@@ -304,6 +306,15 @@ impl Settings {
             max_body_bytes,
             workers,
         })
+    }
+
+    /// Where people reach this server: the configured public URL, or `http://` and the address
+    /// the server listens on.
+    pub fn public_url(&self, bound: Option<SocketAddr>) -> String {
+        self.auth
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", bound.unwrap_or(self.listen)))
     }
 
     /// SHA-256 over the settings that shape behaviour (secrets masked), recorded in the ledger at

@@ -143,7 +143,10 @@ impl Application {
             let raw = svc
                 .create_setup_link(Actor::system(), auth::service::PURPOSE_FIRST_ADMIN, None)
                 .await?;
-            Some(format!("{}/ui/setup?token={raw}", settings.auth.public_url))
+            Some(format!(
+                "{}/ui/setup?token={raw}",
+                settings.public_url(listener.local_addr().ok())
+            ))
         } else {
             None
         };

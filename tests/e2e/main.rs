@@ -1,5 +1,6 @@
 //! End-to-end tests: the real application on SQLite and PostgreSQL.
 
+mod access;
 mod instances;
 mod ledger;
 mod schema;

@@ -272,6 +272,7 @@ impl TestApp {
     pub fn client(&self) -> awc::Client {
         awc::Client::builder()
             .timeout(Duration::from_secs(30))
+            .disable_redirects()
             .finish()
     }
 
