@@ -401,7 +401,7 @@ async fn every_response_carries_security_headers() {
             get("content-security-policy").contains("frame-ancestors 'none'"),
             "{path}"
         );
-        assert_eq!(get("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(get("referrer-policy"), "same-origin", "{path}");
     }
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real application on SQLite and PostgreSQL.
 
 mod access;
+mod browser;
 mod instances;
 mod ledger;
 mod schema;

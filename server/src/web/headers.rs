@@ -29,7 +29,9 @@ pub async fn security_headers(
     );
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: under no-referrer browsers send `Origin: null` on our own
+    // form posts, which the CSRF origin check must refuse.
+    set(header::REFERRER_POLICY, "same-origin");
     set(header::CACHE_CONTROL, "no-store");
     Ok(res)
 }
