@@ -224,3 +224,335 @@ fn verify_exits_1_and_names_the_seq_when_the_ledger_is_damaged() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("seq 1"), "{stdout}");
 }
+
+fn accord_with_stdin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("ACCORD_DATABASE_URL")
+        .env("ACCORD_POLICIES_DIR", POLICIES)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One HTTP/1.1 exchange: status, headers (lowercase names), body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn cookie_from(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .filter_map(|c| c.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[test]
+fn users_and_tokens_from_the_command_line_and_no_secret_in_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let password = "correct horse battery staple";
+
+    let out = accord_with_stdin(
+        d,
+        &[
+            "user",
+            "add",
+            "--email",
+            "Ada@Example.org",
+            "--name",
+            "Ada",
+            "--role",
+            "admin",
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("added ada@example.org"));
+
+    let out = accord(
+        d,
+        &[
+            "user",
+            "add",
+            "--email",
+            "bob@example.org",
+            "--name",
+            "Bob",
+            "--role",
+            "marketer",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let link = stdout
+        .split_whitespace()
+        .find(|w| w.contains("/ui/setup?token="))
+        .expect("a set-password link")
+        .to_string();
+    let link_secret = link.split("token=").nth(1).unwrap().to_string();
+
+    assert_clean_failure(
+        &accord(
+            d,
+            &["user", "add", "--email", "bob@example.org", "--name", "B"],
+        ),
+        "already exists",
+    );
+    assert_clean_failure(
+        &accord(
+            d,
+            &[
+                "user",
+                "add",
+                "--email",
+                "c@example.org",
+                "--name",
+                "C",
+                "--role",
+                "root",
+            ],
+        ),
+        "is not a role",
+    );
+    let out = accord(
+        d,
+        &[
+            "user",
+            "roles",
+            "bob@example.org",
+            "--grant",
+            "legal",
+            "--revoke",
+            "marketer",
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("now holds: legal"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = accord(d, &["user", "list"]);
+    let list = text(&out.stdout);
+    assert!(
+        list.contains("ada@example.org\tAda\tadmin, auditor\tactive"),
+        "{list}"
+    );
+    assert!(
+        list.contains("bob@example.org\tBob\tlegal\tactive"),
+        "{list}"
+    );
+    let out = accord(d, &["user", "disable", "bob@example.org"]);
+    assert!(text(&out.stdout).contains("disabled bob@example.org"));
+    assert!(text(&accord(d, &["user", "list"]).stdout).contains("legal\tdisabled"));
+
+    let out = accord(
+        d,
+        &[
+            "token", "issue", "--client", "crm", "--role", "service", "--ttl", "30d",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let jti = text(&out.stderr)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(text(&accord(d, &["token", "list"]).stdout).contains(&format!("{jti}\tcrm\tservice")));
+    assert_clean_failure(
+        &accord(
+            d,
+            &[
+                "token", "issue", "--client", "crm", "--role", "service", "--ttl", "forever",
+            ],
+        ),
+        "ttl",
+    );
+
+    // The server, with debug logging, sees the token, a sign-in, and a revocation from the CLI.
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(d)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .env("ACCORD_POLICIES_DIR", POLICIES)
+        .env_remove("ACCORD_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server log");
+        log.push(line.clone());
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = http(
+        &addr,
+        "GET",
+        "/v1/access/me",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"service\""));
+
+    let (status, headers, page) = http(&addr, "GET", "/ui/login", &[], "");
+    assert_eq!(status, 200);
+    let pre = cookie_from(&headers, "accord_pre").unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let origin = format!("http://{addr}");
+    let form = form_encode(&[
+        ("email", "ada@example.org"),
+        ("password", password),
+        ("csrf", &csrf),
+    ]);
+    let (status, headers, _) = http(
+        &addr,
+        "POST",
+        "/ui/login",
+        &[
+            ("Cookie", &format!("accord_pre={pre}")),
+            ("Origin", &origin),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &form,
+    );
+    assert_eq!(status, 303);
+    let session = cookie_from(&headers, "accord_session").unwrap();
+
+    let out = accord(d, &["token", "revoke", &jti]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let started = Instant::now();
+    loop {
+        let (status, _, _) = http(
+            &addr,
+            "GET",
+            "/v1/access/me",
+            &[("Authorization", &bearer)],
+            "",
+        );
+        if status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "revocation not applied within a second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    log.extend(rx.try_iter());
+    let log = log.join("\n");
+    assert!(log.contains("handled"), "debug log captured");
+    let key_pem = std::fs::read_to_string(d.join("token-signing-key.pem")).unwrap();
+    let key_body: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let subject_key = std::fs::read_to_string(d.join("subject-ref.key")).unwrap();
+    for (what, secret) in [
+        ("password", password),
+        ("token", token.as_str()),
+        ("token signature", token.rsplit('.').next().unwrap()),
+        ("session cookie", session.as_str()),
+        ("pre-session cookie", pre.as_str()),
+        ("CSRF token", csrf.as_str()),
+        ("set-password link", link_secret.as_str()),
+        ("signing key", key_body.as_str()),
+        ("subject key", subject_key.trim()),
+    ] {
+        assert!(!log.contains(secret), "the {what} appears in the log");
+    }
+}
