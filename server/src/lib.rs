@@ -71,6 +71,16 @@ impl Application {
         settings: Settings,
         clock: SharedClock,
     ) -> Result<Application, StartError> {
+        Self::build_with_routes(settings, clock, None).await
+    }
+
+    /// As [`Application::build_with_clock`], with more routes (benchmarks and tests add their
+    /// own, declared like every other route).
+    pub async fn build_with_routes(
+        settings: Settings,
+        clock: SharedClock,
+        extra_routes: Option<fn(&mut authz::Routes)>,
+    ) -> Result<Application, StartError> {
         telemetry::metrics_handle();
         let settings = Arc::new(settings);
         let keys = Arc::new(
@@ -92,7 +102,16 @@ impl Application {
         }
         let manager = Manager::new(settings.database.clone());
         let ledger = Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())?;
-        match Self::finish_build(settings.clone(), pool, ledger.clone(), keys, clock).await {
+        match Self::finish_build(
+            settings.clone(),
+            pool,
+            ledger.clone(),
+            keys,
+            clock,
+            extra_routes,
+        )
+        .await
+        {
             Ok(app) => Ok(app),
             Err(e) => {
                 ledger.shutdown().await;
@@ -107,6 +126,7 @@ impl Application {
         ledger: Ledger,
         keys: Arc<Keys>,
         clock: SharedClock,
+        extra_routes: Option<fn(&mut authz::Routes)>,
     ) -> Result<Application, StartError> {
         let policy = authz::load_policy(&settings.policies_dir).await?;
         let tokens = auth::tokens::TokenAuthority::new(
@@ -169,7 +189,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .configure(|cfg| configure(cfg, &app_state))
+                .configure(|cfg| configure(cfg, &app_state, extra_routes))
                 .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(web::headers::security_headers))
                 .wrap(from_fn(telemetry::observe))
@@ -264,7 +284,11 @@ async fn follow_access(state: actix_web::web::Data<AppState>) {
 }
 
 /// The routes (each with its declared access), body limits and error shapes.
-pub fn configure(cfg: &mut actix_web::web::ServiceConfig, state: &actix_web::web::Data<AppState>) {
+pub fn configure(
+    cfg: &mut actix_web::web::ServiceConfig,
+    state: &actix_web::web::Data<AppState>,
+    extra_routes: Option<fn(&mut authz::Routes)>,
+) {
     let max_body = state.settings.max_body_bytes;
     cfg.app_data(
         actix_web::web::JsonConfig::default()
@@ -286,6 +310,9 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig, state: &actix_web::web
     ledger::api::routes(&mut routes);
     auth::api::routes(&mut routes);
     web::routes(&mut routes);
+    if let Some(extra) = extra_routes {
+        extra(&mut routes);
+    }
     let specs = routes.register(cfg);
     let _ = state.routes.set(specs);
     cfg.default_service(actix_web::web::to(not_found));

@@ -36,7 +36,7 @@ use crate::ledger::Actor;
 use crate::state::AppState;
 use model::Role;
 use sessions::{REFRESH_MICROS, SESSION_COOKIE, Session, SessionCodec};
-use tokens::{TokenAuthority, TokenSubject};
+use tokens::TokenAuthority;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,14 @@ impl Principal {
         match &self.kind {
             PrincipalKind::User { user_id, .. } => vec![user_subject(user_id)],
             _ => self.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        }
+    }
+
+    /// Whether the policy lets this caller perform `perm` (no allocation for token holders).
+    pub fn allowed(&self, policy: &Policy, perm: crate::authz::Perm) -> bool {
+        match &self.kind {
+            PrincipalKind::User { user_id, .. } => policy.allows(&user_subject(user_id), perm),
+            _ => self.roles.iter().any(|r| policy.allows(r.as_str(), perm)),
         }
     }
 
@@ -286,24 +294,19 @@ impl AccessState {
             Ok(v) => v,
             Err(e) => return Authn::Refused(e.0),
         };
-        match verified.subject {
-            TokenSubject::Local { jti, client } => match self.issued_token(&jti) {
-                None => Authn::Refused("the token is not on record".into()),
-                Some(t) if t.revoked => Authn::Refused("the token has been revoked".into()),
-                Some(t) => Authn::Authenticated(Arc::new(Principal {
-                    kind: PrincipalKind::Service { client, jti },
-                    name: t.client,
-                    roles: t.roles,
-                })),
-            },
-            TokenSubject::External { issuer, subject } => {
-                Authn::Authenticated(Arc::new(Principal {
-                    name: subject.clone(),
-                    kind: PrincipalKind::External { issuer, subject },
-                    roles: verified.roles,
-                }))
+        if let Some(jti) = verified.local_jti() {
+            let revoked = self
+                .issued
+                .read()
+                .ok()
+                .and_then(|t| t.get(jti).map(|t| t.revoked));
+            match revoked {
+                None => return Authn::Refused("the token is not on record".into()),
+                Some(true) => return Authn::Refused("the token has been revoked".into()),
+                Some(false) => {}
             }
         }
+        Authn::Authenticated(Arc::clone(&verified.principal))
     }
 
     /// Checks a session cookie; returns the outcome and, when due, a refreshed cookie.

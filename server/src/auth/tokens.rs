@@ -7,7 +7,7 @@
 //! are kept in a bounded cache until the token expires. Revocation is checked on every request.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -58,6 +58,48 @@ pub struct VerifiedToken {
     pub roles: Vec<Role>,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// The caller this token speaks for, built once per token.
+    pub principal: Arc<super::Principal>,
+}
+
+impl VerifiedToken {
+    fn new(subject: TokenSubject, roles: Vec<Role>, exp: i64) -> Self {
+        let (kind, name) = match &subject {
+            TokenSubject::Local { jti, client } => (
+                super::PrincipalKind::Service {
+                    client: client.clone(),
+                    jti: jti.clone(),
+                },
+                client.clone(),
+            ),
+            TokenSubject::External { issuer, subject } => (
+                super::PrincipalKind::External {
+                    issuer: issuer.clone(),
+                    subject: subject.clone(),
+                },
+                subject.clone(),
+            ),
+        };
+        let principal = Arc::new(super::Principal {
+            kind,
+            name,
+            roles: roles.clone(),
+        });
+        VerifiedToken {
+            subject,
+            roles,
+            exp,
+            principal,
+        }
+    }
+
+    /// The `jti` of a token Accord issued (checked against revocations on every request).
+    pub fn local_jti(&self) -> Option<&str> {
+        match &self.subject {
+            TokenSubject::Local { jti, .. } => Some(jti),
+            TokenSubject::External { .. } => None,
+        }
+    }
 }
 
 /// Why a bearer token was refused. The message goes to the caller (it names no secret).
@@ -80,7 +122,7 @@ pub struct TokenAuthority {
     encoding: EncodingKey,
     decoding: DecodingKey,
     external: Vec<ExternalKeys>,
-    cache: RwLock<HashMap<[u8; 32], VerifiedToken>>,
+    cache: RwLock<HashMap<[u8; 32], Arc<VerifiedToken>>>,
 }
 
 impl std::fmt::Debug for TokenAuthority {
@@ -183,14 +225,14 @@ impl TokenAuthority {
         if c.exp + LEEWAY_SECS as i64 <= now_secs && now_secs > 0 {
             return Err(TokenError("the token has expired".into()));
         }
-        Ok(VerifiedToken {
-            subject: TokenSubject::Local {
+        Ok(VerifiedToken::new(
+            TokenSubject::Local {
                 jti: c.jti,
                 client: client.to_string(),
             },
-            roles: c.roles,
-            exp: c.exp,
-        })
+            c.roles,
+            c.exp,
+        ))
     }
 
     fn verify_external(
@@ -233,14 +275,14 @@ impl TokenAuthority {
                 .collect();
             roles.sort();
             roles.dedup();
-            return Ok(VerifiedToken {
-                subject: TokenSubject::External {
+            return Ok(VerifiedToken::new(
+                TokenSubject::External {
                     issuer: ext.issuer.clone(),
                     subject,
                 },
                 roles,
                 exp,
-            });
+            ));
         }
         Err(TokenError(format!(
             "the token's key id {kid:?} is not a key Accord trusts"
@@ -249,7 +291,7 @@ impl TokenAuthority {
 
     /// Validates a bearer token, using the cache of verified tokens. Revocation is the caller's
     /// check (it changes while a token is cached).
-    pub fn validate(&self, token: &str, now_secs: i64) -> Result<VerifiedToken, TokenError> {
+    pub fn validate(&self, token: &str, now_secs: i64) -> Result<Arc<VerifiedToken>, TokenError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Ok(cache) = self.cache.read()
             && let Some(hit) = cache.get(&digest)
@@ -257,7 +299,7 @@ impl TokenAuthority {
             if hit.exp + LEEWAY_SECS as i64 <= now_secs {
                 return Err(TokenError("the token has expired".into()));
             }
-            return Ok(hit.clone());
+            return Ok(Arc::clone(hit));
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError(format!("the token is not a JWT: {e}")))?;
@@ -265,7 +307,7 @@ impl TokenAuthority {
             .kid
             .as_deref()
             .ok_or_else(|| TokenError("the token names no key (kid)".into()))?;
-        let verified = if kid == self.kid {
+        let verified = Arc::new(if kid == self.kid {
             if header.alg != Algorithm::EdDSA {
                 return Err(TokenError(
                     "the token's algorithm is not EdDSA, the one pinned for Accord's key".into(),
@@ -279,7 +321,7 @@ impl TokenAuthority {
             self.verify_local(token, now_secs)?
         } else {
             self.verify_external(token, kid, header.alg)?
-        };
+        });
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= CACHE_MAX {
                 cache.retain(|_, v| v.exp + LEEWAY_SECS as i64 > now_secs);
@@ -287,7 +329,7 @@ impl TokenAuthority {
                     cache.clear();
                 }
             }
-            cache.insert(digest, verified.clone());
+            cache.insert(digest, Arc::clone(&verified));
         }
         Ok(verified)
     }
@@ -401,8 +443,9 @@ mod tests {
                 client: "crm".into()
             }
         );
-        // Cached: the second validation answers the same.
-        assert_eq!(a.validate(&t, 1_900_000_000).unwrap(), v);
+        // Cached: the second validation answers with the same verified token.
+        assert!(Arc::ptr_eq(&a.validate(&t, 1_900_000_000).unwrap(), &v));
+        assert_eq!(v.principal.name, "crm");
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub struct Policy {
     model_text: String,
     rules: Vec<Rule>,
     enforcer: RwLock<Enforcer>,
-    decisions: RwLock<HashMap<(String, String, String), bool>>,
+    /// subject → permission → decision; looked up without allocating.
+    decisions: RwLock<HashMap<String, HashMap<Perm, bool>>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -184,13 +185,8 @@ impl Policy {
     /// Whether `subject` (a role name or `user:<id>`) may perform `perm`. Decisions are cached
     /// until the grants change.
     pub fn allows(&self, subject: &str, perm: Perm) -> bool {
-        let key = (
-            subject.to_string(),
-            perm.resource.to_string(),
-            perm.action.to_string(),
-        );
         if let Ok(d) = self.decisions.read()
-            && let Some(hit) = d.get(&key)
+            && let Some(hit) = d.get(subject).and_then(|m| m.get(&perm))
         {
             return *hit;
         }
@@ -201,7 +197,13 @@ impl Policy {
             .and_then(|e| e.enforce((subject, perm.resource, perm.action)).ok())
             .unwrap_or(false);
         if let Ok(mut d) = self.decisions.write() {
-            d.insert(key, decision);
+            // Bounded: subjects are roles and users, few; a flood cannot grow this without limit.
+            if d.len() > 100_000 {
+                d.clear();
+            }
+            d.entry(subject.to_string())
+                .or_default()
+                .insert(perm, decision);
         }
         decision
     }

@@ -242,11 +242,7 @@ fn decide(req: &ServiceRequest, access: Access) -> Result<(), Refusal> {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Err(Refusal::Forbidden("access policy unavailable".into()));
     };
-    if principal
-        .casbin_subjects()
-        .iter()
-        .any(|s| state.access.policy.allows(s, perm))
-    {
+    if principal.allowed(&state.access.policy, perm) {
         Ok(())
     } else {
         Err(Refusal::Forbidden(missing(perm, &principal.role_names())))
