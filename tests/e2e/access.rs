@@ -793,3 +793,47 @@ async fn the_first_administrator_is_created_through_the_one_time_link() {
     assert!(kinds.contains("access.setup_link_used"));
     app.stop().await;
 }
+
+/// Behind a TLS proxy (X-Forwarded-Proto: https) the session cookie is marked Secure.
+#[actix_web::test]
+async fn session_cookies_are_secure_over_tls() {
+    let db = TestDb::sqlite();
+    let data = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
+    accord::auth::api::service(&app.state)
+        .create_user(
+            Actor::cli(),
+            None,
+            "tls@example.org",
+            "T",
+            &[],
+            Some("a long enough password"),
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&app);
+    let (_, _, page) = b.get("/ui/login").await;
+    let csrf = csrf_of(&page);
+    let res = app
+        .client()
+        .post(app.url("/ui/login"))
+        .insert_header(("cookie", b.cookie_header()))
+        .insert_header(("x-forwarded-proto", "https"))
+        .send_form(&[
+            ("email", "tls@example.org"),
+            ("password", "a long enough password"),
+            ("csrf", csrf.as_str()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("accord_session="))
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    app.stop().await;
+}

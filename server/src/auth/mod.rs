@@ -269,19 +269,20 @@ impl AccessState {
         Ok(())
     }
 
-    /// A session cookie with the attributes Accord always uses.
-    pub fn session_cookie(&self, value: String) -> Cookie<'static> {
+    /// A session cookie with the attributes Accord always uses; `Secure` when configured or when
+    /// the request came over TLS (directly or as a proxy reports it).
+    pub fn session_cookie(&self, value: String, https: bool) -> Cookie<'static> {
         Cookie::build(SESSION_COOKIE, value)
             .path("/")
             .http_only(true)
-            .secure(self.cookie_secure)
+            .secure(self.cookie_secure || https)
             .same_site(SameSite::Strict)
             .finish()
     }
 
     /// A cookie that removes the session.
-    pub fn clear_session_cookie(&self) -> Cookie<'static> {
-        let mut c = self.session_cookie(String::new());
+    pub fn clear_session_cookie(&self, https: bool) -> Cookie<'static> {
+        let mut c = self.session_cookie(String::new(), https);
         c.make_removal();
         c
     }
@@ -310,7 +311,12 @@ impl AccessState {
     }
 
     /// Checks a session cookie; returns the outcome and, when due, a refreshed cookie.
-    fn session(&self, cookie: &str, now: Timestamp) -> (Authn, Option<Cookie<'static>>) {
+    fn session(
+        &self,
+        cookie: &str,
+        now: Timestamp,
+        https: bool,
+    ) -> (Authn, Option<Cookie<'static>>) {
         let s = match self.sessions.decode(cookie, now) {
             Ok(s) => s,
             Err(e) => {
@@ -336,7 +342,7 @@ impl AccessState {
                 seen: now.micros(),
                 ..s.clone()
             };
-            self.session_cookie(self.sessions.encode(&fresh))
+            self.session_cookie(self.sessions.encode(&fresh), https)
         });
         let principal = Principal {
             kind: PrincipalKind::User {
@@ -367,7 +373,8 @@ pub async fn authenticate(
                     Err(_) => Authn::Refused("the Authorization header is not text".into()),
                 }
             } else if let Some(c) = req.cookie(SESSION_COOKIE) {
-                let (a, r) = state.access.session(c.value(), now);
+                let https = req.connection_info().scheme() == "https";
+                let (a, r) = state.access.session(c.value(), now, https);
                 refreshed = r;
                 a
             } else {

@@ -141,6 +141,11 @@ fn respond(page: HttpResponse, cookie: Option<Cookie<'static>>) -> HttpResponse 
     page
 }
 
+/// Whether the request came over TLS (directly, or as a proxy reports it).
+fn https(req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
+}
+
 fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_string()))
@@ -221,7 +226,7 @@ async fn login(
             };
             let cookie = state
                 .access
-                .session_cookie(state.access.sessions.encode(&session));
+                .session_cookie(state.access.sessions.encode(&session), https(&req));
             Ok(respond(see_other("/ui/"), Some(cookie)))
         }
         Err(e) => {
@@ -453,7 +458,7 @@ async fn change_password(
             };
             let cookie = state
                 .access
-                .session_cookie(state.access.sessions.encode(&fresh));
+                .session_cookie(state.access.sessions.encode(&fresh), https(&req));
             let page = home_page(
                 &req,
                 &state,
@@ -493,7 +498,7 @@ async fn logout(
     }
     Ok(respond(
         see_other("/ui/login?notice=signed-out"),
-        Some(state.access.clear_session_cookie()),
+        Some(state.access.clear_session_cookie(https(&req))),
     ))
 }
 
