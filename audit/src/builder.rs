@@ -25,6 +25,9 @@ pub enum BuildError {
     /// An erasure named a seq that does not exist yet.
     #[error("seq {0} does not exist")]
     NoSuchSeq(u64),
+    /// An erasure named a seq whose line was already taken out with [`LedgerBuilder::take_lines`].
+    #[error("seq {0} was already taken out of the builder and can no longer be erased")]
+    Taken(u64),
 }
 
 /// The caller-chosen parts of a new entry. The salt comes from the caller: this crate has no
@@ -57,7 +60,9 @@ pub struct LedgerBuilder {
     frontier: Frontier,
     prev: Hash,
     lines: Vec<ExportLine>,
-    /// Index in `lines` of each seq's entry line.
+    /// Lines already handed out by [`LedgerBuilder::take_lines`].
+    taken: usize,
+    /// Index of each seq's entry line, counting taken lines too (`lines` starts at `taken`).
     entry_lines: Vec<usize>,
     latest_checkpoint: Option<(u64, String)>,
 }
@@ -71,6 +76,7 @@ impl LedgerBuilder {
             frontier: Frontier::new(),
             prev: [0; 32],
             lines: Vec::new(),
+            taken: 0,
             entry_lines: Vec::new(),
             latest_checkpoint: None,
         }
@@ -107,7 +113,7 @@ impl LedgerBuilder {
         let leaf = body.leaf_hash();
         self.frontier.push(leaf, |_, _, _| {});
         self.prev = leaf;
-        self.entry_lines.push(self.lines.len());
+        self.entry_lines.push(self.taken + self.lines.len());
         self.lines.push(ExportLine::Entry {
             seq,
             body: text,
@@ -126,19 +132,26 @@ impl LedgerBuilder {
         if let Some(&missing) = seqs.iter().find(|&&s| s >= self.size()) {
             return Err(BuildError::NoSuchSeq(missing));
         }
+        if let Some(&gone) = seqs.iter().find(|&&s| self.line_of(s).is_none()) {
+            return Err(BuildError::Taken(gone));
+        }
         entry.kind = ERASURE_KIND.to_string();
         entry.payload = serde_json::json!({ "redacted_seqs": seqs });
         let (by, _) = self.append(entry)?;
         for &s in seqs {
-            let idx = usize::try_from(s)
-                .ok()
-                .and_then(|i| self.entry_lines.get(i).copied());
+            let idx = self.line_of(s);
             if let Some(ExportLine::Entry { payload, .. }) = idx.and_then(|i| self.lines.get_mut(i))
             {
                 *payload = PayloadRecord::Redacted { redacted_by: by };
             }
         }
         Ok(by)
+    }
+
+    /// Index in `lines` of `seq`'s entry line, if it exists and was not taken.
+    fn line_of(&self, seq: u64) -> Option<usize> {
+        let i = usize::try_from(seq).ok()?;
+        self.entry_lines.get(i)?.checked_sub(self.taken)
     }
 
     /// Signs a checkpoint at the current size, appends it as a line and returns the note.
@@ -160,9 +173,18 @@ impl LedgerBuilder {
         Ok(cp.sign(&self.signer)?)
     }
 
-    /// The lines after the header.
+    /// The lines after the header (those not taken out with [`LedgerBuilder::take_lines`]).
     pub fn lines(&self) -> &[ExportLine] {
         &self.lines
+    }
+
+    /// Removes and returns the lines written so far, so that a long ledger can be written out
+    /// while it is built without holding it all in memory. Entries whose lines were taken can no
+    /// longer be erased ([`BuildError::Taken`]); [`LedgerBuilder::export`] renders only the lines
+    /// still held, and [`LedgerBuilder::header`] still counts every entry.
+    pub fn take_lines(&mut self) -> Vec<ExportLine> {
+        self.taken += self.lines.len();
+        std::mem::take(&mut self.lines)
     }
 
     /// The export: a header (whose checkpoint is a fresh one at the full size, appended as the

@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::scan::{find_special, utf16_cmp};
+
 /// The largest integer magnitude an IEEE 754 double represents exactly (2^53 - 1); I-JSON's limit.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
@@ -33,12 +35,35 @@ pub enum CanonError {
 /// [`CanonError::Number`] naming where it is. Equal values always give byte-identical output.
 pub fn canonical_json(v: &Value) -> Result<String, CanonError> {
     let mut out = String::new();
-    let mut path = String::from("$");
-    write_value(&mut out, v, &mut path)?;
+    canonical_json_into(v, &mut out)?;
     Ok(out)
 }
 
-fn write_value(out: &mut String, v: &Value, path: &mut String) -> Result<(), CanonError> {
+/// [`canonical_json`] onto the end of `out` (which is left with a partial text on error).
+pub(crate) fn canonical_json_into(v: &Value, out: &mut String) -> Result<(), CanonError> {
+    write_value(out, v).map_err(|segments| {
+        // The failing number's location, collected innermost first while unwinding.
+        let mut path = String::from("$");
+        for segment in segments.iter().rev() {
+            match segment {
+                Segment::Index(i) => {
+                    let _ = write!(path, "[{i}]");
+                }
+                Segment::Member(k) => push_member_path(&mut path, k),
+            }
+        }
+        CanonError::Number { path }
+    })
+}
+
+/// One step of a JSON path, for [`CanonError::Number`].
+enum Segment<'v> {
+    Index(usize),
+    Member(&'v str),
+}
+
+/// Writes `v`; on a number without a canonical form, the path to it, innermost step first.
+fn write_value<'v>(out: &mut String, v: &'v Value) -> Result<(), Vec<Segment<'v>>> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -58,7 +83,7 @@ fn write_value(out: &mut String, v: &Value, path: &mut String) -> Result<(), Can
                 false
             };
             if !ok {
-                return Err(CanonError::Number { path: path.clone() });
+                return Err(Vec::new());
             }
         }
         Value::String(s) => write_string(out, s),
@@ -68,27 +93,34 @@ fn write_value(out: &mut String, v: &Value, path: &mut String) -> Result<(), Can
                 if i > 0 {
                     out.push(',');
                 }
-                let len = path.len();
-                let _ = write!(path, "[{i}]");
-                write_value(out, item, path)?;
-                path.truncate(len);
+                write_value(out, item).map_err(|mut p| {
+                    p.push(Segment::Index(i));
+                    p
+                })?;
             }
             out.push(']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
-            out.push('{');
-            for (i, (k, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            // The map usually iterates in byte order already, which is the UTF-16 order unless
+            // names mix characters above U+FFFF with U+E000..U+FFFF; sort only when it is not.
+            let mut names = map.keys();
+            let mut ordered = true;
+            if let Some(mut previous) = names.next() {
+                for name in names {
+                    if utf16_cmp(previous, name) == Ordering::Greater {
+                        ordered = false;
+                        break;
+                    }
+                    previous = name;
                 }
-                write_string(out, k);
-                out.push(':');
-                let len = path.len();
-                push_member_path(path, k);
-                write_value(out, item, path)?;
-                path.truncate(len);
+            }
+            out.push('{');
+            if ordered {
+                write_members(out, map.iter())?;
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
+                write_members(out, entries.into_iter())?;
             }
             out.push('}');
         }
@@ -96,10 +128,22 @@ fn write_value(out: &mut String, v: &Value, path: &mut String) -> Result<(), Can
     Ok(())
 }
 
-/// RFC 8785 §3.2.3: member names compare as arrays of UTF-16 code units. This differs from
-/// UTF-8 byte order for characters above U+FFFF versus U+E000..U+FFFF.
-fn utf16_cmp(a: &str, b: &str) -> Ordering {
-    a.encode_utf16().cmp(b.encode_utf16())
+fn write_members<'v>(
+    out: &mut String,
+    members: impl Iterator<Item = (&'v String, &'v Value)>,
+) -> Result<(), Vec<Segment<'v>>> {
+    for (i, (k, item)) in members.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        write_value(out, item).map_err(|mut p| {
+            p.push(Segment::Member(k));
+            p
+        })?;
+    }
+    Ok(())
 }
 
 /// `.name` for identifier-like names, `["name"]` otherwise, so the path stays unambiguous.
@@ -121,20 +165,28 @@ fn push_member_path(path: &mut String, k: &str) {
 /// RFC 8785 §3.2.2.2 string serialisation (the ECMAScript JSON.stringify rules).
 pub(crate) fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    loop {
+        // Copy the longest run that needs no escape in one go; `at` is always an ASCII byte.
+        let at = find_special(bytes, run);
+        out.push_str(&s[run..at]);
+        let Some(&b) = bytes.get(at) else {
+            break;
+        };
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            c => {
+                let _ = write!(out, "\\u{c:04x}");
             }
-            c => out.push(c),
         }
+        run = at + 1;
     }
     out.push('"');
 }

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sha2::{Digest, Sha256};
+use sha2::block_api::compress256;
 
 /// A SHA-256 digest: a leaf hash, a node hash or a tree root.
 pub type Hash = [u8; 32];
@@ -32,28 +32,68 @@ pub enum HashError {
 
 /// SHA-256(0x00 || body): the hash of a leaf (RFC 6962 §2.1).
 pub fn leaf_hash(body: &[u8]) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0x00]);
-    h.update(body);
-    h.finalize().into()
+    sha256(&[&[0x00], body])
 }
 
 /// SHA-256(0x01 || left || right): the hash of an interior node (RFC 6962 §2.1).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0x01]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
+    sha256(&[&[0x01], left, right])
 }
 
-/// Plain SHA-256, for commitments and key ids.
+/// SHA-256's initial state (FIPS 180-4 §5.3.3).
+const SHA256_INIT: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Plain SHA-256 of the concatenated `parts`, for leaves, nodes, commitments and key ids. Whole
+/// blocks go to the compression function straight from the parts; only the bytes around them
+/// (and the padding) pass through a one-block buffer.
 pub(crate) fn sha256(parts: &[&[u8]]) -> Hash {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
+    let mut state = SHA256_INIT;
+    let mut block = [0u8; 64];
+    let mut filled = 0usize;
+    let mut total = 0u64;
+    for part in parts {
+        let mut rest: &[u8] = part;
+        total += rest.len() as u64;
+        if filled > 0 {
+            let take = rest.len().min(64 - filled);
+            block[filled..filled + take].copy_from_slice(&rest[..take]);
+            filled += take;
+            rest = &rest[take..];
+            if filled < 64 {
+                continue;
+            }
+            compress256(&mut state, &[block]);
+        }
+        let (blocks, tail) = rest.as_chunks::<64>();
+        if !blocks.is_empty() {
+            compress256(&mut state, blocks);
+        }
+        block[..tail.len()].copy_from_slice(tail);
+        filled = tail.len();
     }
-    h.finalize().into()
+    // Padding: 0x80, zeros, and the length in bits (big-endian) in the last eight bytes.
+    block[filled] = 0x80;
+    block[filled + 1..].fill(0);
+    if filled + 1 > 56 {
+        compress256(&mut state, &[block]);
+        block = [0; 64];
+    }
+    block[56..].copy_from_slice(&(total * 8).to_be_bytes());
+    compress256(&mut state, &[block]);
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 /// Lowercase hex, 64 characters.
@@ -66,12 +106,58 @@ pub fn from_hex(s: &str) -> Result<Hash, HashError> {
     if s.len() != 64 {
         return Err(HashError::HexLength(s.len()));
     }
-    if !is_lower_hex(s) {
-        return Err(HashError::HexDigit);
+    decode_hash(s.as_bytes()).ok_or(HashError::HexDigit)
+}
+
+/// The value of each byte as a lowercase hex digit, 0xff for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes exactly 64 lowercase hex digits; `None` for anything else. Eight digits at a time.
+#[inline]
+pub(crate) fn decode_hash(s: &[u8]) -> Option<Hash> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Adding 0x80 - c to an ASCII byte sets its top bit exactly when the byte is >= c (and
+    // cannot carry into the next byte).
+    const fn at_least(c: u8) -> u64 {
+        ONES * (0x80 - c as u64)
+    }
+    let digits: &[u8; 64] = s.try_into().ok()?;
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| HashError::HexDigit)?;
-    Ok(out)
+    let mut invalid = 0u64;
+    for k in 0..8 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&digits[8 * k..8 * k + 8]);
+        let w = u64::from_le_bytes(word);
+        let above = |c: u8| w.wrapping_add(at_least(c));
+        let digit = above(b'0') & !above(b'9' + 1);
+        let letter = above(b'a') & !above(b'f' + 1);
+        // Not ASCII, or neither a digit nor a-f. (For non-ASCII bytes the sums above may carry
+        // into the next byte, but the first test already rejects the word.)
+        invalid |= (w & HIGHS) | (!(digit | letter) & HIGHS);
+        // Each byte's value: its low four bits, plus 9 for a-f.
+        let nibbles = (w & (ONES * 0x0f)) + ((letter & HIGHS) >> 7) * 9;
+        // Digit pairs (high, low) into one byte per 16-bit lane, then the lanes side by side.
+        let lanes =
+            ((nibbles & 0x00ff_00ff_00ff_00ff) << 4) | ((nibbles >> 8) & 0x00ff_00ff_00ff_00ff);
+        let halves = (lanes | (lanes >> 8)) & 0x0000_ffff_0000_ffff;
+        let packed = (halves | (halves >> 16)) as u32;
+        out[4 * k..4 * k + 4].copy_from_slice(&packed.to_le_bytes());
+    }
+    (invalid == 0).then_some(out)
 }
 
 /// Standard base64 with padding (44 characters), as checkpoints carry roots.
@@ -89,13 +175,29 @@ pub fn from_b64(s: &str) -> Result<Hash, HashError> {
 
 /// True when every character is `0-9` or `a-f`.
 pub(crate) fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes().all(|b| HEX_VALUE[usize::from(b)] < 16)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_agrees_with_the_sha2_hasher() {
+        use sha2::{Digest, Sha256};
+        let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + i / 5) as u8).collect();
+        for len in (0..200).chain([255, 256, 257, 399, 400]) {
+            let bytes = &data[..len];
+            let want: Hash = Sha256::digest(bytes).into();
+            assert_eq!(sha256(&[bytes]), want, "{len}");
+            for cut in [0, 1, 55, 56, 63, 64, 65, 130] {
+                let (a, b) = bytes.split_at(cut.min(len));
+                assert_eq!(sha256(&[a, b]), want, "{len} at {cut}");
+                let (b1, b2) = b.split_at(b.len() / 2);
+                assert_eq!(sha256(&[a, &[], b1, b2]), want, "{len} at {cut} in three");
+            }
+        }
+    }
 
     #[test]
     fn empty_root_is_sha256_of_nothing() {
@@ -135,6 +237,36 @@ mod tests {
         assert_eq!(from_hex(&bad), Err(HashError::HexDigit));
         // Multi-byte characters must not slip past the length check or panic.
         assert!(from_hex(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn decode_hash_agrees_with_the_hex_crate() {
+        for seed in 0u8..64 {
+            let h = leaf_hash(&[seed]);
+            let text = to_hex(&h);
+            assert_eq!(decode_hash(text.as_bytes()), Some(h));
+            let mut bytes = text.clone().into_bytes();
+            for bad in [
+                b'g',
+                b'A',
+                b'F',
+                b'/',
+                b':',
+                b'`',
+                0x80,
+                0xff,
+                b' ',
+                b'0' - 1,
+            ] {
+                bytes[usize::from(seed)] = bad;
+                assert_eq!(decode_hash(&bytes), None, "{bad}");
+            }
+        }
+        let all: String = "0123456789abcdef".repeat(4);
+        let mut want = [0u8; 32];
+        hex::decode_to_slice(&all, &mut want).unwrap();
+        assert_eq!(decode_hash(all.as_bytes()), Some(want));
+        assert_eq!(decode_hash(&all.as_bytes()[1..]), None);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod hash;
 pub mod merkle;
 pub mod note;
 pub mod payload;
+mod scan;
 pub mod verify;
 
 pub use body::{BODY_VERSION, BodyError, LeafBody};
@@ -45,4 +46,4 @@ pub use merkle::{
 };
 pub use note::{NoteError, NoteSigner, NoteVerifier, OpenedNote, open_note};
 pub use payload::{ERASURE_KIND, PAYLOAD_DOMAIN, erasure_redacted_seqs, payload_commit};
-pub use verify::{Failure, LedgerVerifier, Report};
+pub use verify::{EntryInput, Failure, LedgerVerifier, Report};
