@@ -237,13 +237,15 @@ impl TestApp {
 
     /// GET with a bearer token: status, content type, body.
     pub async fn get_with(&self, path: &str, token: &str) -> (u16, String, String) {
-        let mut res = self
-            .client()
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
+        self.fetch(path, Some(token)).await
+    }
+
+    async fn fetch(&self, path: &str, token: Option<&str>) -> (u16, String, String) {
+        let mut req = self.client().get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let mut res = req.send().await.expect("request");
         let ct = res
             .headers()
             .get("content-type")
@@ -278,24 +280,7 @@ impl TestApp {
 
     /// GET, returning status, content type and body text.
     pub async fn get(&self, path: &str) -> (u16, String, String) {
-        let mut res = self
-            .client()
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request");
-        let ct = res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = res.body().limit(64 << 20).await.expect("body");
-        (
-            res.status().as_u16(),
-            ct,
-            String::from_utf8_lossy(&body).into_owned(),
-        )
+        self.fetch(path, None).await
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
