@@ -9,6 +9,7 @@
 //! - [`note`] and [`checkpoint`]: C2SP signed notes and tlog checkpoints (Ed25519).
 //! - [`export`]: the JSON Lines export format.
 //! - [`verify`]: the one streaming verifier used by the server and by the offline CLI.
+//! - [`receipt`]: consent receipts a data subject or auditor can verify on their own.
 //! - [`builder`]: an in-memory ledger writer that produces valid exports (tests, tools).
 //!
 //! Nothing here reads the clock or a random source: salts and keys come from the caller.
@@ -29,6 +30,7 @@ pub mod hash;
 pub mod merkle;
 pub mod note;
 pub mod payload;
+pub mod receipt;
 mod scan;
 pub mod verify;
 

@@ -63,6 +63,16 @@ enum Command {
         #[arg(long, value_name = "h1,h2,...", default_value = "")]
         proof: String,
     },
+    /// Verify a consent receipt (from GET /v1/consents/receipts/{seq}): the record is what the
+    /// ledger entry says, and the entry is in the tree of a checkpoint signed by the log's key.
+    VerifyReceipt {
+        /// The receipt file ("-" reads standard input).
+        file: PathBuf,
+        /// The log's verifier key (name+id+base64), or a file holding it. Without it the key in
+        /// the receipt is trusted, and the report says so.
+        #[arg(long, value_name = "VKEY_OR_FILE")]
+        key: Option<String>,
+    },
     /// Open a signed checkpoint note with a verifier key and print what it says.
     Checkpoint {
         /// The signed note.
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
             root,
             proof,
         } => run_verify_inclusion(&leaf_hash, index, size, &root, &proof),
+        Command::VerifyReceipt { file, key } => run_verify_receipt(&file, key.as_deref()),
         Command::Checkpoint { note_file, key } => run_checkpoint(&note_file, &key),
     };
     match result {
@@ -257,6 +268,39 @@ fn run_verify_inclusion(
                 detail: Some(&detail),
             });
             let _ = writeln!(io::stderr(), "accord-audit: inclusion proof rejected: {e}");
+            Ok(false)
+        }
+    }
+}
+
+fn run_verify_receipt(file: &Path, key: Option<&str>) -> Result<bool, UsageError> {
+    let key = key.map(resolve_key).transpose()?;
+    let text = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        io::Read::read_to_string(&mut io::stdin(), &mut s).map_err(|e| {
+            UsageError(format!("cannot read the receipt from standard input: {e}."))
+        })?;
+        s
+    } else {
+        read_text(file, "receipt")?
+    };
+    match accord_audit::receipt::verify_receipt(&text, key.as_ref()) {
+        Ok(report) => {
+            let detail = serde_json::to_value(&report).unwrap_or_default();
+            print_json(&Outcome {
+                ok: true,
+                reason: None,
+                detail: Some(&detail),
+            });
+            Ok(true)
+        }
+        Err(reason) => {
+            let _ = writeln!(io::stderr(), "accord-audit: receipt rejected: {reason}");
+            print_json(&Outcome {
+                ok: false,
+                reason: Some(reason),
+                detail: None,
+            });
             Ok(false)
         }
     }

@@ -107,3 +107,19 @@ mod tests {
         assert_eq!(c.now(), Timestamp(15));
     }
 }
+
+/// Serde helpers for API answers, which show instants as RFC 3339 text.
+pub mod rfc3339 {
+    use super::Timestamp;
+
+    pub fn serialize<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339())
+    }
+
+    pub fn option<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339()),
+            None => s.serialize_none(),
+        }
+    }
+}

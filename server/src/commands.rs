@@ -125,10 +125,11 @@ pub fn export(
     }
 }
 
-/// What the `user` and `token` commands work with: the access service over this process's own
-/// ledger writer (its entries interleave with any running server's through the sequencing lock).
+/// What the `user`, `token`, `purposes` and `consent` commands work with: the services over this
+/// process's own ledger writer (its entries interleave with any running server's through the sequencing lock).
 pub struct CliAccess {
     pub svc: crate::auth::service::AccessService,
+    pub consent: crate::consent::service::ConsentService,
     pub ledger: crate::ledger::Ledger,
     pub tokens: crate::auth::tokens::TokenAuthority,
     pub public_url: String,
@@ -160,6 +161,12 @@ impl CliAccess {
             &settings.auth.external_issuers,
         )?;
         Ok(CliAccess {
+            consent: crate::consent::service::ConsentService::new(
+                ledger.clone(),
+                pool.clone(),
+                clock.clone(),
+                None,
+            ),
             svc: crate::auth::service::AccessService::new(ledger.clone(), pool, clock, None),
             ledger,
             tokens,

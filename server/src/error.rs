@@ -17,6 +17,9 @@ pub fn one_line(s: &str) -> String {
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// For bulk input: the line (1-based) of the row the problem is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
 }
 
 impl FieldError {
@@ -24,6 +27,7 @@ impl FieldError {
         FieldError {
             field: field.into(),
             message: message.into(),
+            line: None,
         }
     }
 }

@@ -6,16 +6,20 @@
 
 pub mod auth;
 pub mod authz;
+pub mod body;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod consent;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod ops;
 pub mod state;
 pub mod telemetry;
+pub mod vocab;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -56,7 +60,7 @@ pub struct Application {
     address: SocketAddr,
     state: actix_web::web::Data<AppState>,
     setup_link: Option<String>,
-    follower: actix_web::rt::task::JoinHandle<()>,
+    followers: Vec<actix_web::rt::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -170,6 +174,43 @@ impl Application {
         } else {
             None
         };
+        let consent = Arc::new(consent::index::ConsentIndex::new());
+        let definitions = settings.policies_dir.join(consent::DEFINITIONS_FILE);
+        if definitions.is_file() {
+            let svc = consent::service::ConsentService::new(
+                ledger.clone(),
+                pool.clone(),
+                clock.clone(),
+                None,
+            );
+            let defs = consent::service::Definitions::read(&definitions)?;
+            let loaded = svc
+                .load_definitions(Actor::system(), &defs)
+                .await
+                .map_err(|e| {
+                    StartError(format!(
+                        "cannot load {}: {}",
+                        definitions.display(),
+                        AppErrorText(&e)
+                    ))
+                })?;
+            tracing::info!(
+                file = %definitions.display(),
+                purposes_changed = loaded.purposes_changed,
+                notices_published = loaded.notices_published,
+                unchanged = loaded.unchanged,
+                "purposes and notices loaded"
+            );
+        }
+        {
+            let (index, p) = (consent.clone(), pool.clone());
+            actix_web::web::block(move || -> Result<u64, AppError> {
+                let mut c = p.get()?;
+                index.load(&mut c)
+            })
+            .await
+            .map_err(|e| StartError(format!("cannot load the consent index: {e}")))??;
+        }
         ledger.publish_checkpoint().await?;
 
         let address = listener
@@ -182,9 +223,11 @@ impl Application {
             settings: settings.clone(),
             instance,
             access,
+            consent: consent.clone(),
             routes: std::sync::OnceLock::new(),
         });
         let follower = actix_web::rt::spawn(follow_access(state.clone()));
+        let consent_follower = actix_web::rt::spawn(consent::follow(consent, state.pool.clone()));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -217,7 +260,7 @@ impl Application {
             address,
             state,
             setup_link,
-            follower,
+            followers: vec![follower, consent_follower],
         })
     }
 
@@ -261,10 +304,30 @@ impl Application {
     /// then the sequencer writes what is queued and publishes a last checkpoint.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.follower.abort();
+        for f in &self.followers {
+            f.abort();
+        }
         self.state.ledger.shutdown().await;
         tracing::info!("accord stopped");
         result
+    }
+}
+
+/// A validation error's detail with its fields, for one-line start-up messages.
+struct AppErrorText<'a>(&'a AppError);
+
+impl std::fmt::Display for AppErrorText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            AppError::Validation { errors, .. } => {
+                let parts: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                f.write_str(&parts.join("; "))
+            }
+            other => write!(f, "{other}"),
+        }
     }
 }
 
@@ -309,6 +372,7 @@ pub fn configure(
     ops::routes(&mut routes);
     ledger::api::routes(&mut routes);
     auth::api::routes(&mut routes);
+    consent::api::routes(&mut routes);
     web::routes(&mut routes);
     if let Some(extra) = extra_routes {
         extra(&mut routes);

@@ -64,6 +64,31 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Purposes and privacy notices.
+    Purposes {
+        #[command(subcommand)]
+        command: PurposesCommand,
+    },
+    /// Consent records.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PurposesCommand {
+    /// Record the purposes and notices of a definitions file (TOML, or JSON by extension), as the
+    /// server does with policies/purposes.toml at start. Unchanged ones record nothing.
+    Load { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    /// Import consent decisions from NDJSON (one object per line) or CSV (by the .csv
+    /// extension; a header row names the columns). Every row is validated first; nothing is
+    /// written if any is bad. Rows already recorded are skipped.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +201,100 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
         Command::Ledger { command } => ledger(command, settings),
         Command::User { command } => with_access(settings, |a| Box::pin(user(command, a))),
         Command::Token { command } => with_access(settings, |a| Box::pin(token(command, a))),
+        Command::Purposes { command } => with_access(settings, |a| Box::pin(purposes(command, a))),
+        Command::Consent { command } => with_access(settings, |a| Box::pin(consent(command, a))),
+    }
+}
+
+async fn purposes(command: PurposesCommand, a: &CliAccess) -> Result<(), StartError> {
+    match command {
+        PurposesCommand::Load { file } => {
+            let defs = accord::consent::service::Definitions::read(&file)?;
+            let s = a
+                .consent
+                .load_definitions(accord::ledger::Actor::cli(), &defs)
+                .await
+                .map_err(|e| StartError(format!("{}: {}", file.display(), problem_text(&e))))?;
+            println!(
+                "{}: {} purposes changed, {} notices published, {} unchanged",
+                file.display(),
+                s.purposes_changed,
+                s.notices_published,
+                s.unchanged
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn consent(command: ConsentCommand, a: &CliAccess) -> Result<(), StartError> {
+    match command {
+        ConsentCommand::Import { file } => {
+            let started = std::time::Instant::now();
+            let pool = a.consent.pool().clone();
+            let path = file.clone();
+            eprintln!("validating {} ...", file.display());
+            let records = actix_web::web::block(move || {
+                let mut c = pool.get()?;
+                let reference = accord::consent::import::Reference::load(
+                    &mut c,
+                    accord::clock::Clock::now(&SystemClock),
+                )?;
+                accord::consent::import::validate_file(&path, reference)
+            })
+            .await
+            .map_err(|e| StartError(e.to_string()))?
+            .map_err(|e| StartError(format!("{}: {}", file.display(), problem_text(&e))))?;
+            let total = records.len() as u64;
+            let progress = move |done: u64| {
+                let width = 30u64;
+                let filled = (done * width).checked_div(total).unwrap_or(width) as usize;
+                eprint!(
+                    "\r[{}{}] {done}/{total} rows",
+                    "#".repeat(filled),
+                    "-".repeat(width as usize - filled)
+                );
+            };
+            let s = a
+                .consent
+                .import(accord::ledger::Actor::cli(), None, records, &progress)
+                .await?;
+            eprintln!();
+            println!(
+                "{}: {} rows, {} recorded, {} already recorded{} in {:.1} s",
+                file.display(),
+                s.rows,
+                s.recorded,
+                s.duplicates,
+                match (s.first_seq, s.last_seq) {
+                    (Some(f), Some(l)) => format!(" (ledger seqs {f}..={l})"),
+                    _ => String::new(),
+                },
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A problem with its field-level errors (and row lines), for the terminal.
+fn problem_text(e: &accord::error::AppError) -> String {
+    match e {
+        accord::error::AppError::Validation { detail, errors } => {
+            let mut out = detail.clone();
+            for f in errors {
+                out.push_str("\n  ");
+                if let Some(l) = f.line {
+                    out.push_str(&format!("line {l}: "));
+                }
+                if !f.field.is_empty() {
+                    out.push_str(&format!("{}: ", f.field));
+                }
+                out.push_str(&f.message);
+            }
+            out
+        }
+        other => other.to_string(),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct AppState {
     /// This process's id, as recorded in its `server.started` entry.
     pub instance: String,
     pub access: Arc<AccessState>,
+    /// This instance's consent index, following the ledger.
+    pub consent: Arc<crate::consent::index::ConsentIndex>,
     /// Every route registered, with its declared access (filled when the routes are built).
     pub routes: OnceLock<Vec<RouteSpec>>,
 }

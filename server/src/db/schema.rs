@@ -106,6 +106,60 @@ accord_schema! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
     }
+
+    purposes (key, version) {
+        key -> Text,
+        version -> Integer,
+        title -> Text,
+        description -> Text,
+        legal_basis -> Text,
+        consent_required -> Bool,
+        lifetime_days -> Nullable<Integer>,
+        gpc_applies -> Bool,
+        dpv_iri -> Nullable<Text>,
+        status -> Text,
+        at -> BigInt,
+        seq -> BigInt,
+    }
+
+    notices (key, version) {
+        key -> Text,
+        version -> Text,
+        text_hash -> Text,
+        url -> Text,
+        effective_at -> BigInt,
+        at -> BigInt,
+        seq -> BigInt,
+    }
+
+    consent_records (seq) {
+        seq -> BigInt,
+        subject -> Text,
+        purpose -> Text,
+        channel -> Text,
+        decision -> Text,
+        legal_basis -> Text,
+        method -> Text,
+        notice_key -> Nullable<Text>,
+        notice_version -> Nullable<Text>,
+        collected_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        jurisdiction -> Nullable<Text>,
+        source -> Nullable<Text>,
+        gpc -> Bool,
+        evidence -> Nullable<Text>,
+        fingerprint -> Text,
+    }
+
+    idempotency_keys (caller, key) {
+        caller -> Text,
+        key -> Text,
+        request_hash -> Text,
+        status -> Integer,
+        response -> Text,
+        subject_ref -> Nullable<Text>,
+        created_at -> BigInt,
+    }
 }
 
 diesel::joinable!(user_roles -> users (user_id));
@@ -121,4 +175,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     ledger_payloads,
     ledger_nodes,
     ledger_checkpoints,
+    purposes,
+    notices,
+    consent_records,
+    idempotency_keys,
 );

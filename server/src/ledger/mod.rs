@@ -3,6 +3,7 @@
 //! the domain tables in the same transaction. Nothing else writes domain tables.
 
 pub mod api;
+pub mod erasure;
 pub mod event;
 pub mod export;
 pub mod proofs;

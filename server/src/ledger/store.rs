@@ -441,3 +441,124 @@ pub fn count_kind_prefix(conn: &mut AnyConnection, from: u64, prefix: &str) -> Q
         .count()
         .get_result(conn)
 }
+
+/// An entry a domain follows: seq, time, kind and its open payload (`None` once redacted).
+#[derive(Debug, Clone)]
+pub struct FollowedEntry {
+    pub seq: u64,
+    pub at: i64,
+    pub kind: String,
+    pub payload: Option<String>,
+}
+
+/// Entries with `from <= seq < until` whose kind is one of `kinds`, with their payloads, in seq
+/// order, at most `limit`.
+pub fn entries_of_kinds(
+    conn: &mut AnyConnection,
+    from: u64,
+    until: u64,
+    kinds: &[&str],
+    limit: i64,
+) -> QueryResult<Vec<FollowedEntry>> {
+    let rows: Vec<(i64, i64, String, Option<String>)> = ledger_entries::table
+        .left_join(ledger_payloads::table)
+        .filter(ledger_entries::seq.ge(to_i64(from)))
+        .filter(ledger_entries::seq.lt(to_i64(until)))
+        .filter(ledger_entries::kind.eq_any(kinds))
+        .order(ledger_entries::seq.asc())
+        .limit(limit)
+        .select((
+            ledger_entries::seq,
+            ledger_entries::at,
+            ledger_entries::kind,
+            ledger_payloads::payload.nullable(),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, at, kind, payload)| FollowedEntry {
+            seq: seq.max(0) as u64,
+            at,
+            kind,
+            payload,
+        })
+        .collect())
+}
+
+/// One entry's body, leaf hash and stored payload (salt, payload, redacted_by).
+pub type StoredEntry = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// Body, leaf hash, at, kind, salt, payload and redaction of the entry `seq`.
+pub fn entry(conn: &mut AnyConnection, seq: u64) -> QueryResult<Option<StoredEntry>> {
+    ledger_entries::table
+        .left_join(ledger_payloads::table)
+        .filter(ledger_entries::seq.eq(to_i64(seq)))
+        .select((
+            ledger_entries::body,
+            ledger_entries::leaf_hash,
+            ledger_entries::at,
+            ledger_entries::kind,
+            ledger_payloads::salt.nullable(),
+            ledger_payloads::payload.nullable(),
+            ledger_payloads::redacted_by.nullable(),
+        ))
+        .first::<StoredEntry>(conn)
+        .optional()
+}
+
+/// Leaf hashes of the entries `seqs`, as (seq, leaf hash).
+pub fn leaf_hashes_of(conn: &mut AnyConnection, seqs: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(1000) {
+        out.extend(
+            ledger_entries::table
+                .filter(ledger_entries::seq.eq_any(chunk))
+                .select((ledger_entries::seq, ledger_entries::leaf_hash))
+                .load::<(i64, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Seqs of the entries about `subject_ref` whose payloads are still open, below `before`,
+/// erasure entries excepted (they hold no personal data, and their own lists must stay readable).
+pub fn erasable_seqs(
+    conn: &mut AnyConnection,
+    subject_ref: &str,
+    before: u64,
+) -> QueryResult<Vec<u64>> {
+    let seqs: Vec<i64> = ledger_entries::table
+        .inner_join(ledger_payloads::table)
+        .filter(ledger_entries::subject_ref.eq(subject_ref))
+        .filter(ledger_entries::seq.lt(to_i64(before)))
+        .filter(ledger_entries::kind.ne(accord_audit::payload::ERASURE_KIND))
+        .filter(ledger_payloads::redacted_by.is_null())
+        .order(ledger_entries::seq.asc())
+        .select(ledger_entries::seq)
+        .load(conn)?;
+    Ok(seqs.into_iter().map(|s| s.max(0) as u64).collect())
+}
+
+/// Removes the salt and payload of each entry in `seqs`, naming the erasure entry `by`.
+pub fn redact_payloads(conn: &mut AnyConnection, seqs: &[u64], by: u64) -> QueryResult<usize> {
+    let seqs: Vec<i64> = seqs.iter().map(|s| to_i64(*s)).collect();
+    let mut n = 0;
+    for chunk in seqs.chunks(1000) {
+        n += diesel::update(ledger_payloads::table.filter(ledger_payloads::seq.eq_any(chunk)))
+            .set((
+                ledger_payloads::salt.eq(None::<String>),
+                ledger_payloads::payload.eq(None::<String>),
+                ledger_payloads::redacted_by.eq(Some(to_i64(by))),
+            ))
+            .execute(conn)?;
+    }
+    Ok(n)
+}

@@ -1,0 +1,4 @@
+DROP TABLE idempotency_keys;
+DROP TABLE consent_records;
+DROP TABLE notices;
+DROP TABLE purposes;

@@ -1,0 +1,699 @@
+//! Consent API: purposes, notices, recording and importing consent, checks (single, batch,
+//! filter, as of a moment), a subject's state and history, receipts, and erasure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::index::{CheckError, ConsentIndex, PurposeId};
+use super::model::{self, Channel, CheckAnswer, MAX_BATCH, Method as CollectionMethod, Problems};
+use super::service::{ConsentInput, ConsentService, NoticeInput, PurposeInput};
+use crate::auth::Principal;
+use crate::authz::{Access, Perm, Routes};
+use crate::body;
+use crate::clock::Timestamp;
+use crate::error::AppError;
+use crate::idempotency::{self, IdempotencyKey};
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+pub const CONSENT_READ: Perm = Perm::new("consent", "read");
+pub const CONSENT_WRITE: Perm = Perm::new("consent", "write");
+pub const CONSENT_ERASE: Perm = Perm::new("consent", "erase");
+pub const PURPOSE_WRITE: Perm = Perm::new("purpose", "write");
+
+/// Longest a check waits for `min_seq` to be applied here.
+const MIN_SEQ_WAIT: Duration = Duration::from_secs(5);
+/// Largest body of a batch check (10,000 items fit easily).
+const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+pub fn routes(r: &mut Routes) {
+    let read = Access::Permission(CONSENT_READ);
+    let write = Access::Permission(CONSENT_WRITE);
+    let define = Access::Permission(PURPOSE_WRITE);
+    r.get("/v1/purposes", read, list_purposes)
+        .post("/v1/purposes", define, create_purpose)
+        .get("/v1/purposes/{key}", read, get_purpose)
+        .route(Method::PUT, "/v1/purposes/{key}", define, put_purpose)
+        .post("/v1/purposes/{key}/retire", define, retire_purpose)
+        .get("/v1/notices", read, list_notices)
+        .post("/v1/notices", define, publish_notice)
+        .post("/v1/consents", write, record_consent)
+        .post("/v1/consents/import", write, super::import::import_http)
+        .get("/v1/consents/check", read, check_one)
+        .post("/v1/consents/check", read, check_batch)
+        .post("/v1/consents/filter", read, filter)
+        .get(
+            "/v1/consents/receipts/{seq}",
+            read,
+            super::receipt::receipt_http,
+        )
+        .get("/v1/subjects/{id}/consents", read, subject_consents)
+        .get("/v1/subjects/{id}/consents/history", read, subject_history)
+        .post(
+            "/v1/subjects/{id}/erase",
+            Access::Permission(CONSENT_ERASE),
+            erase_subject,
+        );
+}
+
+pub fn service(state: &AppState) -> ConsentService {
+    ConsentService::new(
+        state.ledger.clone(),
+        state.pool.clone(),
+        state.clock.clone(),
+        Some(state.consent.clone()),
+    )
+}
+
+// ----- purposes and notices -----
+
+#[derive(Debug, Serialize)]
+struct PurposeView {
+    #[serde(flatten)]
+    def: model::PurposeDef,
+    seq: i64,
+}
+
+async fn list_purposes(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let purposes: Vec<PurposeView> = service(&state)
+        .purposes()
+        .await?
+        .into_iter()
+        .map(|(def, seq)| PurposeView { def, seq })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "purposes": purposes })))
+}
+
+async fn get_purpose(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let rows = service(&state).purpose_history(&key).await?;
+    let versions = rows
+        .iter()
+        .map(|r| {
+            Ok(serde_json::json!({
+                "definition": r.def()?,
+                "seq": r.seq,
+                "recorded_at": Timestamp(r.at).to_rfc3339(),
+            }))
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    let current = rows
+        .last()
+        .map(|r| r.def())
+        .transpose()?
+        .ok_or_else(|| AppError::NotFound(format!("no purpose {:?}", key.as_str())))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "purpose": current,
+        "versions": versions,
+    })))
+}
+
+async fn create_purpose(
+    state: web::Data<AppState>,
+    p: Principal,
+    rid: RequestId,
+    input: web::Json<PurposeInput>,
+) -> Result<HttpResponse, AppError> {
+    let def = input.validate(None)?;
+    let out = service(&state)
+        .define_purpose(p.actor(), Some(rid.0), def, true)
+        .await?;
+    Ok(HttpResponse::Created().json(out))
+}
+
+async fn put_purpose(
+    state: web::Data<AppState>,
+    p: Principal,
+    rid: RequestId,
+    key: web::Path<String>,
+    input: web::Json<PurposeInput>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(k) = &input.key
+        && k != key.as_str()
+    {
+        return Err(AppError::validation(
+            "key",
+            format!("the body names {k:?} but the path names {:?}", key.as_str()),
+        ));
+    }
+    let def = input.validate(Some(&key))?;
+    let out = service(&state)
+        .define_purpose(p.actor(), Some(rid.0), def, false)
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn retire_purpose(
+    state: web::Data<AppState>,
+    p: Principal,
+    rid: RequestId,
+    key: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let out = service(&state)
+        .retire_purpose(p.actor(), Some(rid.0), &key)
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn list_notices(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let notices: Vec<serde_json::Value> = service(&state)
+        .notices()
+        .await?
+        .into_iter()
+        .map(|n| {
+            serde_json::json!({
+                "key": n.key,
+                "version": n.version,
+                "text_hash": n.text_hash,
+                "url": n.url,
+                "effective_at": Timestamp(n.effective_at).to_rfc3339(),
+                "seq": n.seq,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "notices": notices })))
+}
+
+async fn publish_notice(
+    state: web::Data<AppState>,
+    p: Principal,
+    rid: RequestId,
+    input: web::Json<NoticeInput>,
+) -> Result<HttpResponse, AppError> {
+    let def = input.validate(state.clock.now())?;
+    let out = service(&state)
+        .publish_notice(p.actor(), Some(rid.0), def)
+        .await?;
+    let status = if out.changed {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(out))
+}
+
+// ----- recording -----
+
+/// Whether the request carries a Global Privacy Control signal.
+pub fn gpc_signal(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("sec-gpc")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "1")
+}
+
+async fn record_consent(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Principal,
+    rid: RequestId,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    body::media_type(&req, &["application/json"])?;
+    let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
+    let idem = IdempotencyKey::from_request(&req, &p.id(), &bytes)?;
+    let svc = service(&state);
+    if let Some(key) = &idem
+        && let Some(stored) = svc.replay(key).await?
+    {
+        return Ok(stored.response());
+    }
+    let input: ConsentInput = body::json(&bytes)?;
+    let record = svc.validate(&input, gpc_signal(&req), CollectionMethod::Api)?;
+    match svc
+        .record(p.actor(), Some(rid.0), record, idem.clone())
+        .await
+    {
+        Ok(out) if out.duplicate => Ok(HttpResponse::Ok().json(out)),
+        Ok(out) => Ok(HttpResponse::Created().json(out)),
+        Err(AppError::Conflict(m)) if m == idempotency::IN_FLIGHT => {
+            // A concurrent request with the same key won; answer as it did.
+            match &idem {
+                Some(key) => match svc.replay(key).await? {
+                    Some(stored) => Ok(stored.response()),
+                    None => Err(AppError::Conflict(m)),
+                },
+                None => Err(AppError::Conflict(m)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+// ----- checks -----
+
+#[derive(Debug, Deserialize)]
+struct CheckQuery {
+    subject: Option<String>,
+    purpose: Option<String>,
+    channel: Option<String>,
+    at: Option<String>,
+    min_seq: Option<String>,
+}
+
+/// Waits until this instance has applied `min_seq`, or says why it cannot answer yet.
+pub async fn await_min_seq(index: &ConsentIndex, min_seq: Option<u64>) -> Result<(), AppError> {
+    let Some(seq) = min_seq else { return Ok(()) };
+    if index.wait_applied(seq, MIN_SEQ_WAIT).await {
+        Ok(())
+    } else {
+        Err(AppError::Unavailable(format!(
+            "this instance has not yet applied ledger seq {seq} (it has applied {} entries); retry shortly",
+            index.applied()
+        )))
+    }
+}
+
+fn parse_min_seq(p: &mut Problems, field: &str, v: &Option<String>) -> Option<u64> {
+    let s = v.as_ref()?;
+    match s.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            p.add(
+                field,
+                format!("{s:?} is not a ledger seq (a non-negative integer)"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_at(p: &mut Problems, field: &str, v: &Option<String>) -> Option<Timestamp> {
+    v.as_ref().and_then(|s| p.take(model::instant(field, s)))
+}
+
+fn unknown_purpose(field: &str, key: &str) -> AppError {
+    AppError::validation(
+        field,
+        format!("{key:?} is not a registered purpose (see GET /v1/purposes)"),
+    )
+}
+
+async fn check_one(
+    state: web::Data<AppState>,
+    q: web::Query<CheckQuery>,
+) -> Result<HttpResponse, AppError> {
+    let mut p = Problems::default();
+    let subject = q.subject.as_deref().unwrap_or("");
+    p.take(model::subject_id("subject", subject));
+    let purpose = q.purpose.as_deref().unwrap_or("");
+    if purpose.is_empty() {
+        p.add("purpose", "is required");
+    }
+    let channel = match q.channel.as_deref() {
+        None => {
+            p.add("channel", "is required");
+            None
+        }
+        Some(c) => p.take(Channel::parse_field("channel", c)),
+    };
+    let at = parse_at(&mut p, "at", &q.at);
+    let min_seq = parse_min_seq(&mut p, "min_seq", &q.min_seq);
+    p.into_result()?;
+    let index = &state.consent;
+    await_min_seq(index, min_seq).await?;
+    let channel = channel.unwrap_or(Channel::Any);
+    match index.check(subject, purpose, channel, at, state.clock.now()) {
+        Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
+        Err(CheckError::UnknownPurpose) => Err(unknown_purpose("purpose", purpose)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    subject: String,
+    purpose: String,
+    channel: String,
+    at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    items: Vec<BatchItem>,
+    min_seq: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchAnswer {
+    results: Vec<CheckAnswer>,
+    applied_seq: u64,
+}
+
+async fn check_batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    body::media_type(&req, &["application/json"])?;
+    let bytes = body::read_limited(payload, BATCH_BODY_LIMIT).await?;
+    let batch: BatchRequest = body::json(&bytes)?;
+    if batch.items.len() > MAX_BATCH {
+        return Err(AppError::PayloadTooLarge(format!(
+            "a batch holds at most {MAX_BATCH} items, this one {}; split it, or use POST /v1/consents/filter for a send list",
+            batch.items.len()
+        )));
+    }
+    let index = &state.consent;
+    await_min_seq(index, batch.min_seq).await?;
+    let mut p = Problems::default();
+    let mut resolved: Vec<(PurposeId, Channel, Option<Timestamp>)> =
+        Vec::with_capacity(batch.items.len());
+    let mut purposes: BTreeMap<&str, Option<PurposeId>> = BTreeMap::new();
+    for (i, item) in batch.items.iter().enumerate() {
+        if p.0.len() >= 100 {
+            break;
+        }
+        if let Err(AppError::Validation { errors, .. }) =
+            model::subject_id("subject", &item.subject)
+        {
+            for e in errors {
+                p.add(format!("items/{i}/subject"), e.message);
+            }
+        }
+        let pid = *purposes
+            .entry(item.purpose.as_str())
+            .or_insert_with(|| index.purpose(&item.purpose));
+        if pid.is_none() {
+            p.add(
+                format!("items/{i}/purpose"),
+                format!("{:?} is not a registered purpose", item.purpose),
+            );
+        }
+        let channel = Channel::parse(&item.channel);
+        if channel.is_none() {
+            p.take(Channel::parse_field(
+                &format!("items/{i}/channel"),
+                &item.channel,
+            ));
+        }
+        let at = parse_at(&mut p, &format!("items/{i}/at"), &item.at);
+        if let (Some(pid), Some(channel)) = (pid, channel) {
+            resolved.push((pid, channel, at));
+        }
+    }
+    p.into_result()?;
+    let now = state.clock.now();
+    let results = batch
+        .items
+        .iter()
+        .zip(resolved)
+        .map(|(item, (pid, channel, at))| index.check_id(&item.subject, pid, channel, at, now))
+        .collect();
+    Ok(HttpResponse::Ok().json(BatchAnswer {
+        results,
+        applied_seq: index.applied(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct FilterQuery {
+    purpose: Option<String>,
+    channel: Option<String>,
+    at: Option<String>,
+    min_seq: Option<String>,
+}
+
+/// Counts per reason, for the filter's trailer.
+#[derive(Debug, Default, Serialize)]
+struct FilterTrailer {
+    checked: u64,
+    allowed: u64,
+    reasons: BTreeMap<String, u64>,
+    applied_seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<FilterError>,
+}
+
+#[derive(Debug, Serialize)]
+struct FilterError {
+    line: u64,
+    message: String,
+}
+
+struct FilterState {
+    payload: web::Payload,
+    index: Arc<ConsentIndex>,
+    purpose: PurposeId,
+    channel: Channel,
+    at: Option<Timestamp>,
+    now: Timestamp,
+    lines: body::LineBuffer,
+    trailer: FilterTrailer,
+    reasons: std::collections::HashMap<model::ReasonCode, u64>,
+    finished: bool,
+}
+
+impl FilterState {
+    /// Feeds a chunk of the body (`None` at its end), writing permitted ids to `out`.
+    fn feed(&mut self, chunk: Option<&[u8]>, out: &mut Vec<u8>) {
+        let mut lines = std::mem::take(&mut self.lines);
+        match chunk {
+            Some(c) => lines.push(c, |n, l| self.check_line(n, l, out)),
+            None => lines.finish(|n, l| self.check_line(n, l, out)),
+        };
+        self.lines = lines;
+    }
+
+    /// Checks one line; false (and the error noted) when it is not a subject id.
+    fn check_line(&mut self, n: u64, raw: &[u8], out: &mut Vec<u8>) -> bool {
+        let line = raw.trim_ascii();
+        if line.is_empty() {
+            return true;
+        }
+        let subject: Result<std::borrow::Cow<'_, str>, String> = match line[0] {
+            b'"' => serde_json::from_slice::<String>(line)
+                .map(Into::into)
+                .map_err(|e| format!("not a JSON string: {e}")),
+            b'{' => serde_json::from_slice::<FilterLine>(line)
+                .map(|l| l.subject.into())
+                .map_err(|e| format!("not an object with a subject: {e}")),
+            _ => std::str::from_utf8(line)
+                .map(Into::into)
+                .map_err(|_| "not UTF-8 text".to_string()),
+        };
+        let subject = match subject.and_then(|s| {
+            model::subject_id("subject", &s)
+                .map(|_| s)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(s) => s,
+            Err(message) => {
+                self.trailer.error = Some(FilterError { line: n, message });
+                return false;
+            }
+        };
+        let a = self
+            .index
+            .check_id(&subject, self.purpose, self.channel, self.at, self.now);
+        self.trailer.checked += 1;
+        *self.reasons.entry(a.reason).or_default() += 1;
+        if a.allowed {
+            self.trailer.allowed += 1;
+            let _ = serde_json::to_writer(&mut *out, subject.as_ref());
+            out.push(b'\n');
+        }
+        true
+    }
+
+    fn trailer(&mut self, out: &mut Vec<u8>) {
+        self.trailer.applied_seq = self.index.applied();
+        self.trailer.reasons = self
+            .reasons
+            .iter()
+            .map(|(r, n)| (r.text().into_owned(), *n))
+            .collect();
+        let _ = serde_json::to_writer(&mut *out, &serde_json::json!({ "trailer": &self.trailer }));
+        out.push(b'\n');
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FilterLine {
+    subject: String,
+}
+
+/// Send list in (NDJSON: one subject id per line, as a JSON string, an object with `subject`, or
+/// plain text), permitted subset out as it is read, then a trailer line with counts per reason.
+/// A bad line ends the stream with the error in the trailer.
+async fn filter(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<FilterQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    body::media_type(
+        &req,
+        &["application/x-ndjson", "application/jsonl", "text/plain"],
+    )?;
+    let mut p = Problems::default();
+    let purpose = q.purpose.as_deref().unwrap_or("");
+    if purpose.is_empty() {
+        p.add("purpose", "is required");
+    }
+    let channel = match q.channel.as_deref() {
+        None => {
+            p.add("channel", "is required");
+            None
+        }
+        Some(c) => p.take(Channel::parse_field("channel", c)),
+    };
+    let at = parse_at(&mut p, "at", &q.at);
+    let min_seq = parse_min_seq(&mut p, "min_seq", &q.min_seq);
+    p.into_result()?;
+    let index = state.consent.clone();
+    await_min_seq(&index, min_seq).await?;
+    let purpose = index
+        .purpose(purpose)
+        .ok_or_else(|| unknown_purpose("purpose", purpose))?;
+    let st = FilterState {
+        payload,
+        index,
+        purpose,
+        channel: channel.unwrap_or(Channel::Any),
+        at,
+        now: state.clock.now(),
+        lines: body::LineBuffer::default(),
+        trailer: FilterTrailer::default(),
+        reasons: Default::default(),
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        let mut out = Vec::new();
+        loop {
+            match st.payload.next().await {
+                Some(Ok(chunk)) => {
+                    st.feed(Some(&chunk), &mut out);
+                    if st.trailer.error.is_some() {
+                        break;
+                    }
+                    if out.len() >= 16 * 1024 {
+                        return Some((Ok::<_, actix_web::Error>(Bytes::from(out)), st));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.trailer.error = Some(FilterError {
+                        line: st.lines.line + 1,
+                        message: format!("the body could not be read: {e}"),
+                    });
+                    break;
+                }
+                None => {
+                    st.feed(None, &mut out);
+                    break;
+                }
+            }
+        }
+        st.trailer(&mut out);
+        st.finished = true;
+        Some((Ok(Bytes::from(out)), st))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream))
+}
+
+// ----- subjects -----
+
+fn subject_path(id: &str) -> Result<(), AppError> {
+    model::subject_id("id", id)
+}
+
+async fn subject_consents(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<MinSeqQuery>,
+) -> Result<HttpResponse, AppError> {
+    subject_path(&id)?;
+    let mut p = Problems::default();
+    let min_seq = parse_min_seq(&mut p, "min_seq", &q.min_seq);
+    p.into_result()?;
+    await_min_seq(&state.consent, min_seq).await?;
+    let state_now: Vec<serde_json::Value> = state
+        .consent
+        .subject_state(&id, state.clock.now())
+        .into_iter()
+        .map(|(purpose, channel, answer)| {
+            serde_json::json!({ "purpose": purpose, "channel": channel, "state": answer })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "subject": id.as_str(),
+        "consents": state_now,
+        "applied_seq": state.consent.applied(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct MinSeqQuery {
+    min_seq: Option<String>,
+}
+
+async fn subject_history(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    subject_path(&id)?;
+    let rows = service(&state).history(&id).await?;
+    let events = rows
+        .into_iter()
+        .map(|(row, leaf_hash, recorded_at)| {
+            let record = row.record()?;
+            Ok(serde_json::json!({
+                "seq": row.seq,
+                "leaf_hash": leaf_hash,
+                "recorded_at": Timestamp(recorded_at).to_rfc3339(),
+                "record": super::service::RecordView::from(&record),
+                "receipt": format!("/v1/consents/receipts/{}", row.seq),
+            }))
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "subject": id.as_str(),
+        "history": events,
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseRequest {
+    reason: Option<String>,
+}
+
+async fn erase_subject(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Principal,
+    rid: RequestId,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    subject_path(&id)?;
+    let bytes = body::read_limited(payload, 64 * 1024).await?;
+    let input: EraseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        EraseRequest::default()
+    } else {
+        body::media_type(&req, &["application/json"])?;
+        body::json(&bytes)?
+    };
+    if let Some(r) = &input.reason {
+        model::text("reason", r, 1000, false)?;
+    }
+    let out = service(&state)
+        .erase(p.actor(), Some(rid.0), &id, input.reason)
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}

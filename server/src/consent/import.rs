@@ -1,0 +1,459 @@
+//! Bulk import of consent decisions (NDJSON or CSV). Every row is validated first; if any is bad
+//! nothing is written and the answer lists the bad rows (line, field, reason: the first hundred,
+//! and the count). Rows already recorded are skipped, so a re-run writes nothing new.
+
+use std::collections::{HashMap, HashSet};
+
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::model::{ConsentRecord, Evidence, Method, PurposeDef};
+use super::service::{ConsentContext, ConsentInput, ImportSummary};
+use super::store;
+use crate::auth::Principal;
+use crate::body::{self, LineBuffer};
+use crate::clock::Timestamp;
+use crate::db::AnyConnection;
+use crate::error::{AppError, FieldError};
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+/// Bad rows listed in an answer; the rest are only counted.
+pub const LISTED_ERRORS: usize = 100;
+/// Largest import body accepted over HTTP.
+pub const IMPORT_BODY_LIMIT: usize = 2 * 1024 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// By file name: `.csv` is CSV, anything else NDJSON.
+    pub fn of_path(path: &std::path::Path) -> Format {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            Format::Csv
+        } else {
+            Format::Ndjson
+        }
+    }
+}
+
+/// What validation needs, read once from the database.
+pub struct Reference {
+    purposes: HashMap<String, PurposeDef>,
+    notices: HashSet<(String, String)>,
+    now: Timestamp,
+}
+
+impl Reference {
+    pub fn load(conn: &mut AnyConnection, now: Timestamp) -> Result<Reference, AppError> {
+        let mut purposes = HashMap::new();
+        for row in store::all_purpose_versions(conn)? {
+            purposes.insert(row.key.clone(), row.def()?);
+        }
+        let notices = store::all_notices(conn)?
+            .into_iter()
+            .map(|n| (n.key, n.version))
+            .collect();
+        Ok(Reference {
+            purposes,
+            notices,
+            now,
+        })
+    }
+}
+
+/// Validates rows as they come, keeping the good records and the first errors.
+pub struct Validator {
+    reference: Reference,
+    pub records: Vec<ConsentRecord>,
+    pub errors: Vec<FieldError>,
+    pub bad_rows: u64,
+    pub rows: u64,
+}
+
+impl Validator {
+    pub fn new(reference: Reference) -> Self {
+        Validator {
+            reference,
+            records: Vec::new(),
+            errors: Vec::new(),
+            bad_rows: 0,
+            rows: 0,
+        }
+    }
+
+    fn bad(&mut self, line: u64, field: &str, message: String) {
+        self.bad_rows += 1;
+        if self.errors.len() < LISTED_ERRORS {
+            self.errors.push(FieldError {
+                field: field.to_string(),
+                message,
+                line: Some(line),
+            });
+        }
+    }
+
+    /// One parsed row (or why it could not be parsed).
+    pub fn row(&mut self, line: u64, input: Result<ConsentInput, String>) {
+        self.rows += 1;
+        let input = match input {
+            Ok(i) => i,
+            Err(message) => return self.bad(line, "", message),
+        };
+        let r = &self.reference;
+        let purpose = |k: &str| r.purposes.get(k).cloned();
+        let notice = |k: &str, v: &str| r.notices.contains(&(k.to_string(), v.to_string()));
+        let cx = ConsentContext {
+            now: r.now,
+            purpose: &purpose,
+            notice_exists: Some(&notice),
+            gpc: false,
+            default_method: Method::Import,
+        };
+        match input.validate(&cx) {
+            Ok(rec) => {
+                if self.bad_rows == 0 {
+                    self.records.push(rec);
+                }
+            }
+            Err(AppError::Validation { errors, .. }) => {
+                self.bad_rows += 1;
+                for e in errors {
+                    if self.errors.len() < LISTED_ERRORS {
+                        self.errors.push(FieldError {
+                            line: Some(line),
+                            ..e
+                        });
+                    }
+                }
+            }
+            Err(other) => self.bad(line, "", other.to_string()),
+        }
+        if self.bad_rows > 0 {
+            // Nothing will be written: stop holding records.
+            self.records = Vec::new();
+        }
+    }
+
+    /// One NDJSON line.
+    pub fn ndjson_line(&mut self, line: u64, raw: &[u8]) {
+        let raw = raw.trim_ascii();
+        if raw.is_empty() {
+            return;
+        }
+        let parsed = serde_json::from_slice::<ConsentInput>(raw)
+            .map_err(|e| format!("not a consent object: {e}"));
+        self.row(line, parsed);
+    }
+
+    /// A whole CSV document (header row first).
+    pub fn csv(&mut self, data: &[u8]) {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .trim(csv::Trim::All)
+            .from_reader(data);
+        let headers = match rdr.headers() {
+            Ok(h) => h.clone(),
+            Err(e) => return self.bad(1, "", format!("the header row is unreadable: {e}")),
+        };
+        for (i, h) in headers.iter().enumerate() {
+            if !CSV_COLUMNS.contains(&h) {
+                self.bad(
+                    1,
+                    h,
+                    format!(
+                        "column {} ({h:?}) is not a consent field; the columns are {}",
+                        i + 1,
+                        CSV_COLUMNS.join(", ")
+                    ),
+                );
+            }
+        }
+        if self.bad_rows > 0 {
+            return;
+        }
+        for result in rdr.records() {
+            match result {
+                Ok(rec) => {
+                    let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                    if rec.iter().all(str::is_empty) {
+                        continue;
+                    }
+                    let input = csv_input(&headers, &rec);
+                    self.row(line, Ok(input));
+                }
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    self.rows += 1;
+                    self.bad(line, "", format!("unreadable CSV row: {e}"));
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The records, or a problem listing the bad rows.
+    pub fn finish(self) -> Result<Vec<ConsentRecord>, AppError> {
+        if self.bad_rows == 0 {
+            if self.rows == 0 {
+                return Err(AppError::validation("", "the import holds no rows"));
+            }
+            return Ok(self.records);
+        }
+        let first = self.errors.first().map(|e| {
+            format!(
+                "line {}{}: {}",
+                e.line.unwrap_or(0),
+                if e.field.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", e.field)
+                },
+                e.message
+            )
+        });
+        Err(AppError::Validation {
+            detail: format!(
+                "{} of {} rows are invalid, so nothing was written (the first {} problems are listed); the first: {}",
+                self.bad_rows,
+                self.rows,
+                self.errors.len(),
+                first.unwrap_or_default()
+            ),
+            errors: self.errors,
+        })
+    }
+}
+
+/// The CSV columns: the consent fields, and evidence as `evidence_<field>`.
+pub const CSV_COLUMNS: &[&str] = &[
+    "subject",
+    "purpose",
+    "channel",
+    "decision",
+    "legal_basis",
+    "method",
+    "notice_key",
+    "notice_version",
+    "collected_at",
+    "expires_at",
+    "jurisdiction",
+    "source",
+    "evidence_form_id",
+    "evidence_ip",
+    "evidence_user_agent",
+    "evidence_page_url",
+    "evidence_reference",
+];
+
+fn csv_input(headers: &csv::StringRecord, rec: &csv::StringRecord) -> ConsentInput {
+    let mut input = ConsentInput::default();
+    let mut evidence = Evidence::default();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        if v.is_empty() {
+            continue;
+        }
+        let v = Some(v.to_string());
+        match h {
+            "subject" => input.subject = v,
+            "purpose" => input.purpose = v,
+            "channel" => input.channel = v,
+            "decision" => input.decision = v,
+            "legal_basis" => input.legal_basis = v,
+            "method" => input.method = v,
+            "notice_key" => input.notice_key = v,
+            "notice_version" => input.notice_version = v,
+            "collected_at" => input.collected_at = v,
+            "expires_at" => input.expires_at = v,
+            "jurisdiction" => input.jurisdiction = v,
+            "source" => input.source = v,
+            "evidence_form_id" => evidence.form_id = v,
+            "evidence_ip" => evidence.ip = v,
+            "evidence_user_agent" => evidence.user_agent = v,
+            "evidence_page_url" => evidence.page_url = v,
+            "evidence_reference" => evidence.reference = v,
+            _ => {}
+        }
+    }
+    if !evidence.is_empty() {
+        input.evidence = Some(evidence);
+    }
+    input
+}
+
+/// Validates a whole file (for the CLI).
+pub fn validate_file(
+    path: &std::path::Path,
+    reference: Reference,
+) -> Result<Vec<ConsentRecord>, AppError> {
+    let data = std::fs::read(path)
+        .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
+    let mut v = Validator::new(reference);
+    match Format::of_path(path) {
+        Format::Csv => v.csv(&data),
+        Format::Ndjson => {
+            let mut lines = LineBuffer::default();
+            lines.push(&data, |n, l| {
+                v.ndjson_line(n, l);
+                true
+            });
+            lines.finish(|n, l| {
+                v.ndjson_line(n, l);
+                true
+            });
+        }
+    }
+    v.finish()
+}
+
+/// `POST /v1/consents/import`: NDJSON (`application/x-ndjson`) validated as it streams in, or CSV
+/// (`text/csv`).
+pub async fn import_http(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Principal,
+    rid: RequestId,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let format = match body::media_type(
+        &req,
+        &["application/x-ndjson", "application/jsonl", "text/csv"],
+    )? {
+        "text/csv" => Format::Csv,
+        _ => Format::Ndjson,
+    };
+    let now = state.clock.now();
+    let reference = state.db(move |c| Reference::load(c, now)).await?;
+    let mut v = Validator::new(reference);
+    match format {
+        Format::Csv => {
+            let data = body::read_limited(payload, IMPORT_BODY_LIMIT).await?;
+            v = web::block(move || {
+                v.csv(&data);
+                v
+            })
+            .await?;
+        }
+        Format::Ndjson => {
+            let mut lines = LineBuffer::default();
+            let mut total = 0usize;
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    AppError::BadRequest(format!("the body could not be read: {e}"))
+                })?;
+                total += chunk.len();
+                if total > IMPORT_BODY_LIMIT {
+                    return Err(AppError::PayloadTooLarge(format!(
+                        "an import body holds at most {IMPORT_BODY_LIMIT} bytes; split the file"
+                    )));
+                }
+                lines.push(&chunk, |n, l| {
+                    v.ndjson_line(n, l);
+                    true
+                });
+            }
+            lines.finish(|n, l| {
+                v.ndjson_line(n, l);
+                true
+            });
+        }
+    }
+    let records = v.finish()?;
+    let summary: ImportSummary = super::api::service(&state)
+        .import(p.actor(), Some(rid.0), records, &|_| {})
+        .await?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::model::{LegalBasis, PurposeStatus};
+
+    fn reference() -> Reference {
+        let def = PurposeDef {
+            key: "marketing.email".into(),
+            version: 1,
+            title: "E-mail marketing".into(),
+            description: String::new(),
+            legal_basis: LegalBasis::Consent,
+            consent_required: true,
+            lifetime_days: Some(365),
+            gpc_applies: true,
+            dpv_iri: None,
+            status: PurposeStatus::Active,
+        };
+        Reference {
+            purposes: [(def.key.clone(), def)].into_iter().collect(),
+            notices: [("privacy".to_string(), "v1".to_string())]
+                .into_iter()
+                .collect(),
+            now: Timestamp(1_795_428_000_000_000),
+        }
+    }
+
+    #[test]
+    fn csv_rows_are_validated_with_line_numbers() {
+        let mut v = Validator::new(reference());
+        v.csv(
+            b"subject,purpose,channel,decision,collected_at,notice_key,notice_version\n\
+              s-1,marketing.email,email,granted,2026-01-01T00:00:00Z,privacy,v1\n\
+              s-2,marketing.sms,email,granted,2026-01-01T00:00:00Z,,\n\
+              s-3,marketing.email,fax,granted,2026-01-01T00:00:00Z,privacy,v2\n",
+        );
+        let err = v.finish().unwrap_err();
+        let AppError::Validation { errors, detail } = err else {
+            panic!("not a validation error")
+        };
+        assert!(detail.starts_with("2 of 3 rows are invalid"), "{detail}");
+        assert_eq!(errors[0].line, Some(3));
+        assert_eq!(errors[0].field, "purpose");
+        assert_eq!(errors[1].line, Some(4));
+        assert_eq!(errors[1].field, "channel");
+        assert_eq!(errors[2].field, "notice_version");
+    }
+
+    #[test]
+    fn unknown_csv_columns_are_named() {
+        let mut v = Validator::new(reference());
+        v.csv(b"subject,purpose,colour\ns,marketing.email,red\n");
+        let AppError::Validation { errors, .. } = v.finish().unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(errors[0].field, "colour");
+    }
+
+    #[test]
+    fn ndjson_rows_get_defaults() {
+        let mut v = Validator::new(reference());
+        v.ndjson_line(
+            1,
+            br#"{"subject":"s-1","purpose":"marketing.email","channel":"email","decision":"granted","collected_at":"2026-01-01T00:00:00Z"}"#,
+        );
+        v.ndjson_line(2, b"  ");
+        let recs = v.finish().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].method, Method::Import);
+        assert_eq!(
+            recs[0]
+                .expires_at
+                .map(|t| t.micros() - recs[0].collected_at.micros()),
+            Some(365 * 86_400 * 1_000_000)
+        );
+        let mut v = Validator::new(reference());
+        v.ndjson_line(7, b"{not json");
+        let AppError::Validation { errors, .. } = v.finish().unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(errors[0].line, Some(7));
+    }
+}

@@ -1,0 +1,598 @@
+//! The in-memory consent index (DESIGN §8): every instance holds each subject's consent records in
+//! compact form, loaded at start from the projection and advanced by following the ledger, so a
+//! check — current or as of any past moment — touches no database.
+//!
+//! Only the follower (one task per instance) changes the index, always in ledger order, so it is
+//! exactly the fold of the ledger up to [`ConsentIndex::applied`]. `min_seq` waits for that.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::events::{CONSENT_RECORDED, ConsentEvent, PURPOSE_DEFINED, PURPOSE_RETIRED};
+use super::model::{
+    Channel, CheckAnswer, ConsentRecord, Decision, LegalBasis, PurposeDef, PurposeStatus, Reason,
+    ReasonCode,
+};
+use super::store;
+use crate::clock::Timestamp;
+use crate::db::AnyConnection;
+use crate::error::AppError;
+use crate::ledger::erasure::Erasure;
+use crate::ledger::store::{FollowedEntry, entries_of_kinds, read_tree_state};
+
+/// The ledger kinds the index follows.
+pub const FOLLOWED_KINDS: &[&str] = &[
+    PURPOSE_DEFINED,
+    PURPOSE_RETIRED,
+    CONSENT_RECORDED,
+    accord_audit::payload::ERASURE_KIND,
+];
+
+const SHARDS: usize = 64;
+const NO_EXPIRY: i64 = i64::MAX;
+
+/// One consent record, as a check needs it: 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rec {
+    collected: i64,
+    /// Exclusive end of a grant; `NO_EXPIRY` when it does not expire.
+    expires: i64,
+    seq: u64,
+    purpose: u32,
+    channel: u8,
+    decision: u8,
+    basis: u8,
+}
+
+impl Rec {
+    fn decision(&self) -> Decision {
+        Decision::from_index(self.decision).unwrap_or(Decision::Denied)
+    }
+
+    /// Order among records for the same key: latest collected-at, then withdrawal over denial
+    /// over grant, then the later entry.
+    fn rank(&self) -> (i64, u8, u64) {
+        (self.collected, self.decision().tie_rank(), self.seq)
+    }
+}
+
+/// A purpose's versions in the order they were recorded, each with the time it took effect.
+#[derive(Debug, Default)]
+struct PurposeHistory {
+    key: String,
+    versions: Vec<(Timestamp, PurposeDef)>,
+}
+
+impl PurposeHistory {
+    fn at(&self, t: Option<Timestamp>) -> Option<&PurposeDef> {
+        match t {
+            None => self.versions.last().map(|(_, d)| d),
+            Some(t) => self
+                .versions
+                .iter()
+                .rev()
+                .find(|(from, _)| *from <= t)
+                .map(|(_, d)| d),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Purposes {
+    ids: HashMap<String, u32>,
+    histories: Vec<PurposeHistory>,
+}
+
+impl Purposes {
+    fn id(&mut self, key: &str) -> u32 {
+        if let Some(id) = self.ids.get(key) {
+            return *id;
+        }
+        let id = self.histories.len() as u32;
+        self.ids.insert(key.to_string(), id);
+        self.histories.push(PurposeHistory {
+            key: key.to_string(),
+            versions: Vec::new(),
+        });
+        id
+    }
+
+    fn add(&mut self, at: Timestamp, def: PurposeDef) {
+        let id = self.id(&def.key);
+        self.histories[id as usize].versions.push((at, def));
+    }
+}
+
+type Shard = HashMap<Box<str>, Box<[Rec]>>;
+
+/// Why a check could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    UnknownPurpose,
+}
+
+/// A resolved purpose for many checks in a row (a batch or a filter).
+#[derive(Debug, Clone, Copy)]
+pub struct PurposeId(u32);
+
+pub struct ConsentIndex {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: RandomState,
+    purposes: RwLock<Purposes>,
+    applied: watch::Sender<u64>,
+    kick: Notify,
+}
+
+impl std::fmt::Debug for ConsentIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentIndex")
+            .field("applied", &self.applied())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ConsentIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const LOAD_PAGE: i64 = 20_000;
+const FOLLOW_PAGE: i64 = 5_000;
+
+impl ConsentIndex {
+    pub fn new() -> Self {
+        ConsentIndex {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            purposes: RwLock::new(Purposes::default()),
+            applied: watch::channel(0).0,
+            kick: Notify::new(),
+        }
+    }
+
+    /// The ledger size this index reflects: every entry below it has been applied.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    fn shard(&self, subject: &str) -> &RwLock<Shard> {
+        let h = self.hasher.hash_one(subject);
+        &self.shards[(h as usize) % SHARDS]
+    }
+
+    /// Loads the projection as of the current tree size (blocking; at start).
+    pub fn load(&self, conn: &mut AnyConnection) -> Result<u64, AppError> {
+        let size = read_tree_state(conn)?.map(|s| s.size()).unwrap_or(0);
+        {
+            let mut purposes = self.purposes.write().map_err(poisoned)?;
+            *purposes = Purposes::default();
+            for row in store::all_purpose_versions(conn)? {
+                if (row.seq as u64) < size {
+                    purposes.add(Timestamp(row.at), row.def()?);
+                }
+            }
+        }
+        for shard in self.shards.iter() {
+            shard.write().map_err(poisoned)?.clear();
+        }
+        let mut after = 0i64;
+        let mut loaded = 0u64;
+        loop {
+            let page = store::index_page(conn, after, size, LOAD_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.0 + 1;
+            let mut purposes = self.purposes.write().map_err(poisoned)?;
+            for (seq, subject, purpose, channel, decision, basis, collected, expires) in page {
+                let (Some(channel), Some(decision), Some(basis)) = (
+                    Channel::parse(&channel),
+                    Decision::parse(&decision),
+                    LegalBasis::parse(&basis),
+                ) else {
+                    return Err(AppError::internal(anyhow::anyhow!(
+                        "consent record {seq} holds an unknown channel, decision or legal basis"
+                    )));
+                };
+                let rec = Rec {
+                    collected,
+                    expires: expires.unwrap_or(NO_EXPIRY),
+                    seq: seq as u64,
+                    purpose: purposes.id(&purpose),
+                    channel: channel.index(),
+                    decision: decision.index(),
+                    basis: basis.index(),
+                };
+                self.insert(&subject, rec)?;
+                loaded += 1;
+            }
+        }
+        self.applied.send_replace(size);
+        tracing::info!(records = loaded, ledger_size = size, "consent index loaded");
+        Ok(size)
+    }
+
+    fn insert(&self, subject: &str, rec: Rec) -> Result<(), AppError> {
+        let mut shard = self.shard(subject).write().map_err(poisoned)?;
+        match shard.get_mut(subject) {
+            Some(recs) => {
+                if recs.iter().any(|r| r.seq == rec.seq) {
+                    return Ok(());
+                }
+                let mut v = Vec::with_capacity(recs.len() + 1);
+                v.extend_from_slice(recs);
+                v.push(rec);
+                *recs = v.into_boxed_slice();
+            }
+            None => {
+                shard.insert(subject.into(), Box::new([rec]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies entries `[applied, until)` read from the ledger (blocking; the follower's step).
+    pub fn follow(&self, conn: &mut AnyConnection) -> Result<u64, AppError> {
+        let until = read_tree_state(conn)?.map(|s| s.size()).unwrap_or(0);
+        let mut from = self.applied();
+        while from < until {
+            let page = entries_of_kinds(conn, from, until, FOLLOWED_KINDS, FOLLOW_PAGE)?;
+            let done = (page.len() as i64) < FOLLOW_PAGE;
+            for e in &page {
+                self.apply(e)?;
+            }
+            from = match (done, page.last()) {
+                (false, Some(last)) => last.seq + 1,
+                _ => until,
+            };
+            // Readers waiting on a seq in this range may go as soon as it is applied.
+            self.applied.send_replace(from);
+        }
+        Ok(until)
+    }
+
+    fn apply(&self, e: &FollowedEntry) -> Result<(), AppError> {
+        let Some(payload) = &e.payload else {
+            // Redacted: the erasure that redacted it comes later and removes what was applied.
+            return Ok(());
+        };
+        if e.kind == accord_audit::payload::ERASURE_KIND {
+            let erasure: Erasure = serde_json::from_str(payload).map_err(|err| {
+                AppError::internal(anyhow::anyhow!("erasure {} is unreadable: {err}", e.seq))
+            })?;
+            self.erase(&erasure.redacted_seqs)?;
+            return Ok(());
+        }
+        let event: ConsentEvent = serde_json::from_str(payload).map_err(|err| {
+            AppError::internal(anyhow::anyhow!("entry {} is unreadable: {err}", e.seq))
+        })?;
+        match event {
+            ConsentEvent::PurposeDefined(def) | ConsentEvent::PurposeRetired(def) => {
+                self.purposes
+                    .write()
+                    .map_err(poisoned)?
+                    .add(Timestamp(e.at), def);
+            }
+            ConsentEvent::ConsentRecorded(r) => self.record(&r, e.seq)?,
+            ConsentEvent::NoticePublished(_) => {}
+        }
+        Ok(())
+    }
+
+    fn record(&self, r: &ConsentRecord, seq: u64) -> Result<(), AppError> {
+        let purpose = self.purposes.write().map_err(poisoned)?.id(&r.purpose);
+        self.insert(
+            &r.subject,
+            Rec {
+                collected: r.collected_at.micros(),
+                expires: r.expires_at.map(Timestamp::micros).unwrap_or(NO_EXPIRY),
+                seq,
+                purpose,
+                channel: r.channel.index(),
+                decision: r.decision.index(),
+                basis: r.legal_basis.index(),
+            },
+        )
+    }
+
+    /// Removes every record whose entry an erasure redacted.
+    fn erase(&self, seqs: &[u64]) -> Result<(), AppError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let gone: HashSet<u64> = seqs.iter().copied().collect();
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().map_err(poisoned)?;
+            shard.retain(|_, recs| {
+                if recs.iter().any(|r| gone.contains(&r.seq)) {
+                    let kept: Vec<Rec> = recs
+                        .iter()
+                        .filter(|r| !gone.contains(&r.seq))
+                        .copied()
+                        .collect();
+                    *recs = kept.into_boxed_slice();
+                }
+                !recs.is_empty()
+            });
+        }
+        Ok(())
+    }
+
+    /// Asks the follower to look at the ledger now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Resolves when the follower is asked to look, or after `interval`.
+    pub async fn wait_for_kick(&self, interval: Duration) {
+        let _ = tokio::time::timeout(interval, self.kick.notified()).await;
+    }
+
+    /// Waits (at most `limit`) until every entry below `seq + 1` is applied. Returns whether it was.
+    pub async fn wait_applied(&self, seq: u64, limit: Duration) -> bool {
+        if self.applied() > seq {
+            return true;
+        }
+        self.kick();
+        let mut rx = self.applied.subscribe();
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|applied| *applied > seq)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The purpose's id for repeated checks, if the index knows it.
+    pub fn purpose(&self, key: &str) -> Option<PurposeId> {
+        self.purposes
+            .read()
+            .ok()
+            .and_then(|p| p.ids.get(key).copied())
+            .map(PurposeId)
+    }
+
+    /// The latest version of a purpose, as the index holds it.
+    pub fn purpose_def(&self, key: &str) -> Option<PurposeDef> {
+        let p = self.purposes.read().ok()?;
+        let id = *p.ids.get(key)?;
+        p.histories[id as usize].at(None).cloned()
+    }
+
+    /// The current answer for every (purpose, channel) the subject has a record for, by purpose
+    /// key then channel.
+    pub fn subject_state(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Vec<(String, Channel, CheckAnswer)> {
+        let pairs: std::collections::BTreeSet<(u32, u8)> = {
+            let shard = match self.shard(subject).read() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            shard
+                .get(subject)
+                .map(|recs| recs.iter().map(|r| (r.purpose, r.channel)).collect())
+                .unwrap_or_default()
+        };
+        let mut out: Vec<(String, Channel, CheckAnswer)> = pairs
+            .into_iter()
+            .filter_map(|(p, c)| {
+                let key = self
+                    .purposes
+                    .read()
+                    .ok()?
+                    .histories
+                    .get(p as usize)?
+                    .key
+                    .clone();
+                let channel = Channel::from_index(c)?;
+                Some((
+                    key,
+                    channel,
+                    self.check_id(subject, PurposeId(p), channel, None, now),
+                ))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        out
+    }
+
+    /// Answers one check. `at`: as of that moment (records collected by then, the purpose as it
+    /// stood then); `None`: now, from every record.
+    pub fn check(
+        &self,
+        subject: &str,
+        purpose: &str,
+        channel: Channel,
+        at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<CheckAnswer, CheckError> {
+        let id = self.purpose(purpose).ok_or(CheckError::UnknownPurpose)?;
+        Ok(self.check_id(subject, id, channel, at, now))
+    }
+
+    /// [`ConsentIndex::check`] with a resolved purpose.
+    pub fn check_id(
+        &self,
+        subject: &str,
+        purpose: PurposeId,
+        channel: Channel,
+        at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> CheckAnswer {
+        let t = at.unwrap_or(now);
+        let def = self.purposes.read().ok().and_then(|p| {
+            p.histories
+                .get(purpose.0 as usize)
+                .and_then(|h| h.at(Some(t)))
+                .map(|d| (d.status, d.consent_required, d.legal_basis))
+        });
+        let best = {
+            let shard = match self.shard(subject).read() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            shard
+                .get(subject)
+                .and_then(|recs| best_record(recs, purpose.0, channel, at))
+        };
+        decide(def, best, t)
+    }
+}
+
+/// The record a check rests on: the best record for the channel itself, else the best for `any`.
+fn best_record(recs: &[Rec], purpose: u32, channel: Channel, at: Option<Timestamp>) -> Option<Rec> {
+    let eligible = |r: &&Rec| r.purpose == purpose && at.is_none_or(|t| r.collected <= t.micros());
+    let best_for = |c: Channel| {
+        recs.iter()
+            .filter(eligible)
+            .filter(|r| r.channel == c.index())
+            .max_by_key(|r| r.rank())
+            .copied()
+    };
+    match channel {
+        Channel::Any => best_for(Channel::Any),
+        c => best_for(c).or_else(|| best_for(Channel::Any)),
+    }
+}
+
+fn decide(
+    purpose: Option<(PurposeStatus, bool, LegalBasis)>,
+    best: Option<Rec>,
+    t: Timestamp,
+) -> CheckAnswer {
+    let (reason, allowed) = match (purpose, best) {
+        // The purpose did not exist yet at that moment.
+        (None, _) => (ReasonCode::of(Reason::NoRecord), false),
+        (Some((PurposeStatus::Retired, _, _)), _) => {
+            (ReasonCode::of(Reason::PurposeRetired), false)
+        }
+        (Some((_, required, basis)), best) => {
+            let state = match best {
+                None => Reason::NoRecord,
+                Some(r) => match r.decision() {
+                    Decision::Granted if r.expires <= t.micros() => Reason::Expired,
+                    Decision::Granted => Reason::Granted,
+                    Decision::Withdrawn => Reason::Withdrawn,
+                    Decision::Denied => Reason::Denied,
+                },
+            };
+            match (required, state) {
+                (_, Reason::Withdrawn | Reason::Denied) => (ReasonCode::of(state), false),
+                (false, _) => (ReasonCode::not_required(basis), true),
+                (true, Reason::Granted) => (ReasonCode::of(state), true),
+                (true, _) => (ReasonCode::of(state), false),
+            }
+        }
+    };
+    let legal_basis = match (reason.basis, best, purpose) {
+        (Some(b), _, _) => Some(b),
+        (None, Some(r), _) => LegalBasis::from_index(r.basis),
+        (None, None, Some((_, _, b))) => Some(b),
+        (None, None, None) => None,
+    };
+    CheckAnswer {
+        allowed,
+        decision: best.map(|r| r.decision()),
+        reason,
+        legal_basis,
+        channel: best.and_then(|r| Channel::from_index(r.channel)),
+        collected_at: best.map(|r| Timestamp(r.collected)),
+        expires_at: best
+            .filter(|r| r.expires != NO_EXPIRY)
+            .map(|r| Timestamp(r.expires)),
+        seq: best.map(|r| r.seq),
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> AppError {
+    AppError::internal(anyhow::anyhow!("the consent index lock is poisoned"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(collected: i64, decision: Decision, channel: Channel, seq: u64) -> Rec {
+        Rec {
+            collected,
+            expires: NO_EXPIRY,
+            seq,
+            purpose: 0,
+            channel: channel.index(),
+            decision: decision.index(),
+            basis: LegalBasis::Consent.index(),
+        }
+    }
+
+    #[test]
+    fn records_are_32_bytes() {
+        assert_eq!(std::mem::size_of::<Rec>(), 32);
+    }
+
+    #[test]
+    fn channel_specific_beats_any_latest_wins_withdrawal_wins_ties() {
+        let recs = [
+            rec(10, Decision::Granted, Channel::Any, 1),
+            rec(5, Decision::Granted, Channel::Email, 2),
+            rec(7, Decision::Withdrawn, Channel::Email, 3),
+            rec(7, Decision::Granted, Channel::Email, 4),
+        ];
+        let b = best_record(&recs, 0, Channel::Email, None).unwrap();
+        assert_eq!(
+            b.seq, 3,
+            "specific beats a later any; withdrawal wins the tie"
+        );
+        let b = best_record(&recs, 0, Channel::Sms, None).unwrap();
+        assert_eq!(b.seq, 1, "any applies where no specific record exists");
+        let b = best_record(&recs, 0, Channel::Email, Some(Timestamp(6))).unwrap();
+        assert_eq!(b.seq, 2, "as of 6 only the first email grant was collected");
+        assert!(best_record(&recs, 0, Channel::Email, Some(Timestamp(4))).is_none());
+        assert!(best_record(&recs, 1, Channel::Email, None).is_none());
+    }
+
+    #[test]
+    fn decisions() {
+        let active = Some((PurposeStatus::Active, true, LegalBasis::Consent));
+        let mut g = rec(1, Decision::Granted, Channel::Email, 9);
+        g.expires = 100;
+        let a = decide(active, Some(g), Timestamp(50));
+        assert!(a.allowed);
+        assert_eq!(a.reason, ReasonCode::of(Reason::Granted));
+        assert_eq!(a.expires_at, Some(Timestamp(100)));
+        let a = decide(active, Some(g), Timestamp(100));
+        assert!(!a.allowed);
+        assert_eq!(a.reason, ReasonCode::of(Reason::Expired));
+        let a = decide(active, None, Timestamp(1));
+        assert_eq!(a.reason, ReasonCode::of(Reason::NoRecord));
+        assert_eq!(a.legal_basis, Some(LegalBasis::Consent));
+        let retired = Some((PurposeStatus::Retired, true, LegalBasis::Consent));
+        assert_eq!(
+            decide(retired, Some(g), Timestamp(2)).reason,
+            ReasonCode::of(Reason::PurposeRetired)
+        );
+        let li = Some((
+            PurposeStatus::Active,
+            false,
+            LegalBasis::LegitimateInterests,
+        ));
+        let a = decide(li, None, Timestamp(1));
+        assert!(a.allowed);
+        assert_eq!(a.reason.text(), "not_required:legitimate_interests");
+        let w = rec(1, Decision::Withdrawn, Channel::Email, 3);
+        let a = decide(li, Some(w), Timestamp(2));
+        assert!(
+            !a.allowed,
+            "an objection is honoured even where consent is not required"
+        );
+        assert_eq!(a.reason, ReasonCode::of(Reason::Withdrawn));
+        assert_eq!(
+            decide(None, None, Timestamp(1)).reason,
+            ReasonCode::of(Reason::NoRecord)
+        );
+    }
+}

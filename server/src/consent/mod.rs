@@ -1,0 +1,45 @@
+//! Consent (DESIGN §4): purposes and notices, consent records with their evidence, checks for one
+//! person or a whole send list — now or as of any past moment — receipts, and erasure.
+//!
+//! Writes go through the ledger like every change; checks are answered from each instance's
+//! in-memory [`index::ConsentIndex`], which follows the ledger.
+
+pub mod api;
+pub mod events;
+pub mod import;
+pub mod index;
+pub mod model;
+pub mod receipt;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::db::Pool;
+use index::ConsentIndex;
+
+/// How often each instance looks for consent changes made elsewhere when nobody asks sooner.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The file in the policies directory whose purposes and notices are loaded at start.
+pub const DEFINITIONS_FILE: &str = "purposes.toml";
+
+/// Keeps the index current: applies new ledger entries whenever a write or a `min_seq` reader
+/// asks, and at least every [`FOLLOW_INTERVAL`].
+pub async fn follow(index: Arc<ConsentIndex>, pool: Pool) {
+    loop {
+        index.wait_for_kick(FOLLOW_INTERVAL).await;
+        let (i, p) = (index.clone(), pool.clone());
+        let r = actix_web::web::block(move || -> Result<u64, crate::error::AppError> {
+            let mut c = p.get()?;
+            i.follow(&mut c)
+        })
+        .await;
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot follow consent changes"),
+            Err(e) => tracing::warn!(error = %e, "cannot follow consent changes"),
+        }
+    }
+}
