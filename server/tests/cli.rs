@@ -160,8 +160,9 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
     let verified = accord(d, &["ledger", "verify"]);
     let out = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(verified.status.code(), Some(0), "{out}");
-    // Initialisation, start-up, and the first-administrator link.
-    assert!(out.contains("ledger OK: 3 entries"), "{out}");
+    // Initialisation, start-up, the purposes and notice of policies/purposes.toml, and the
+    // first-administrator link.
+    assert!(out.contains("ledger OK: 7 entries"), "{out}");
     assert!(
         out.contains("(0 entries after the latest checkpoint)"),
         "{out}"
@@ -173,12 +174,12 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
     let text = std::fs::read_to_string(&export).unwrap();
     assert_eq!(
         text.lines().count(),
-        1 + 3 + 1,
-        "header, three entries, one checkpoint"
+        1 + 7 + 1,
+        "header, seven entries, one checkpoint"
     );
 
     let cp = accord(d, &["ledger", "checkpoint"]);
-    assert!(String::from_utf8_lossy(&cp.stdout).contains("\n3\n"));
+    assert!(String::from_utf8_lossy(&cp.stdout).contains("\n7\n"));
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 mod access;
 mod browser;
+mod consent;
+mod consent_model;
 mod instances;
 mod ledger;
 mod schema;

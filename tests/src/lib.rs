@@ -153,7 +153,7 @@ pub fn settings(db: &TestDb, data_dir: &Path) -> Settings {
         database_url: Some(db.url()),
     };
     let mut s = Settings::load_with(&overrides, |_| None).expect("test settings");
-    s.policies_dir = policies_dir();
+    s.policies_dir = access_policies(data_dir);
     s.pool_size = 4;
     s.workers = 2;
     s.ledger.checkpoint_interval = Duration::from_secs(3600);
@@ -161,9 +161,45 @@ pub fn settings(db: &TestDb, data_dir: &Path) -> Settings {
     s
 }
 
+/// A policies folder with the repository's access model and policy only: tests start with no
+/// purposes (one test loads the repository's `purposes.toml` on purpose).
+pub fn access_policies(data_dir: &Path) -> PathBuf {
+    let dir = data_dir.join("policies");
+    std::fs::create_dir_all(&dir).expect("policies dir");
+    for f in ["model.conf", "policy.csv"] {
+        std::fs::copy(policies_dir().join(f), dir.join(f)).expect("copy policy file");
+    }
+    dir
+}
+
 /// The repository's policies folder.
 pub fn policies_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"))
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        if self.body.is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A running application and what a test needs to talk to it.
@@ -219,8 +255,17 @@ impl TestApp {
         })
     }
 
-    /// Issues an API token carrying `roles` (as an admin would).
+    /// Issues an API token carrying `roles` (as an admin would), valid for an hour.
     pub async fn token(&self, roles: &[accord::auth::model::Role]) -> String {
+        self.token_valid_for(roles, Duration::from_secs(3600)).await
+    }
+
+    /// Issues an API token valid for `ttl` (tests that move a manual clock need long ones).
+    pub async fn token_valid_for(
+        &self,
+        roles: &[accord::auth::model::Role],
+        ttl: Duration,
+    ) -> String {
         accord::auth::api::service(&self.state)
             .issue_token(
                 accord::ledger::Actor::system(),
@@ -228,7 +273,7 @@ impl TestApp {
                 &self.state.access.tokens,
                 "test-client",
                 roles,
-                Duration::from_secs(3600),
+                ttl,
             )
             .await
             .expect("issue token")
@@ -258,6 +303,70 @@ impl TestApp {
             ct,
             String::from_utf8_lossy(&body).into_owned(),
         )
+    }
+
+    /// Any request: method, path, bearer token, extra headers, and a body with its content type.
+    /// Returns status, response headers (lowercase names) and body text.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client().request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let sent = match body {
+            Some((ct, bytes)) => {
+                req.insert_header(("content-type", ct))
+                    .send_body(bytes)
+                    .await
+            }
+            None => req.send().await,
+        };
+        let mut res = sent.expect("request");
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let body = res.body().limit(256 << 20).await.expect("body");
+        Reply {
+            status: res.status().as_u16(),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// POST a JSON body with a bearer token; the answer as JSON (`null` for an empty body).
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .send(
+                "POST",
+                path,
+                Some(token),
+                &[],
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+            .await;
+        (r.status, r.json())
     }
 
     pub async fn get_json_with(&self, path: &str, token: &str) -> (u16, serde_json::Value) {

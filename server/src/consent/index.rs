@@ -72,11 +72,14 @@ impl PurposeHistory {
     fn at(&self, t: Option<Timestamp>) -> Option<&PurposeDef> {
         match t {
             None => self.versions.last().map(|(_, d)| d),
+            // Before its first version the purpose is taken as first defined: consent collected
+            // before a purpose was registered here (and imported later) still counts.
             Some(t) => self
                 .versions
                 .iter()
                 .rev()
                 .find(|(from, _)| *from <= t)
+                .or(self.versions.first())
                 .map(|(_, d)| d),
         }
     }
@@ -466,7 +469,7 @@ fn decide(
     t: Timestamp,
 ) -> CheckAnswer {
     let (reason, allowed) = match (purpose, best) {
-        // The purpose did not exist yet at that moment.
+        // A purpose with no version (only reachable through a record naming an unknown purpose).
         (None, _) => (ReasonCode::of(Reason::NoRecord), false),
         (Some((PurposeStatus::Retired, _, _)), _) => {
             (ReasonCode::of(Reason::PurposeRetired), false)
