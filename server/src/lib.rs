@@ -16,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
+pub mod openapi;
 pub mod ops;
 pub mod state;
 pub mod telemetry;

@@ -780,3 +780,56 @@ async fn second_instance_reads_its_writes_with_min_seq() {
     b.stop().await;
     w.app.stop().await;
 }
+
+/// The OpenAPI document describes every API route, each with the access it is registered with,
+/// and nothing else.
+#[actix_web::test]
+async fn openapi_document_matches_the_routes() {
+    let db = TestDb::sqlite();
+    let data = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
+    let (status, doc) = app.get_json("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut described = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            described.insert((method.to_uppercase(), path.clone()));
+            let route = app
+                .routes
+                .iter()
+                .find(|r| r.method.as_str() == method.to_uppercase() && &r.path == path)
+                .unwrap_or_else(|| panic!("{method} {path} is described but not a route"));
+            match route.access {
+                accord::authz::Access::Permission(p) => {
+                    assert_eq!(op["x-accord-permission"], p.to_string(), "{method} {path}")
+                }
+                accord::authz::Access::Public => assert_eq!(op["security"], json!([])),
+                accord::authz::Access::Authenticated => {
+                    assert!(op.get("x-accord-permission").is_none())
+                }
+            }
+            // Every schema reference resolves.
+            let text = op.to_string();
+            for part in text.split("#/components/schemas/").skip(1) {
+                let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
+                assert!(
+                    doc["components"]["schemas"].get(&name).is_some(),
+                    "{method} {path} refers to a missing schema {name}"
+                );
+            }
+        }
+    }
+    let routes: std::collections::BTreeSet<(String, String)> = app
+        .routes
+        .iter()
+        .filter(|r| accord::openapi::is_api(&r.path))
+        .map(|r| (r.method.as_str().to_string(), r.path.clone()))
+        .collect();
+    let missing: Vec<_> = routes.difference(&described).collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from the OpenAPI document: {missing:?}"
+    );
+    app.stop().await;
+}
