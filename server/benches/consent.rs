@@ -189,7 +189,11 @@ fn load(dir: &Path, subjects: u64) -> (u64, f64) {
         }
         eprintln!();
         let secs = started.elapsed().as_secs_f64();
-        app.handle().stop(true).await;
+        // Stops the server and drains the ledger like SIGTERM would.
+        let handle = app.handle();
+        let running = actix_web::rt::spawn(app.run_until_stopped());
+        handle.stop(true).await;
+        let _ = running.await;
         (recorded, secs)
     })
 }
