@@ -12,11 +12,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use accord::Application;
-use accord::auth::model::Role;
 use accord::authz::{Access, Perm, Routes};
 use accord::clock::SystemClock;
-use accord::config::{Overrides, Settings};
-use accord::ledger::Actor;
 use actix_web::HttpResponse;
 
 async fn fixed() -> HttpResponse {
@@ -39,13 +36,7 @@ fn main() {
     let connections = env_u64("ACCORD_BENCH_CONNECTIONS", 64);
     let rounds = env_u64("ACCORD_BENCH_ROUNDS", 3).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let overrides = Overrides {
-        data_dir: Some(dir.path().to_path_buf()),
-        listen: Some("127.0.0.1:0".into()),
-        ..Default::default()
-    };
-    let mut settings = Settings::load_with(&overrides, |_| None).expect("settings");
-    settings.policies_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").into();
+    let settings = common::settings(dir.path());
 
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -54,19 +45,7 @@ fn main() {
                 Application::build_with_routes(settings, Arc::new(SystemClock), Some(bench_routes))
                     .await
                     .expect("application");
-            let state = app.state();
-            let token = accord::auth::api::service(&state)
-                .issue_token(
-                    Actor::system(),
-                    None,
-                    &state.access.tokens,
-                    "bench",
-                    &[Role::Service],
-                    Duration::from_secs(3600),
-                )
-                .await
-                .expect("token")
-                .token;
+            let token = common::service_token(&app, Duration::from_secs(3600)).await;
             tx.send((app.address(), token)).expect("send");
             app.run_until_stopped().await.expect("server");
         });

@@ -24,14 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accord::Application;
-use accord::auth::model::Role;
 use accord::authz::{Access, Routes};
 use accord::clock::{Clock, SystemClock, Timestamp};
-use accord::config::{Overrides, Settings};
 use accord::consent::model::{Channel, ConsentRecord, Decision, LegalBasis, Method};
 use accord::ledger::Actor;
 use actix_web::HttpResponse;
-use common::{WrkResult, env_u64, median, summary, wrk};
+use common::{WrkResult, env_u64, median, settings, summary, wrk};
 
 const PURPOSES: [(&str, Channel); 3] = [
     ("marketing.email", Channel::Email),
@@ -48,17 +46,6 @@ fn bench_routes(r: &mut Routes) {
     r.get("/bench/fixed", Access::Public, fixed);
 }
 
-fn settings(dir: &Path) -> Settings {
-    let overrides = Overrides {
-        data_dir: Some(dir.to_path_buf()),
-        listen: Some("127.0.0.1:0".into()),
-        ..Default::default()
-    };
-    let mut s = Settings::load_with(&overrides, |_| None).expect("settings");
-    s.policies_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").into();
-    s
-}
-
 /// The server process: starts on `dir`, prints its address and a service token, serves.
 fn serve_child(dir: PathBuf) {
     actix_web::rt::System::new().block_on(async move {
@@ -69,19 +56,7 @@ fn serve_child(dir: PathBuf) {
         )
         .await
         .expect("application");
-        let state = app.state();
-        let token = accord::auth::api::service(&state)
-            .issue_token(
-                Actor::system(),
-                None,
-                &state.access.tokens,
-                "bench",
-                &[Role::Service],
-                Duration::from_secs(6 * 3600),
-            )
-            .await
-            .expect("token")
-            .token;
+        let token = common::service_token(&app, Duration::from_secs(6 * 3600)).await;
         println!("READY {} {token}", app.address());
         std::io::stdout().flush().ok();
         app.run_until_stopped().await.expect("server");

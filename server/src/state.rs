@@ -2,8 +2,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use actix_web::web;
-
 use crate::auth::AccessState;
 use crate::authz::RouteSpec;
 use crate::clock::SharedClock;
@@ -33,11 +31,6 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        web::block(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
-        })
-        .await?
+        crate::db::blocking(&self.pool, f).await
     }
 }

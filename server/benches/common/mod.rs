@@ -101,3 +101,32 @@ pub fn summary(name: &str, v: &[WrkResult], detail: &str) -> f64 {
     );
     rps
 }
+
+/// Settings for a benchmark server on `dir`, any free port, with the repository's policies.
+pub fn settings(dir: &Path) -> accord::config::Settings {
+    let overrides = accord::config::Overrides {
+        data_dir: Some(dir.to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let mut s = accord::config::Settings::load_with(&overrides, |_| None).expect("settings");
+    s.policies_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies").into();
+    s
+}
+
+/// A service-role API token for the load generator.
+pub async fn service_token(app: &accord::Application, ttl: std::time::Duration) -> String {
+    let state = app.state();
+    accord::auth::api::service(&state)
+        .issue_token(
+            accord::ledger::Actor::system(),
+            None,
+            &state.access.tokens,
+            "bench",
+            &[accord::auth::model::Role::Service],
+            ttl,
+        )
+        .await
+        .expect("token")
+        .token
+}

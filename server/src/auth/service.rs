@@ -93,12 +93,7 @@ impl AccessService {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let pool = self.pool.clone();
-        web::block(move || {
-            let mut c = pool.get()?;
-            f(&mut c)
-        })
-        .await?
+        crate::db::blocking(&self.pool, f).await
     }
 
     async fn record(

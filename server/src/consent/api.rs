@@ -251,13 +251,50 @@ async fn record_consent(
 
 // ----- checks -----
 
+/// What a single check and a filter are asked about, besides the subject.
 #[derive(Debug, Deserialize)]
-struct CheckQuery {
-    subject: Option<String>,
+struct CheckOn {
     purpose: Option<String>,
     channel: Option<String>,
     at: Option<String>,
     min_seq: Option<String>,
+}
+
+/// [`CheckOn`] checked field by field.
+struct CheckOnParsed<'a> {
+    purpose: &'a str,
+    channel: Channel,
+    at: Option<Timestamp>,
+    min_seq: Option<u64>,
+}
+
+impl CheckOn {
+    fn parse(&self, p: &mut Problems) -> CheckOnParsed<'_> {
+        let purpose = self.purpose.as_deref().unwrap_or("");
+        if purpose.is_empty() {
+            p.add("purpose", "is required");
+        }
+        let channel = match self.channel.as_deref() {
+            None => {
+                p.add("channel", "is required");
+                None
+            }
+            Some(c) => p.take(Channel::parse_field("channel", c)),
+        };
+        CheckOnParsed {
+            purpose,
+            channel: channel.unwrap_or(Channel::Any),
+            at: parse_at(p, "at", &self.at),
+            min_seq: parse_min_seq(p, "min_seq", &self.min_seq),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckQuery {
+    subject: Option<String>,
+    #[serde(flatten)]
+    on: CheckOn,
 }
 
 /// Waits until this instance has applied `min_seq`, or says why it cannot answer yet.
@@ -305,23 +342,15 @@ async fn check_one(
     let mut p = Problems::default();
     let subject = q.subject.as_deref().unwrap_or("");
     p.take(model::subject_id("subject", subject));
-    let purpose = q.purpose.as_deref().unwrap_or("");
-    if purpose.is_empty() {
-        p.add("purpose", "is required");
-    }
-    let channel = match q.channel.as_deref() {
-        None => {
-            p.add("channel", "is required");
-            None
-        }
-        Some(c) => p.take(Channel::parse_field("channel", c)),
-    };
-    let at = parse_at(&mut p, "at", &q.at);
-    let min_seq = parse_min_seq(&mut p, "min_seq", &q.min_seq);
+    let CheckOnParsed {
+        purpose,
+        channel,
+        at,
+        min_seq,
+    } = q.on.parse(&mut p);
     p.into_result()?;
     let index = &state.consent;
     await_min_seq(index, min_seq).await?;
-    let channel = channel.unwrap_or(Channel::Any);
     match index.check(subject, purpose, channel, at, state.clock.now()) {
         Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
         Err(CheckError::UnknownPurpose) => Err(unknown_purpose("purpose", purpose)),
@@ -414,14 +443,6 @@ async fn check_batch(
         results,
         applied_seq: index.applied(),
     }))
-}
-
-#[derive(Debug, Deserialize)]
-struct FilterQuery {
-    purpose: Option<String>,
-    channel: Option<String>,
-    at: Option<String>,
-    min_seq: Option<String>,
 }
 
 /// Counts per reason, for the filter's trailer.
@@ -529,7 +550,7 @@ struct FilterLine {
 async fn filter(
     state: web::Data<AppState>,
     req: HttpRequest,
-    q: web::Query<FilterQuery>,
+    q: web::Query<CheckOn>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     body::media_type(
@@ -537,19 +558,12 @@ async fn filter(
         &["application/x-ndjson", "application/jsonl", "text/plain"],
     )?;
     let mut p = Problems::default();
-    let purpose = q.purpose.as_deref().unwrap_or("");
-    if purpose.is_empty() {
-        p.add("purpose", "is required");
-    }
-    let channel = match q.channel.as_deref() {
-        None => {
-            p.add("channel", "is required");
-            None
-        }
-        Some(c) => p.take(Channel::parse_field("channel", c)),
-    };
-    let at = parse_at(&mut p, "at", &q.at);
-    let min_seq = parse_min_seq(&mut p, "min_seq", &q.min_seq);
+    let CheckOnParsed {
+        purpose,
+        channel,
+        at,
+        min_seq,
+    } = q.parse(&mut p);
     p.into_result()?;
     let index = state.consent.clone();
     await_min_seq(&index, min_seq).await?;
@@ -560,7 +574,7 @@ async fn filter(
         payload,
         index,
         purpose,
-        channel: channel.unwrap_or(Channel::Any),
+        channel,
         at,
         now: state.clock.now(),
         lines: body::LineBuffer::default(),

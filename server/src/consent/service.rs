@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::web;
 use serde::{Deserialize, Serialize};
 
 use super::events::ConsentEvent;
@@ -517,12 +516,7 @@ impl ConsentService {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let pool = self.pool.clone();
-        web::block(move || {
-            let mut c = pool.get()?;
-            f(&mut c)
-        })
-        .await?
+        crate::db::blocking(&self.pool, f).await
     }
 
     /// Appends, then waits until this instance's index shows the change, so the caller reads its
@@ -904,14 +898,9 @@ impl ConsentService {
         loop {
             attempts += 1;
             let sref = subject_ref.clone();
-            let size = self.ledger.size();
+            // Every open entry so far; the erasure's own write re-checks the list under the lock.
             let planned = self
-                .read(move |c| {
-                    let size = crate::ledger::store::read_tree_state(c)?
-                        .map(|s| s.size())
-                        .unwrap_or(size);
-                    Ok(crate::ledger::store::erasable_seqs(c, &sref, size)?)
-                })
+                .read(move |c| Ok(crate::ledger::store::erasable_seqs(c, &sref, u64::MAX)?))
                 .await?;
             let event = Erasure {
                 subject: subject.to_string(),

@@ -39,6 +39,21 @@ impl AnyConnection {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
+/// Runs blocking database work on the blocking thread pool with a pooled connection (taken
+/// there too, so waiting for one never blocks an async worker).
+pub async fn blocking<T, F>(pool: &Pool, f: F) -> Result<T, crate::error::AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut AnyConnection) -> Result<T, crate::error::AppError> + Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await?
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -514,20 +514,6 @@ pub fn entry(conn: &mut AnyConnection, seq: u64) -> QueryResult<Option<StoredEnt
         .optional()
 }
 
-/// Leaf hashes of the entries `seqs`, as (seq, leaf hash).
-pub fn leaf_hashes_of(conn: &mut AnyConnection, seqs: &[i64]) -> QueryResult<Vec<(i64, String)>> {
-    let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(1000) {
-        out.extend(
-            ledger_entries::table
-                .filter(ledger_entries::seq.eq_any(chunk))
-                .select((ledger_entries::seq, ledger_entries::leaf_hash))
-                .load::<(i64, String)>(conn)?,
-        );
-    }
-    Ok(out)
-}
-
 /// Seqs of the entries about `subject_ref` whose payloads are still open, below `before`,
 /// erasure entries excepted (they hold no personal data, and their own lists must stay readable).
 pub fn erasable_seqs(
