@@ -102,7 +102,15 @@ impl Server {
             .unwrap_or(0)
     }
 
-    fn stop(mut self) {
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+/// However the benchmark ends, a panic included, the server process does not outlive it.
+impl Drop for Server {
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
