@@ -557,3 +557,99 @@ fn users_and_tokens_from_the_command_line_and_no_secret_in_the_logs() {
         assert!(!log.contains(secret), "the {what} appears in the log");
     }
 }
+
+/// The ledger's entry count, from `accord ledger verify`.
+fn ledger_entries(d: &Path) -> u64 {
+    let out = accord(d, &["ledger", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    text.split("ledger OK: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count in {text:?}"))
+}
+
+#[test]
+fn purposes_load_and_consent_import_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let defs = d.join("defs.toml");
+    std::fs::write(
+        &defs,
+        "[[purpose]]\nkey = \"cli.newsletter\"\ntitle = \"Newsletter\"\nlegal_basis = \"consent\"\n\
+         lifetime_days = 365\n\n[[notice]]\nkey = \"cli.privacy\"\nversion = \"1\"\n\
+         text = \"We send a newsletter.\"\nurl = \"https://example.com/privacy\"\n\
+         effective_at = \"2026-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    let out = accord(d, &["purposes", "load", defs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 purposes changed, 1 notices published, 0 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Loading the same file again records nothing.
+    let before = ledger_entries(d);
+    let out = accord(d, &["purposes", "load", defs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("0 purposes changed, 0 notices published, 2 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(ledger_entries(d), before);
+
+    // A file with one bad row: nothing is written, and the error names the line and the field.
+    let row = |subject: &str, purpose: &str| {
+        format!(
+            "{{\"subject\":\"{subject}\",\"purpose\":\"{purpose}\",\"channel\":\"email\",\
+             \"decision\":\"granted\",\"collected_at\":\"2026-11-01T10:00:00Z\",\
+             \"notice_key\":\"cli.privacy\",\"notice_version\":\"1\"}}\n"
+        )
+    };
+    let bad = d.join("bad.ndjson");
+    std::fs::write(
+        &bad,
+        row("alice", "cli.newsletter") + &row("bob", "no.such.purpose"),
+    )
+    .unwrap();
+    let out = accord(d, &["consent", "import", bad.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("purpose"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(ledger_entries(d), before, "a rejected import wrote nothing");
+
+    // A good file: every row recorded, with a progress bar; a re-run records nothing new.
+    let good = d.join("good.ndjson");
+    std::fs::write(
+        &good,
+        row("alice", "cli.newsletter") + &row("bob", "cli.newsletter"),
+    )
+    .unwrap();
+    let out = accord(d, &["consent", "import", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2/2 rows"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("2 rows, 2 recorded, 0 already recorded"),
+        "{}",
+        text(&out.stdout)
+    );
+    let after = ledger_entries(d);
+    assert!(after >= before + 2, "{before} → {after}");
+    let out = accord(d, &["consent", "import", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("2 rows, 0 recorded, 2 already recorded"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(ledger_entries(d), after);
+}
