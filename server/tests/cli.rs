@@ -558,6 +558,15 @@ fn users_and_tokens_from_the_command_line_and_no_secret_in_the_logs() {
     }
 }
 
+/// Runs `accord ARGS` and asserts that it exits 0 and prints `says` on standard output; returns the
+/// output.
+fn accord_says(d: &Path, args: &[&str], says: &str) -> Output {
+    let out = accord(d, args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(says), "{}", text(&out.stdout));
+    out
+}
+
 /// The ledger's entry count, from `accord ledger verify`.
 fn ledger_entries(d: &Path) -> u64 {
     let out = accord(d, &["ledger", "verify"]);
@@ -583,21 +592,17 @@ fn purposes_load_and_consent_import_from_the_command_line() {
          effective_at = \"2026-01-01T00:00:00Z\"\n",
     )
     .unwrap();
-    let out = accord(d, &["purposes", "load", defs.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("1 purposes changed, 1 notices published, 0 unchanged"),
-        "{}",
-        text(&out.stdout)
+    accord_says(
+        d,
+        &["purposes", "load", defs.to_str().unwrap()],
+        "1 purposes changed, 1 notices published, 0 unchanged",
     );
     // Loading the same file again records nothing.
     let before = ledger_entries(d);
-    let out = accord(d, &["purposes", "load", defs.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("0 purposes changed, 0 notices published, 2 unchanged"),
-        "{}",
-        text(&out.stdout)
+    accord_says(
+        d,
+        &["purposes", "load", defs.to_str().unwrap()],
+        "0 purposes changed, 0 notices published, 2 unchanged",
     );
     assert_eq!(ledger_entries(d), before);
 
@@ -630,26 +635,22 @@ fn purposes_load_and_consent_import_from_the_command_line() {
         row("alice", "cli.newsletter") + &row("bob", "cli.newsletter"),
     )
     .unwrap();
-    let out = accord(d, &["consent", "import", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = accord_says(
+        d,
+        &["consent", "import", good.to_str().unwrap()],
+        "2 rows, 2 recorded, 0 already recorded",
+    );
     assert!(
         text(&out.stderr).contains("2/2 rows"),
         "{}",
         text(&out.stderr)
     );
-    assert!(
-        text(&out.stdout).contains("2 rows, 2 recorded, 0 already recorded"),
-        "{}",
-        text(&out.stdout)
-    );
     let after = ledger_entries(d);
     assert!(after >= before + 2, "{before} → {after}");
-    let out = accord(d, &["consent", "import", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("2 rows, 0 recorded, 2 already recorded"),
-        "{}",
-        text(&out.stdout)
+    accord_says(
+        d,
+        &["consent", "import", good.to_str().unwrap()],
+        "2 rows, 0 recorded, 2 already recorded",
     );
     assert_eq!(ledger_entries(d), after);
 }

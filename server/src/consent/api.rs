@@ -251,16 +251,19 @@ async fn record_consent(
 
 // ----- checks -----
 
-/// What a single check and a filter are asked about, besides the subject.
+/// The query of a single check and of a filter (which takes its subjects from the body and ignores
+/// `subject`). One flat struct: `#[serde(flatten)]` would buffer every parameter on the check's
+/// hot path.
 #[derive(Debug, Deserialize)]
-struct CheckOn {
+struct CheckQuery {
+    subject: Option<String>,
     purpose: Option<String>,
     channel: Option<String>,
     at: Option<String>,
     min_seq: Option<String>,
 }
 
-/// [`CheckOn`] checked field by field.
+/// [`CheckQuery`]'s purpose, channel, `at` and `min_seq`, checked field by field.
 struct CheckOnParsed<'a> {
     purpose: &'a str,
     channel: Channel,
@@ -268,7 +271,7 @@ struct CheckOnParsed<'a> {
     min_seq: Option<u64>,
 }
 
-impl CheckOn {
+impl CheckQuery {
     fn parse(&self, p: &mut Problems) -> CheckOnParsed<'_> {
         let purpose = self.purpose.as_deref().unwrap_or("");
         if purpose.is_empty() {
@@ -288,13 +291,6 @@ impl CheckOn {
             min_seq: parse_min_seq(p, "min_seq", &self.min_seq),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct CheckQuery {
-    subject: Option<String>,
-    #[serde(flatten)]
-    on: CheckOn,
 }
 
 /// Waits until this instance has applied `min_seq`, or says why it cannot answer yet.
@@ -347,7 +343,7 @@ async fn check_one(
         channel,
         at,
         min_seq,
-    } = q.on.parse(&mut p);
+    } = q.parse(&mut p);
     p.into_result()?;
     let index = &state.consent;
     await_min_seq(index, min_seq).await?;
@@ -550,7 +546,7 @@ struct FilterLine {
 async fn filter(
     state: web::Data<AppState>,
     req: HttpRequest,
-    q: web::Query<CheckOn>,
+    q: web::Query<CheckQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     body::media_type(
