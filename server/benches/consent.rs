@@ -13,7 +13,10 @@
 //!     cargo bench -p accord --bench consent
 //!
 //! Environment: `ACCORD_BENCH_SUBJECTS`, `ACCORD_BENCH_SECONDS` (per wrk run, default 10),
-//! `ACCORD_BENCH_ROUNDS` (default 3; medians are reported), `ACCORD_BENCH_CONNECTIONS` (default 64).
+//! `ACCORD_BENCH_ROUNDS` (default 3; medians are reported), `ACCORD_BENCH_CONNECTIONS` (default 64),
+//! `ACCORD_BENCH_DIR` (keep the loaded database there and reuse it on the next run instead of
+//! loading again), `ACCORD_BENCH_PARTS` (a comma-separated subset of `memory,checks,batch,filter,
+//! writes`; default all).
 
 mod common;
 
@@ -196,22 +199,49 @@ fn main() {
     let seconds = env_u64("ACCORD_BENCH_SECONDS", 10);
     let rounds = env_u64("ACCORD_BENCH_ROUNDS", 3).max(1);
     let connections = env_u64("ACCORD_BENCH_CONNECTIONS", 64);
+    let parts = std::env::var("ACCORD_BENCH_PARTS")
+        .unwrap_or_else(|_| "memory,checks,batch,filter,writes".into());
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let work = tempfile::tempdir().expect("temp dir");
     let empty_dir = work.path().join("empty");
-    let data_dir = work.path().join("data");
+    let (data_dir, loaded_marker) = match std::env::var_os("ACCORD_BENCH_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            let marker = d.join(format!("loaded-{subjects}"));
+            (d.join("data"), Some(marker))
+        }
+        None => (work.path().join("data"), None),
+    };
 
     // Resident memory with no consent, as the baseline.
-    let empty = Server::start(&empty_dir);
-    std::thread::sleep(Duration::from_secs(1));
-    let rss_empty = empty.rss_bytes();
-    empty.stop();
+    let rss_empty = if part("memory") {
+        let empty = Server::start(&empty_dir);
+        std::thread::sleep(Duration::from_secs(1));
+        let rss = empty.rss_bytes();
+        empty.stop();
+        rss
+    } else {
+        0
+    };
 
-    let (recorded, load_secs) = load(&data_dir, subjects);
-    println!(
-        "load: {recorded} consent records ({subjects} subjects × {} purposes) through the import path in {load_secs:.1} s ({:.0} records/s)",
-        PURPOSES.len(),
-        recorded as f64 / load_secs
-    );
+    let recorded = match &loaded_marker {
+        Some(m) if m.exists() => {
+            println!("load: reusing {} ({subjects} subjects)", data_dir.display());
+            subjects * PURPOSES.len() as u64
+        }
+        _ => {
+            let (recorded, load_secs) = load(&data_dir, subjects);
+            println!(
+                "load: {recorded} consent records ({subjects} subjects × {} purposes) through the import path in {load_secs:.1} s ({:.0} records/s)",
+                PURPOSES.len(),
+                recorded as f64 / load_secs
+            );
+            if let Some(m) = &loaded_marker {
+                std::fs::write(m, recorded.to_string()).expect("marker");
+            }
+            recorded
+        }
+    };
 
     let started = Instant::now();
     let server = Server::start(&data_dir);
@@ -221,148 +251,155 @@ fn main() {
     );
     std::thread::sleep(Duration::from_secs(1));
     let rss_loaded = server.rss_bytes();
-    println!(
-        "resident memory: {:.0} MiB loaded vs {:.0} MiB empty = {:.0} bytes per current-consent entry",
-        rss_loaded as f64 / 1048576.0,
-        rss_empty as f64 / 1048576.0,
-        (rss_loaded.saturating_sub(rss_empty)) as f64 / recorded.max(1) as f64
-    );
+    if part("memory") {
+        println!(
+            "resident memory: {:.0} MiB loaded vs {:.0} MiB empty = {:.0} bytes per current-consent entry",
+            rss_loaded as f64 / 1048576.0,
+            rss_empty as f64 / 1048576.0,
+            (rss_loaded.saturating_sub(rss_empty)) as f64 / recorded.max(1) as f64
+        );
+    }
     let auth = format!("Authorization: Bearer {}", server.token);
     let base = format!("http://{}", server.addr);
     let detail = format!(", {connections} connections, {seconds} s each");
 
-    // Single checks and the ceiling, alternating, random subjects.
-    let query = format!(
-        "?subject=s\" .. math.random(0, {}) .. \"&purpose=marketing.email&channel=email",
-        subjects - 1
-    );
-    let single = script(
-        work.path(),
-        "single.lua",
-        &format!(
-            "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(nil, \"/v1/consents/check{query}\")\nend\n"
-        ),
-    );
-    let ceiling = script(
-        work.path(),
-        "ceiling.lua",
-        &format!(
-            "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(nil, \"/bench/fixed{query}\")\nend\n"
-        ),
-    );
-    wrk(&base, &[&auth], Some(&single), 2, connections);
-    wrk(&base, &[], Some(&ceiling), 2, connections);
-    let (mut checks, mut ceil) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        ceil.push(wrk(&base, &[], Some(&ceiling), seconds, connections));
-        checks.push(wrk(&base, &[&auth], Some(&single), seconds, connections));
+    if part("checks") {
+        // Single checks and the ceiling, alternating, random subjects.
+        let query = format!(
+            "?subject=s\" .. math.random(0, {}) .. \"&purpose=marketing.email&channel=email",
+            subjects - 1
+        );
+        let single = script(
+            work.path(),
+            "single.lua",
+            &format!(
+                "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(nil, \"/v1/consents/check{query}\")\nend\n"
+            ),
+        );
+        let ceiling = script(
+            work.path(),
+            "ceiling.lua",
+            &format!(
+                "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(nil, \"/bench/fixed{query}\")\nend\n"
+            ),
+        );
+        wrk(&base, &[&auth], Some(&single), 2, connections);
+        wrk(&base, &[], Some(&ceiling), 2, connections);
+        let (mut checks, mut ceil) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ceil.push(wrk(&base, &[], Some(&ceiling), seconds, connections));
+            checks.push(wrk(&base, &[&auth], Some(&single), seconds, connections));
+        }
+        let c = summary("ceiling (plain handler, fixed JSON)", &ceil, &detail);
+        let s = summary("single checks", &checks, &detail);
+        println!("ratio single checks / ceiling: {:.3}", s / c);
     }
-    let c = summary("ceiling (plain handler, fixed JSON)", &ceil, &detail);
-    let s = summary("single checks", &checks, &detail);
-    println!("ratio single checks / ceiling: {:.3}", s / c);
-
-    // Batches of 10,000.
-    let items: Vec<serde_json::Value> = (0..10_000u64)
+    if part("batch") {
+        // Batches of 10,000.
+        let items: Vec<serde_json::Value> = (0..10_000u64)
         .map(|k| {
             let i = (k * 7919) % subjects;
             let (p, ch) = PURPOSES[(k % 3) as usize];
             serde_json::json!({"subject": format!("s{i}"), "purpose": p, "channel": ch.as_str()})
         })
         .collect();
-    let body_path = work.path().join("batch.json");
-    std::fs::write(
-        &body_path,
-        serde_json::json!({ "items": items }).to_string(),
-    )
-    .expect("body");
-    let batch = script(
-        work.path(),
-        "batch.lua",
-        &format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nlocal f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n",
-            body_path.display()
-        ),
-    );
-    let batch_conns = 4;
-    let batches: Vec<WrkResult> = (0..rounds)
-        .map(|_| {
-            wrk(
-                &format!("{base}/v1/consents/check"),
-                &[&auth],
-                Some(&batch),
-                seconds,
-                batch_conns,
-            )
-        })
-        .collect();
-    let b = summary(
-        "batch checks (10,000 items a request)",
-        &batches,
-        &format!(", {batch_conns} connections, {seconds} s each"),
-    );
-    println!("batch: {:.0} subject-checks/s", b * 10_000.0);
-
-    // The filter over a 1,000,000-id send list (or every subject, if fewer).
-    let list_len = subjects.min(1_000_000);
-    let list_path = work.path().join("list.ndjson");
-    let mut list = String::with_capacity(list_len as usize * 10);
-    for i in 0..list_len {
-        list.push_str(&format!("s{}\n", (i * 7919) % subjects));
+        let body_path = work.path().join("batch.json");
+        std::fs::write(
+            &body_path,
+            serde_json::json!({ "items": items }).to_string(),
+        )
+        .expect("body");
+        let batch = script(
+            work.path(),
+            "batch.lua",
+            &format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nlocal f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n",
+                body_path.display()
+            ),
+        );
+        let batch_conns = 4;
+        let batches: Vec<WrkResult> = (0..rounds)
+            .map(|_| {
+                wrk(
+                    &format!("{base}/v1/consents/check"),
+                    &[&auth],
+                    Some(&batch),
+                    seconds,
+                    batch_conns,
+                )
+            })
+            .collect();
+        let b = summary(
+            "batch checks (10,000 items a request)",
+            &batches,
+            &format!(", {batch_conns} connections, {seconds} s each"),
+        );
+        println!("batch: {:.0} subject-checks/s", b * 10_000.0);
     }
-    std::fs::write(&list_path, list).expect("list");
-    let out_path = work.path().join("filtered.ndjson");
-    let mut filter_secs = Vec::new();
-    let mut trailer = String::new();
-    for _ in 0..rounds {
-        let started = Instant::now();
-        let status = Command::new("curl")
-            .args(["-s", "-S", "-o"])
-            .arg(&out_path)
-            .args(["-H", &auth, "-H", "Content-Type: application/x-ndjson"])
-            .arg("--data-binary")
-            .arg(format!("@{}", list_path.display()))
-            .arg(format!(
-                "{base}/v1/consents/filter?purpose=marketing.email&channel=email"
-            ))
-            .status()
-            .expect("curl");
-        filter_secs.push(started.elapsed().as_secs_f64());
-        assert!(status.success());
-        trailer = std::fs::read_to_string(&out_path)
-            .unwrap_or_default()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string();
+    if part("filter") {
+        // The filter over a 1,000,000-id send list (or every subject, if fewer).
+        let list_len = subjects.min(1_000_000);
+        let list_path = work.path().join("list.ndjson");
+        let mut list = String::with_capacity(list_len as usize * 10);
+        for i in 0..list_len {
+            list.push_str(&format!("s{}\n", (i * 7919) % subjects));
+        }
+        std::fs::write(&list_path, list).expect("list");
+        let out_path = work.path().join("filtered.ndjson");
+        let mut filter_secs = Vec::new();
+        let mut trailer = String::new();
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let status = Command::new("curl")
+                .args(["-s", "-S", "-o"])
+                .arg(&out_path)
+                .args(["-H", &auth, "-H", "Content-Type: application/x-ndjson"])
+                .arg("--data-binary")
+                .arg(format!("@{}", list_path.display()))
+                .arg(format!(
+                    "{base}/v1/consents/filter?purpose=marketing.email&channel=email"
+                ))
+                .status()
+                .expect("curl");
+            filter_secs.push(started.elapsed().as_secs_f64());
+            assert!(status.success());
+            trailer = std::fs::read_to_string(&out_path)
+                .unwrap_or_default()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_string();
+        }
+        let f = median(filter_secs);
+        println!(
+            "filter: {list_len} ids in {:.2} s = {:.0} subject-checks/s (median of {rounds}); trailer {trailer}",
+            f,
+            list_len as f64 / f
+        );
     }
-    let f = median(filter_secs);
-    println!(
-        "filter: {list_len} ids in {:.2} s = {:.0} subject-checks/s (median of {rounds}); trailer {trailer}",
-        f,
-        list_len as f64 / f
-    );
-
-    // Writes, with durability on.
-    let write = script(
-        work.path(),
-        "write.lua",
-        "math.randomseed(os.time())\nlocal n = 0\nwrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nrequest = function()\n  n = n + 1\n  local body = '{\"subject\":\"w' .. math.random(1, 1000000000) .. '-' .. n .. '\",\"purpose\":\"analytics\",\"channel\":\"web\",\"decision\":\"granted\"}'\n  return wrk.format(nil, \"/v1/consents\", nil, body)\nend\n",
-    );
-    let writes: Vec<WrkResult> = (0..rounds)
-        .map(|_| {
-            wrk(
-                &format!("{base}/v1/consents"),
-                &[&auth],
-                Some(&write),
-                seconds,
-                connections,
-            )
-        })
-        .collect();
-    summary(
-        "consent writes (SQLite, synchronous=FULL)",
-        &writes,
-        &detail,
-    );
+    if part("writes") {
+        // Writes, with durability on.
+        let write = script(
+            work.path(),
+            "write.lua",
+            "math.randomseed(os.time())\nlocal n = 0\nwrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nrequest = function()\n  n = n + 1\n  local body = '{\"subject\":\"w' .. math.random(1, 1000000000) .. '-' .. n .. '\",\"purpose\":\"analytics\",\"channel\":\"web\",\"decision\":\"granted\"}'\n  return wrk.format(nil, \"/v1/consents\", nil, body)\nend\n",
+        );
+        let writes: Vec<WrkResult> = (0..rounds)
+            .map(|_| {
+                wrk(
+                    &format!("{base}/v1/consents"),
+                    &[&auth],
+                    Some(&write),
+                    seconds,
+                    connections,
+                )
+            })
+            .collect();
+        summary(
+            "consent writes (SQLite, synchronous=FULL)",
+            &writes,
+            &detail,
+        );
+    }
     server.stop();
 }
