@@ -4,9 +4,13 @@
 //! Validation pins the algorithm per key, requires `exp`, `iss`, `aud` and `sub`, allows at most
 //! 30 s of clock leeway, checks the header's `typ`, and maps `kid` only to Accord's own key or to a
 //! configured issuer's keys (RFC 8725). A signature is verified once per token; the verified claims
-//! are kept in a bounded cache until the token expires. Revocation is checked on every request.
+//! are kept in a bounded cache until the token expires; each worker thread also remembers the last
+//! token it saw, so a caller that sends the same token on every request costs one comparison.
+//! Revocation is checked on every request.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
@@ -30,6 +34,15 @@ pub const API_AUDIENCE: &str = "accord-api";
 pub const LEEWAY_SECS: u64 = 30;
 /// Most verified tokens kept in memory.
 const CACHE_MAX: usize = 10_000;
+
+/// Distinguishes authorities (several run in one process in tests) in the per-thread memo.
+static NEXT_AUTHORITY: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The last token this thread validated: (authority, token, its verified claims).
+    static LAST_TOKEN: RefCell<Option<(u64, Box<str>, Arc<VerifiedToken>)>> =
+        const { RefCell::new(None) };
+}
 
 /// The claims of a token Accord issues.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +136,8 @@ pub struct TokenAuthority {
     decoding: DecodingKey,
     external: Vec<ExternalKeys>,
     cache: RwLock<HashMap<[u8; 32], Arc<VerifiedToken>>>,
+    /// This authority's key in the per-thread memo.
+    id: u64,
 }
 
 impl std::fmt::Debug for TokenAuthority {
@@ -165,6 +180,7 @@ impl TokenAuthority {
             decoding,
             external,
             cache: RwLock::new(HashMap::new()),
+            id: NEXT_AUTHORITY.fetch_add(1, Ordering::Relaxed),
         };
         authority.self_test()?;
         Ok(authority)
@@ -292,14 +308,29 @@ impl TokenAuthority {
     /// Validates a bearer token, using the cache of verified tokens. Revocation is the caller's
     /// check (it changes while a token is cached).
     pub fn validate(&self, token: &str, now_secs: i64) -> Result<Arc<VerifiedToken>, TokenError> {
+        let remembered = LAST_TOKEN.with_borrow(|last| match last {
+            Some((id, t, hit)) if *id == self.id && **t == *token => Some(unexpired(hit, now_secs)),
+            _ => None,
+        });
+        if let Some(answer) = remembered {
+            return answer;
+        }
+        let verified = self.validate_cached(token, now_secs)?;
+        LAST_TOKEN.set(Some((self.id, token.into(), Arc::clone(&verified))));
+        Ok(verified)
+    }
+
+    /// [`TokenAuthority::validate`] without the per-thread memo.
+    fn validate_cached(
+        &self,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Ok(cache) = self.cache.read()
             && let Some(hit) = cache.get(&digest)
         {
-            if hit.exp + LEEWAY_SECS as i64 <= now_secs {
-                return Err(TokenError("the token has expired".into()));
-            }
-            return Ok(Arc::clone(hit));
+            return unexpired(hit, now_secs);
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError(format!("the token is not a JWT: {e}")))?;
@@ -332,6 +363,15 @@ impl TokenAuthority {
             cache.insert(digest, Arc::clone(&verified));
         }
         Ok(verified)
+    }
+}
+
+/// A verified token from a cache, unless it has expired since.
+fn unexpired(hit: &Arc<VerifiedToken>, now_secs: i64) -> Result<Arc<VerifiedToken>, TokenError> {
+    if hit.exp + LEEWAY_SECS as i64 <= now_secs {
+        Err(TokenError("the token has expired".into()))
+    } else {
+        Ok(Arc::clone(hit))
     }
 }
 
@@ -479,6 +519,23 @@ mod tests {
             .unwrap();
         assert!(a.validate(&wrong_aud, 1_900_000_000).is_err());
         assert!(a.validate("not-a-token", 0).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_is_not_another_authoritys() {
+        let a = authority();
+        let t = a.sign(&claims(2_000_000_000)).unwrap();
+        let v = a.validate(&t, 1_900_000_000).unwrap();
+        // The same thread, the same token: answered from the memo, and expiry still applies.
+        assert!(Arc::ptr_eq(&a.validate(&t, 1_900_000_001).unwrap(), &v));
+        let late = 2_000_000_000 + LEEWAY_SECS as i64;
+        assert_eq!(a.validate(&t, late).unwrap_err().0, "the token has expired");
+        // Another authority (another key, same issuer name) does not take the memo's word.
+        let b = TokenAuthority::new("accord/test", &SigningKey::from_bytes(&[6; 32]), &[]).unwrap();
+        a.validate(&t, 1_900_000_000).unwrap();
+        assert!(b.validate(&t, 1_900_000_000).is_err());
+        // And after that refusal, the first authority still knows its token.
+        assert!(Arc::ptr_eq(&a.validate(&t, 1_900_000_000).unwrap(), &v));
     }
 
     #[test]

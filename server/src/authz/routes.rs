@@ -91,7 +91,9 @@ impl Routes {
     }
 
     /// Registers every route (one resource per path, all its methods, one [`Authorize`]) and
-    /// returns what was registered.
+    /// returns what was registered, in the order declared. Fixed paths are matched before paths
+    /// with `{parameters}`: a fixed path wins over a pattern that would also match it, and the
+    /// common fixed routes (a consent check) skip the pattern matching altogether.
     pub fn register(self, cfg: &mut web::ServiceConfig) -> Vec<RouteSpec> {
         let mut order: Vec<String> = Vec::new();
         let mut by_path: HashMap<String, Vec<(Method, Access, actix_web::Route)>> = HashMap::new();
@@ -110,6 +112,7 @@ impl Routes {
                 .or_default()
                 .push((method, access, route));
         }
+        order.sort_by_key(|path| path.contains('{'));
         for path in order {
             let Some(routes) = by_path.remove(&path) else {
                 continue;
@@ -259,4 +262,37 @@ fn missing(perm: Perm, roles: &[&str]) -> String {
         "this needs the permission {perm} ({} {}), and {held}",
         perm.action, perm.resource
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, test};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_fixed_path_wins_over_an_earlier_pattern() {
+        let mut r = Routes::new();
+        r.get("/things/{id}", Access::Public, || async { "pattern" })
+            .get("/things/special", Access::Public, || async { "fixed" })
+            .get("/things/{id}/parts", Access::Public, || async { "parts" });
+        let mut specs = Vec::new();
+        let app = test::init_service(App::new().configure(|cfg| specs = r.register(cfg))).await;
+        let paths: Vec<&str> = specs.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/things/{id}", "/things/special", "/things/{id}/parts"],
+            "reported as declared"
+        );
+        for (path, want) in [
+            ("/things/special", "fixed"),
+            ("/things/7", "pattern"),
+            ("/things/7/parts", "parts"),
+        ] {
+            let res =
+                test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+            let body = test::read_body(res).await;
+            assert_eq!(body, want.as_bytes(), "{path}");
+        }
+    }
 }
