@@ -38,10 +38,11 @@ const CACHE_MAX: usize = 10_000;
 /// Distinguishes authorities (several run in one process in tests) in the per-thread memo.
 static NEXT_AUTHORITY: AtomicU64 = AtomicU64::new(1);
 
+/// A thread's last validated token: (authority, token, its verified claims).
+type Remembered = (u64, Box<str>, Arc<VerifiedToken>);
+
 thread_local! {
-    /// The last token this thread validated: (authority, token, its verified claims).
-    static LAST_TOKEN: RefCell<Option<(u64, Box<str>, Arc<VerifiedToken>)>> =
-        const { RefCell::new(None) };
+    static LAST_TOKEN: RefCell<Option<Remembered>> = const { RefCell::new(None) };
 }
 
 /// The claims of a token Accord issues.
