@@ -29,13 +29,75 @@ impl Timestamp {
 
     /// RFC 3339 with microseconds, e.g. `2026-11-23T08:00:00.000000Z`.
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(SecondsFormat::Micros, true)
+        let mut buf = [0u8; RFC3339_LEN];
+        match self.write_rfc3339(&mut buf) {
+            Some(text) => text.to_string(),
+            None => self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        }
+    }
+
+    /// [`Timestamp::to_rfc3339`] into `buf`, without allocating, for the years 0000 to 9999 (the
+    /// others, which need a sign and more digits, answer `None`). Every check answer carries one or
+    /// two of these, so they are written directly rather than through a calendar library.
+    pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_LEN]) -> Option<&str> {
+        let secs = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day / 60 % 60);
+        put(17, 2, of_day % 60);
+        put(20, 6, micros);
+        for (at, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+        ] {
+            buf[at] = c;
+        }
+        buf[26] = b'Z';
+        std::str::from_utf8(buf).ok()
     }
 
     pub fn saturating_sub_micros(self, other: Timestamp) -> i64 {
         self.0.saturating_sub(other.0)
     }
+}
+
+/// Length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RFC3339_LEN: usize = 27;
+
+/// (year, month, day) of a count of days since 1970-01-01 in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl fmt::Display for Timestamp {
@@ -100,6 +162,42 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_agrees_with_the_calendar_library() {
+        let check = |micros: i64| {
+            let t = Timestamp(micros);
+            let want = t.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true);
+            assert_eq!(t.to_rfc3339(), want, "{micros}");
+        };
+        let first = -62_167_219_200_000_000; // 0000-01-01T00:00:00Z
+        let last = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+        for edge in [
+            first,
+            first - 1,
+            last,
+            last + 1,
+            -1,
+            0,
+            1,
+            951_782_400_000_000,
+        ] {
+            check(edge);
+        }
+        // Pseudo-random instants over the whole four-digit range, and every day's boundaries
+        // around leap days.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(first + (x % (last - first + 1) as u64) as i64);
+        }
+        for day in -800_000..800_000i64 {
+            check(day * 86_400_000_000);
+            check(day * 86_400_000_000 - 1);
+        }
+    }
+
+    #[test]
     fn manual_clock_moves_only_when_told() {
         let c = ManualClock::new(Timestamp(10));
         assert_eq!(c.now(), Timestamp(10));
@@ -113,12 +211,16 @@ pub mod rfc3339 {
     use super::Timestamp;
 
     pub fn serialize<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339())
+        let mut buf = [0u8; super::RFC3339_LEN];
+        match t.write_rfc3339(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&t.to_rfc3339()),
+        }
     }
 
     pub fn option<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_str(&t.to_rfc3339()),
+            Some(t) => serialize(t, s),
             None => s.serialize_none(),
         }
     }
