@@ -14,9 +14,10 @@
 //!
 //! Environment: `ACCORD_BENCH_SUBJECTS`, `ACCORD_BENCH_SECONDS` (per wrk run, default 10),
 //! `ACCORD_BENCH_ROUNDS` (default 3; medians are reported), `ACCORD_BENCH_CONNECTIONS` (default 64),
-//! `ACCORD_BENCH_DIR` (keep the loaded database there and reuse it on the next run instead of
-//! loading again), `ACCORD_BENCH_PARTS` (a comma-separated subset of `memory,checks,batch,filter,
-//! writes`; default all).
+//! `ACCORD_BENCH_DIR` (keep the loaded database there and reuse it on the next run with the same
+//! number of subjects instead of loading again; a run that measured writes leaves it to be loaded
+//! afresh), `ACCORD_BENCH_PARTS` (a comma-separated subset of `memory,checks,batch,filter,writes`;
+//! default all).
 
 mod common;
 
@@ -199,19 +200,34 @@ fn main() {
     let seconds = env_u64("ACCORD_BENCH_SECONDS", 10);
     let rounds = env_u64("ACCORD_BENCH_ROUNDS", 3).max(1);
     let connections = env_u64("ACCORD_BENCH_CONNECTIONS", 64);
-    let parts = std::env::var("ACCORD_BENCH_PARTS")
-        .unwrap_or_else(|_| "memory,checks,batch,filter,writes".into());
-    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
+    const PARTS: [&str; 5] = ["memory", "checks", "batch", "filter", "writes"];
+    let parts: Vec<String> = match std::env::var("ACCORD_BENCH_PARTS") {
+        Ok(v) => v.split(',').map(|p| p.trim().to_string()).collect(),
+        Err(_) => PARTS.iter().map(|p| p.to_string()).collect(),
+    };
+    if let Some(bad) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        panic!("ACCORD_BENCH_PARTS: unknown part {bad:?}; the parts are {PARTS:?}");
+    }
+    let part = |name: &str| parts.iter().any(|p| p == name);
     let work = tempfile::tempdir().expect("temp dir");
     let empty_dir = work.path().join("empty");
-    let (data_dir, loaded_marker) = match std::env::var_os("ACCORD_BENCH_DIR") {
+    // A kept database is reused only if the marker beside it says it holds exactly this load;
+    // anything else there (another size, an interrupted load, writes from an earlier run) is
+    // removed and loaded afresh.
+    let (data_dir, marker) = match std::env::var_os("ACCORD_BENCH_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
-            let marker = d.join(format!("loaded-{subjects}"));
-            (d.join("data"), Some(marker))
+            (d.join("data"), Some(d.join("loaded")))
         }
         None => (work.path().join("data"), None),
     };
+    let reusable = marker.as_ref().and_then(|m| {
+        let said = std::fs::read_to_string(m).ok()?;
+        (said.trim() == format!("{subjects} subjects") && data_dir.exists()).then_some(())
+    });
+    if reusable.is_none() && data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir).expect("remove the old data directory");
+    }
 
     // Resident memory with no consent, as the baseline.
     let rss_empty = if part("memory") {
@@ -224,24 +240,24 @@ fn main() {
         0
     };
 
-    let recorded = match &loaded_marker {
-        Some(m) if m.exists() => {
-            println!("load: reusing {} ({subjects} subjects)", data_dir.display());
-            subjects * PURPOSES.len() as u64
+    let recorded = subjects * PURPOSES.len() as u64;
+    if reusable.is_some() {
+        println!("load: reusing {} ({subjects} subjects)", data_dir.display());
+    } else {
+        if let Some(m) = &marker {
+            let _ = std::fs::remove_file(m);
         }
-        _ => {
-            let (recorded, load_secs) = load(&data_dir, subjects);
-            println!(
-                "load: {recorded} consent records ({subjects} subjects × {} purposes) through the import path in {load_secs:.1} s ({:.0} records/s)",
-                PURPOSES.len(),
-                recorded as f64 / load_secs
-            );
-            if let Some(m) = &loaded_marker {
-                std::fs::write(m, recorded.to_string()).expect("marker");
-            }
-            recorded
+        let (loaded, load_secs) = load(&data_dir, subjects);
+        assert_eq!(loaded, recorded, "every record of the load was recorded");
+        println!(
+            "load: {loaded} consent records ({subjects} subjects × {} purposes) through the import path in {load_secs:.1} s ({:.0} records/s)",
+            PURPOSES.len(),
+            loaded as f64 / load_secs
+        );
+        if let Some(m) = &marker {
+            std::fs::write(m, format!("{subjects} subjects")).expect("marker");
         }
-    };
+    }
 
     let started = Instant::now();
     let server = Server::start(&data_dir);
@@ -378,6 +394,10 @@ fn main() {
         );
     }
     if part("writes") {
+        // Writes change the database: a kept one is not reused after them.
+        if let Some(m) = &marker {
+            let _ = std::fs::remove_file(m);
+        }
         // Writes, with durability on.
         let write = script(
             work.path(),

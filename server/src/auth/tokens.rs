@@ -5,8 +5,8 @@
 //! 30 s of clock leeway, checks the header's `typ`, and maps `kid` only to Accord's own key or to a
 //! configured issuer's keys (RFC 8725). A signature is verified once per token; the verified claims
 //! are kept in a bounded cache until the token expires; each worker thread also remembers the last
-//! token it saw, so a caller that sends the same token on every request costs one comparison.
-//! Revocation is checked on every request.
+//! token that validated on it, so a caller that sends the same token on every request costs one
+//! constant-time comparison. Revocation is checked on every request.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::model::Role;
 use crate::config::ExternalIssuer;
@@ -310,7 +311,12 @@ impl TokenAuthority {
     /// check (it changes while a token is cached).
     pub fn validate(&self, token: &str, now_secs: i64) -> Result<Arc<VerifiedToken>, TokenError> {
         let remembered = LAST_TOKEN.with_borrow(|last| match last {
-            Some((id, t, hit)) if *id == self.id && **t == *token => Some(unexpired(hit, now_secs)),
+            // Constant time: a guess must not learn how much of the remembered token it matches.
+            Some((id, t, hit))
+                if *id == self.id && bool::from(t.as_bytes().ct_eq(token.as_bytes())) =>
+            {
+                Some(unexpired(hit, now_secs))
+            }
             _ => None,
         });
         if let Some(answer) = remembered {

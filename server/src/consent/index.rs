@@ -149,7 +149,7 @@ impl Purposes {
     }
 }
 
-/// One subject's records in one allocation: the id's length (two bytes), the id, then each record
+/// One subject's records in one allocation: the id's length (four bytes), the id, then each record
 /// in [`Rec::BYTES`]. One allocation a subject rather than two, and a 16-byte slot in the table
 /// rather than 32, keep the index about 30 bytes a subject smaller (measured at a million
 /// subjects). Hashed and compared as the subject id alone, so a shard is looked up by `&str`.
@@ -157,27 +157,28 @@ impl Purposes {
 struct Entry(Box<[u8]>);
 
 impl Entry {
+    const HEAD: usize = 4;
+
     fn new(subject: &str, recs: impl Iterator<Item = Rec>) -> Entry {
-        // Subject ids are at most 256 bytes (model::subject_id); the length always fits.
-        let len = u16::try_from(subject.len()).unwrap_or(u16::MAX);
-        let subject = &subject.as_bytes()[..usize::from(len)];
-        let mut b = Vec::with_capacity(2 + subject.len() + Rec::BYTES * 2);
-        b.extend_from_slice(&len.to_le_bytes());
-        b.extend_from_slice(subject);
-        for r in recs {
+        let recs: Vec<Rec> = recs.collect();
+        let mut b = Vec::with_capacity(Self::HEAD + subject.len() + Rec::BYTES * recs.len());
+        // Subject ids are at most 256 bytes (model::subject_id); four bytes hold any length.
+        b.extend_from_slice(&(subject.len() as u32).to_le_bytes());
+        b.extend_from_slice(subject.as_bytes());
+        for r in &recs {
             r.encode(&mut b);
         }
         Entry(b.into_boxed_slice())
     }
 
     fn split(&self) -> (&[u8], &[u8]) {
-        let len = usize::from(u16::from_le_bytes([self.0[0], self.0[1]]));
-        self.0[2..].split_at(len)
+        let mut len = [0u8; Self::HEAD];
+        len.copy_from_slice(&self.0[..Self::HEAD]);
+        self.0[Self::HEAD..].split_at(u32::from_le_bytes(len) as usize)
     }
 
     fn subject(&self) -> &str {
-        // Built from a `&str` by `Entry::new`; a cut inside a character cannot happen for ids
-        // within the limit, and would only make the entry unreachable.
+        // Always the bytes of the `&str` given to `Entry::new`, whole.
         std::str::from_utf8(self.split().0).unwrap_or_default()
     }
 

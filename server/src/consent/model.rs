@@ -319,10 +319,10 @@ fn bad(field: &str, why: impl Into<String>) -> AppError {
     AppError::validation(field, why)
 }
 
-/// A subject id: 1–256 characters, no control characters, no surrounding spaces.
+/// A subject id: 1–256 bytes of UTF-8, no control characters, no surrounding spaces.
 pub fn subject_id(field: &str, s: &str) -> Result<(), AppError> {
     if s.is_empty() || s.len() > 256 {
-        return Err(bad(field, "a subject id has 1 to 256 characters"));
+        return Err(bad(field, "a subject id has 1 to 256 bytes (UTF-8)"));
     }
     if s.chars().any(char::is_control) {
         return Err(bad(field, "a subject id cannot hold control characters"));
