@@ -487,6 +487,22 @@ async fn validation(db: TestDb) {
         .get("/v1/consents/check?subject=a&purpose=marketing.email&channel=email&at=soon")
         .await;
     assert_eq!((status, problem_field(&v)), (422, Some("at")));
+    let (status, v) = w
+        .get("/v1/consents/check?purpose=marketing.email&channel=email")
+        .await;
+    assert_eq!((status, problem_field(&v)), (422, Some("subject")));
+    // A parameter given twice is refused, not settled by picking one.
+    let (status, v) = w
+        .get("/v1/consents/check?subject=a&purpose=marketing.email&channel=email&subject=b")
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`subject` is given more than once"),
+        "{v}"
+    );
     // A bad line in a filter ends the stream with the error in the trailer.
     let r = w
         .app
@@ -522,6 +538,14 @@ async fn validation(db: TestDb) {
     let (status, _) = w.post("/v1/purposes", &w.service, email_purpose()).await;
     assert_eq!(status, 403);
     assert_eq!(w.app.ledger.size(), size, "bad input wrote nothing");
+    // Percent-encoded values are decoded (`+` is a space, `%2B` a plus); unknown parameters are
+    // ignored.
+    w.record(json!({"subject": "a b+c/é", "purpose": "marketing.email", "channel": "email", "decision": "granted"}))
+        .await;
+    let (status, v) = w
+        .get("/v1/consents/check?subject=a+b%2Bc%2F%C3%A9&purpose=marketing.email&channel=email&utm=x")
+        .await;
+    assert_eq!((status, &v["allowed"]), (200, &json!(true)), "{v}");
     w.app.stop().await;
 }
 

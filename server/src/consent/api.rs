@@ -1,6 +1,7 @@
 //! Consent API: purposes, notices, recording and importing consent, checks (single, batch,
 //! filter, as of a moment), a subject's state and history, receipts, and erasure.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,15 +253,39 @@ async fn record_consent(
 // ----- checks -----
 
 /// The query of a single check and of a filter (which takes its subjects from the body and ignores
-/// `subject`). One flat struct: `#[serde(flatten)]` would buffer every parameter on the check's
-/// hot path.
-#[derive(Debug, Deserialize)]
-struct CheckQuery {
-    subject: Option<String>,
-    purpose: Option<String>,
-    channel: Option<String>,
-    at: Option<String>,
-    min_seq: Option<String>,
+/// `subject`), read straight from the query string: values borrow from it unless they were
+/// percent-encoded, so a check allocates nothing to read its parameters. Unknown parameters are
+/// ignored; a known one given twice is refused.
+#[derive(Debug, Default)]
+struct CheckQuery<'q> {
+    subject: Option<Cow<'q, str>>,
+    purpose: Option<Cow<'q, str>>,
+    channel: Option<Cow<'q, str>>,
+    at: Option<Cow<'q, str>>,
+    min_seq: Option<Cow<'q, str>>,
+}
+
+impl<'q> CheckQuery<'q> {
+    fn read(query: &'q str) -> Result<CheckQuery<'q>, AppError> {
+        let mut q = CheckQuery::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match &*key {
+                "subject" => &mut q.subject,
+                "purpose" => &mut q.purpose,
+                "channel" => &mut q.channel,
+                "at" => &mut q.at,
+                "min_seq" => &mut q.min_seq,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(AppError::BadRequest(format!(
+                    "bad query string: the parameter `{key}` is given more than once"
+                )));
+            }
+            *slot = Some(value);
+        }
+        Ok(q)
+    }
 }
 
 /// [`CheckQuery`]'s purpose, channel, `at` and `min_seq`, checked field by field.
@@ -271,7 +296,7 @@ struct CheckOnParsed<'a> {
     min_seq: Option<u64>,
 }
 
-impl CheckQuery {
+impl CheckQuery<'_> {
     fn parse(&self, p: &mut Problems) -> CheckOnParsed<'_> {
         let purpose = self.purpose.as_deref().unwrap_or("");
         if purpose.is_empty() {
@@ -287,8 +312,8 @@ impl CheckQuery {
         CheckOnParsed {
             purpose,
             channel: channel.unwrap_or(Channel::Any),
-            at: parse_at(p, "at", &self.at),
-            min_seq: parse_min_seq(p, "min_seq", &self.min_seq),
+            at: parse_at(p, "at", self.at.as_deref()),
+            min_seq: parse_min_seq(p, "min_seq", self.min_seq.as_deref()),
         }
     }
 }
@@ -306,8 +331,8 @@ pub async fn await_min_seq(index: &ConsentIndex, min_seq: Option<u64>) -> Result
     }
 }
 
-fn parse_min_seq(p: &mut Problems, field: &str, v: &Option<String>) -> Option<u64> {
-    let s = v.as_ref()?;
+fn parse_min_seq(p: &mut Problems, field: &str, v: Option<&str>) -> Option<u64> {
+    let s = v?;
     match s.parse::<u64>() {
         Ok(n) => Some(n),
         Err(_) => {
@@ -320,8 +345,8 @@ fn parse_min_seq(p: &mut Problems, field: &str, v: &Option<String>) -> Option<u6
     }
 }
 
-fn parse_at(p: &mut Problems, field: &str, v: &Option<String>) -> Option<Timestamp> {
-    v.as_ref().and_then(|s| p.take(model::instant(field, s)))
+fn parse_at(p: &mut Problems, field: &str, v: Option<&str>) -> Option<Timestamp> {
+    v.and_then(|s| p.take(model::instant(field, s)))
 }
 
 fn unknown_purpose(field: &str, key: &str) -> AppError {
@@ -331,10 +356,8 @@ fn unknown_purpose(field: &str, key: &str) -> AppError {
     )
 }
 
-async fn check_one(
-    state: web::Data<AppState>,
-    q: web::Query<CheckQuery>,
-) -> Result<HttpResponse, AppError> {
+async fn check_one(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let q = CheckQuery::read(req.query_string())?;
     let mut p = Problems::default();
     let subject = q.subject.as_deref().unwrap_or("");
     p.take(model::subject_id("subject", subject));
@@ -422,7 +445,7 @@ async fn check_batch(
                 &item.channel,
             ));
         }
-        let at = parse_at(&mut p, &format!("items/{i}/at"), &item.at);
+        let at = parse_at(&mut p, &format!("items/{i}/at"), item.at.as_deref());
         if let (Some(pid), Some(channel)) = (pid, channel) {
             resolved.push((pid, channel, at));
         }
@@ -546,9 +569,9 @@ struct FilterLine {
 async fn filter(
     state: web::Data<AppState>,
     req: HttpRequest,
-    q: web::Query<CheckQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    let q = CheckQuery::read(req.query_string())?;
     body::media_type(
         &req,
         &["application/x-ndjson", "application/jsonl", "text/plain"],
@@ -629,7 +652,7 @@ async fn subject_consents(
 ) -> Result<HttpResponse, AppError> {
     subject_path(&id)?;
     let mut p = Problems::default();
-    let min_seq = parse_min_seq(&mut p, "min_seq", &q.min_seq);
+    let min_seq = parse_min_seq(&mut p, "min_seq", q.min_seq.as_deref());
     p.into_result()?;
     await_min_seq(&state.consent, min_seq).await?;
     let state_now: Vec<serde_json::Value> = state
