@@ -368,7 +368,8 @@ pub async fn authenticate(
         Some(state) => {
             let now = state.clock.now();
             if let Some(h) = req.headers().get(header::AUTHORIZATION) {
-                match h.to_str() {
+                // UTF-8 in one pass; any character a token cannot hold fails its verification.
+                match std::str::from_utf8(h.as_bytes()) {
                     Ok(v) => state.access.bearer(v, now),
                     Err(_) => Authn::Refused("the Authorization header is not text".into()),
                 }
