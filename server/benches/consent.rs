@@ -221,11 +221,12 @@ fn main() {
         }
         None => (work.path().join("data"), None),
     };
-    let reusable = marker.as_ref().and_then(|m| {
-        let said = std::fs::read_to_string(m).ok()?;
-        (said.trim() == format!("{subjects} subjects") && data_dir.exists()).then_some(())
-    });
-    if reusable.is_none() && data_dir.exists() {
+    let reusable = data_dir.exists()
+        && marker.as_ref().is_some_and(|m| {
+            std::fs::read_to_string(m)
+                .is_ok_and(|said| said.trim() == format!("{subjects} subjects"))
+        });
+    if !reusable && data_dir.exists() {
         std::fs::remove_dir_all(&data_dir).expect("remove the old data directory");
     }
 
@@ -241,7 +242,7 @@ fn main() {
     };
 
     let recorded = subjects * PURPOSES.len() as u64;
-    if reusable.is_some() {
+    if reusable {
         println!("load: reusing {} ({subjects} subjects)", data_dir.display());
     } else {
         if let Some(m) = &marker {

@@ -479,18 +479,17 @@ async fn validation(db: TestDb) {
     assert_eq!(v["errors"][0]["field"], "items/1/purpose");
     assert_eq!(v["errors"][1]["field"], "items/1/channel");
     // Single checks.
-    let (status, v) = w
-        .get("/v1/consents/check?subject=a&purpose=nope&channel=email")
-        .await;
-    assert_eq!((status, problem_field(&v)), (422, Some("purpose")));
-    let (status, v) = w
-        .get("/v1/consents/check?subject=a&purpose=marketing.email&channel=email&at=soon")
-        .await;
-    assert_eq!((status, problem_field(&v)), (422, Some("at")));
-    let (status, v) = w
-        .get("/v1/consents/check?purpose=marketing.email&channel=email")
-        .await;
-    assert_eq!((status, problem_field(&v)), (422, Some("subject")));
+    for (query, field) in [
+        ("subject=a&purpose=nope&channel=email", "purpose"),
+        (
+            "subject=a&purpose=marketing.email&channel=email&at=soon",
+            "at",
+        ),
+        ("purpose=marketing.email&channel=email", "subject"),
+    ] {
+        let (status, v) = w.get(&format!("/v1/consents/check?{query}")).await;
+        assert_eq!((status, problem_field(&v)), (422, Some(field)), "{query}");
+    }
     // A parameter given twice is refused, not settled by picking one.
     let (status, v) = w
         .get("/v1/consents/check?subject=a&purpose=marketing.email&channel=email&subject=b")
