@@ -137,7 +137,16 @@ pub struct CliAccess {
 
 impl CliAccess {
     /// Opens (creating and migrating on first use) the data directory and database.
+    /// The purposes and notices of the policy files in force are recorded as a server start would
+    /// (unchanged ones record nothing), so a command run before the first start sees them.
     pub async fn open(settings: &Settings) -> Result<CliAccess, StartError> {
+        let files = crate::policies::PolicyFiles::load(settings.policies_dir.as_deref())?;
+        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+        if let Some(defs) = &files.definitions {
+            defs.validate(clock.now()).map_err(|e| {
+                StartError(format!("cannot load {}: {e}", files.definitions_name()))
+            })?;
+        }
         let keys = std::sync::Arc::new(
             Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string()))?,
         );
@@ -148,7 +157,6 @@ impl CliAccess {
                 .map_err(|e| StartError(format!("no database connection: {e}")))?;
             db::run_migrations(&mut c).map_err(|e| StartError(format!("{e:#}")))?;
         }
-        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
         let ledger = crate::ledger::Ledger::open(
             &Manager::new(settings.database.clone()),
             &settings.ledger,
@@ -160,6 +168,18 @@ impl CliAccess {
             &keys.token,
             &settings.auth.external_issuers,
         )?;
+        if let Some(defs) = &files.definitions {
+            let loaded =
+                crate::load_definitions(&ledger, &pool, &clock, crate::ledger::Actor::cli(), defs)
+                    .await;
+            if let Err(e) = loaded {
+                ledger.shutdown().await;
+                return Err(StartError(format!(
+                    "cannot load {}: {e}",
+                    files.definitions_name()
+                )));
+            }
+        }
         Ok(CliAccess {
             consent: crate::consent::service::ConsentService::new(
                 ledger.clone(),

@@ -77,7 +77,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database: DatabaseUrl,
     pub pool_size: u32,
-    pub policies_dir: PathBuf,
+    /// A folder whose policy files replace the built-in ones; `None`: the built-in files.
+    pub policies_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     pub ledger: LedgerSettings,
     /// How long in-flight requests may take to finish on shutdown.
@@ -203,8 +204,7 @@ impl Settings {
 
         let policies_dir = env("ACCORD_POLICIES_DIR")
             .map(PathBuf::from)
-            .or(file.policies_dir)
-            .unwrap_or_else(|| PathBuf::from("policies"));
+            .or(file.policies_dir);
 
         let log_format = match env("ACCORD_LOG_FORMAT") {
             Some(v) => match v.trim() {
@@ -325,7 +325,7 @@ impl Settings {
             "listen": self.listen.to_string(),
             "database": self.database.to_string(),
             "pool_size": self.pool_size,
-            "policies_dir": self.policies_dir.display().to_string(),
+            "policies_dir": self.policies_dir.as_ref().map(|d| d.display().to_string()),
             "ledger": {
                 "origin": self.ledger.origin,
                 "batch_max": self.ledger.batch_max,

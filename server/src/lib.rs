@@ -18,12 +18,12 @@ pub mod keys;
 pub mod ledger;
 pub mod openapi;
 pub mod ops;
+pub mod policies;
 pub mod state;
 pub mod telemetry;
 pub mod vocab;
 pub mod web;
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +31,6 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer};
-use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
@@ -88,35 +87,58 @@ impl Application {
     ) -> Result<Application, StartError> {
         telemetry::metrics_handle();
         let settings = Arc::new(settings);
-        let keys = Arc::new(
-            Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string()))?,
-        );
+        // Every setting and file is read and validated before anything is written.
+        let files = policies::PolicyFiles::load(settings.policies_dir.as_deref())?;
+        let policy = authz::Policy::from_parts(files.model.clone(), files.rules.clone())
+            .await
+            .map_err(|e| StartError(format!("access policy ({}): {e}", files.source)))?;
+        if let Some(defs) = &files.definitions {
+            defs.validate(clock.now()).map_err(|e| {
+                StartError(format!(
+                    "cannot load {}: {}",
+                    files.definitions_name(),
+                    AppErrorText(&e)
+                ))
+            })?;
+        }
+        auth::tokens::check_external_issuers(&settings.auth.external_issuers)?;
+        // Bind first: a start that cannot listen writes nothing.
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
+
+        let fresh = FreshDataDir::note(&settings.data_dir);
+        let keys = Arc::new(fresh.check(
+            Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string())),
+        )?);
         for f in &keys.created {
             tracing::info!(file = %f.display(), "created key");
         }
-        let pool = db::connect(&settings.database, settings.pool_size)
-            .map_err(|e| StartError(e.to_string()))?;
-        let applied = {
-            let mut conn = pool
-                .get()
-                .map_err(|e| StartError(format!("no database connection: {e}")))?;
-            db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))?
-        };
+        let pool = fresh.check(
+            db::connect(&settings.database, settings.pool_size)
+                .map_err(|e| StartError(e.to_string())),
+        )?;
+        let applied = fresh.check(
+            pool.get()
+                .map_err(|e| StartError(format!("no database connection: {e}")))
+                .and_then(|mut conn| {
+                    db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))
+                }),
+        )?;
         for m in &applied {
             tracing::info!(migration = %m, "applied migration");
         }
         let manager = Manager::new(settings.database.clone());
-        let ledger = Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())?;
-        match Self::finish_build(
-            settings.clone(),
-            pool,
-            ledger.clone(),
-            keys,
-            clock,
-            extra_routes,
-        )
-        .await
-        {
+        let ledger = fresh.check(
+            Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())
+                .map_err(StartError::from),
+        )?;
+        let start = Start {
+            settings: settings.clone(),
+            files,
+            policy,
+            listener,
+        };
+        match Self::finish_build(start, pool, ledger.clone(), keys, clock, extra_routes).await {
             Ok(app) => Ok(app),
             Err(e) => {
                 ledger.shutdown().await;
@@ -126,14 +148,19 @@ impl Application {
     }
 
     async fn finish_build(
-        settings: Arc<Settings>,
+        start: Start,
         pool: Pool,
         ledger: Ledger,
         keys: Arc<Keys>,
         clock: SharedClock,
         extra_routes: Option<fn(&mut authz::Routes)>,
     ) -> Result<Application, StartError> {
-        let policy = authz::load_policy(&settings.policies_dir).await?;
+        let Start {
+            settings,
+            files,
+            policy,
+            listener,
+        } = start;
         let tokens = auth::tokens::TokenAuthority::new(
             &token_issuer(ledger.origin()),
             &keys.token,
@@ -146,16 +173,14 @@ impl Application {
             settings.auth.cookie_secure,
         ));
         access.reload(&pool).await?;
-        // Bind first: a start that cannot listen records nothing.
-        let listener = TcpListener::bind(settings.listen)
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
         let instance: String = telemetry::new_request_id().chars().take(16).collect();
         let started = SystemEvent::ServerStarted {
             instance: instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             backend: settings.database.backend().to_string(),
             config_fingerprint: settings.fingerprint(),
-            policies: policy_hashes(&settings.policies_dir)?,
+            policies: files.hashes.clone(),
+            policies_source: Some(files.source.to_string()),
         };
         ledger.record(Actor::system(), None, &started).await?;
         let svc = auth::service::AccessService::new(
@@ -176,27 +201,18 @@ impl Application {
             None
         };
         let consent = Arc::new(consent::index::ConsentIndex::new());
-        let definitions = settings.policies_dir.join(consent::DEFINITIONS_FILE);
-        if definitions.is_file() {
-            let svc = consent::service::ConsentService::new(
-                ledger.clone(),
-                pool.clone(),
-                clock.clone(),
-                None,
-            );
-            let defs = consent::service::Definitions::read(&definitions)?;
-            let loaded = svc
-                .load_definitions(Actor::system(), &defs)
+        if let Some(defs) = &files.definitions {
+            let loaded = load_definitions(&ledger, &pool, &clock, Actor::system(), defs)
                 .await
                 .map_err(|e| {
                     StartError(format!(
                         "cannot load {}: {}",
-                        definitions.display(),
+                        files.definitions_name(),
                         AppErrorText(&e)
                     ))
                 })?;
             tracing::info!(
-                file = %definitions.display(),
+                source = %files.source,
                 purposes_changed = loaded.purposes_changed,
                 notices_published = loaded.notices_published,
                 unchanged = loaded.unchanged,
@@ -314,6 +330,49 @@ impl Application {
     }
 }
 
+/// What was read and validated before anything was written.
+struct Start {
+    settings: Arc<Settings>,
+    files: policies::PolicyFiles,
+    policy: authz::Policy,
+    listener: TcpListener,
+}
+
+/// Remembers whether the data directory existed before this start, so that a start failing before
+/// the ledger is opened (nothing recorded yet) leaves no directory behind.
+struct FreshDataDir(Option<std::path::PathBuf>);
+
+impl FreshDataDir {
+    fn note(dir: &Path) -> FreshDataDir {
+        FreshDataDir((!dir.exists()).then(|| dir.to_path_buf()))
+    }
+
+    /// Passes `r` through; on an error, removes the data directory if this start created it.
+    fn check<T>(&self, r: Result<T, StartError>) -> Result<T, StartError> {
+        if r.is_err()
+            && let Some(dir) = &self.0
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the new data directory");
+        }
+        r
+    }
+}
+
+/// Records the purposes and notices of a definitions file (unchanged ones record nothing): what
+/// every start does, and every CLI command on a data directory before its first start.
+pub async fn load_definitions(
+    ledger: &Ledger,
+    pool: &Pool,
+    clock: &SharedClock,
+    actor: Actor,
+    defs: &consent::service::Definitions,
+) -> Result<consent::service::LoadSummary, AppError> {
+    consent::service::ConsentService::new(ledger.clone(), pool.clone(), clock.clone(), None)
+        .load_definitions(actor, defs)
+        .await
+}
+
 /// A validation error's detail with its fields, for one-line start-up messages.
 struct AppErrorText<'a>(&'a AppError);
 
@@ -389,36 +448,4 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError
         req.method(),
         req.path()
     )))
-}
-
-/// File name → SHA-256 of every regular file directly in the policies directory, so the access
-/// policy in force at each start is on the record. A missing directory records nothing.
-pub fn policy_hashes(dir: &Path) -> Result<BTreeMap<String, String>, StartError> {
-    let mut out = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(dir = %dir.display(), "policies directory not found");
-            return Ok(out);
-        }
-        Err(e) => {
-            return Err(StartError(format!(
-                "cannot read the policies directory {}: {e}",
-                dir.display()
-            )));
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_file() {
-            continue;
-        }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| StartError(format!("cannot read {}: {e}", path.display())))?;
-        out.insert(
-            entry.file_name().to_string_lossy().into_owned(),
-            hex::encode(Sha256::digest(&bytes)),
-        );
-    }
-    Ok(out)
 }

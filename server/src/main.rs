@@ -1,5 +1,6 @@
 //! The `accord` command line: parses arguments, sets up logging, loads settings and runs.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -233,7 +234,9 @@ async fn consent(command: ConsentCommand, a: &CliAccess) -> Result<(), StartErro
             let started = std::time::Instant::now();
             let pool = a.consent.pool().clone();
             let path = file.clone();
-            eprintln!("validating {} ...", file.display());
+            if std::io::stderr().is_terminal() {
+                eprintln!("validating {} ...", file.display());
+            }
             let records = actix_web::web::block(move || {
                 let mut c = pool.get()?;
                 let reference = accord::consent::import::Reference::load(
@@ -245,21 +248,13 @@ async fn consent(command: ConsentCommand, a: &CliAccess) -> Result<(), StartErro
             .await
             .map_err(|e| StartError(e.to_string()))?
             .map_err(|e| StartError(format!("{}: {}", file.display(), problem_text(&e))))?;
-            let total = records.len() as u64;
-            let progress = move |done: u64| {
-                let width = 30u64;
-                let filled = (done * width).checked_div(total).unwrap_or(width) as usize;
-                eprint!(
-                    "\r[{}{}] {done}/{total} rows",
-                    "#".repeat(filled),
-                    "-".repeat(width as usize - filled)
-                );
-            };
+            let bar = Progress::new(Some(records.len() as u64), "rows");
+            let progress = |done: u64| bar.show(done);
             let s = a
                 .consent
                 .import(accord::ledger::Actor::cli(), None, records, &progress)
                 .await?;
-            eprintln!();
+            bar.finish();
             println!(
                 "{}: {} rows, {} recorded, {} already recorded{} in {:.1} s",
                 file.display(),
@@ -273,6 +268,52 @@ async fn consent(command: ConsentCommand, a: &CliAccess) -> Result<(), StartErro
                 started.elapsed().as_secs_f64()
             );
             Ok(())
+        }
+    }
+}
+
+/// A progress bar on standard error, drawn only when it is a terminal: piped or logged output gets
+/// just the command's one summary line.
+struct Progress {
+    tty: bool,
+    total: Option<u64>,
+    unit: &'static str,
+}
+
+impl Progress {
+    fn new(total: Option<u64>, unit: &'static str) -> Progress {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            total,
+            unit,
+        }
+    }
+
+    fn show(&self, done: u64) {
+        if !self.tty {
+            return;
+        }
+        match self.total {
+            Some(total) => {
+                let width = 30u64;
+                let filled = (done * width)
+                    .checked_div(total)
+                    .unwrap_or(width)
+                    .min(width) as usize;
+                eprint!(
+                    "\r[{}{}] {done}/{total} {}",
+                    "#".repeat(filled),
+                    "-".repeat(width as usize - filled),
+                    self.unit
+                );
+            }
+            None => eprint!("\r{done} {}", self.unit),
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
         }
     }
 }
@@ -561,10 +602,9 @@ fn ledger(command: LedgerCommand, settings: Settings) -> Result<ExitCode, StartE
             Ok(ExitCode::SUCCESS)
         }
         LedgerCommand::Export { out } => {
-            let s = commands::export(&settings, &SystemClock, &out, |n| {
-                eprint!("\rexported {n} entries");
-            })?;
-            eprintln!();
+            let bar = Progress::new(None, "entries exported");
+            let s = commands::export(&settings, &SystemClock, &out, |n| bar.show(n))?;
+            bar.finish();
             println!(
                 "wrote {}: {} entries, {} checkpoints, covered by the checkpoint at size {}",
                 out.display(),

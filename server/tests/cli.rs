@@ -11,16 +11,25 @@ const BIN: &str = env!("CARGO_BIN_EXE_accord");
 const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
 
 fn accord(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    accord_in(data_dir, Some(POLICIES), Path::new("."), args)
+}
+
+/// Runs `accord` from the working directory `cwd`, with a policies folder or (None) the built-in
+/// policies.
+fn accord_in(data_dir: &Path, policies: Option<&str>, cwd: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd)
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .env_remove("ACCORD_DATABASE_URL")
         .env_remove("ACCORD_LISTEN")
         .env_remove("ACCORD_CONFIG")
-        .env("ACCORD_POLICIES_DIR", POLICIES)
-        .output()
-        .expect("run accord")
+        .env_remove("ACCORD_POLICIES_DIR");
+    if let Some(p) = policies {
+        cmd.env("ACCORD_POLICIES_DIR", p);
+    }
+    cmd.output().expect("run accord")
 }
 
 /// Exit status 2 and one line on stderr, no panic, no backtrace.
@@ -569,7 +578,12 @@ fn accord_says(d: &Path, args: &[&str], says: &str) -> Output {
 
 /// The ledger's entry count, from `accord ledger verify`.
 fn ledger_entries(d: &Path) -> u64 {
-    let out = accord(d, &["ledger", "verify"]);
+    ledger_entries_with(d, None)
+}
+
+/// The ledger's entry count, with the policies folder given (None: the built-in policies).
+fn ledger_entries_with(d: &Path, policies: Option<&str>) -> u64 {
+    let out = accord_in(d, policies, Path::new("."), &["ledger", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{text}");
     text.split("ledger OK: ")
@@ -640,8 +654,9 @@ fn purposes_load_and_consent_import_from_the_command_line() {
         &["consent", "import", good.to_str().unwrap()],
         "2 rows, 2 recorded, 0 already recorded",
     );
+    // Piped, as here, there is no progress bar: only the summary line.
     assert!(
-        text(&out.stderr).contains("2/2 rows"),
+        !text(&out.stderr).contains('\r') && !text(&out.stderr).contains("2/2 rows"),
         "{}",
         text(&out.stderr)
     );
@@ -653,4 +668,91 @@ fn purposes_load_and_consent_import_from_the_command_line() {
         "2 rows, 0 recorded, 2 already recorded",
     );
     assert_eq!(ledger_entries(d), after);
+}
+
+/// The binary runs from any directory on its built-in policies, and a command on a fresh data
+/// directory sees what a first start sets up: the built-in purposes and notices.
+#[test]
+fn runs_anywhere_and_the_first_command_sees_the_built_in_purposes() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let rows = d.with_extension("ndjson");
+    std::fs::write(
+        &rows,
+        "{\"subject\":\"alice\",\"purpose\":\"marketing.email\",\"channel\":\"email\",\
+         \"decision\":\"granted\",\"collected_at\":\"2026-11-01T10:00:00Z\",\
+         \"notice_key\":\"privacy\",\"notice_version\":\"2026-01\"}\n",
+    )
+    .unwrap();
+    let out = accord_in(
+        &d,
+        None,
+        elsewhere.path(),
+        &["consent", "import", rows.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 rows, 1 recorded"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(ledger_entries_with(&d, None) > 2);
+}
+
+/// A start that fails on a setting or a file writes nothing: no data directory is left behind.
+#[test]
+fn a_bad_start_leaves_no_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let bad_policies = dir.path().join("policies");
+    std::fs::create_dir_all(&bad_policies).unwrap();
+    std::fs::copy(
+        Path::new(POLICIES).join("model.conf"),
+        bad_policies.join("model.conf"),
+    )
+    .unwrap();
+    std::fs::write(bad_policies.join("policy.csv"), "p, root, user, read\n").unwrap();
+    let bad = bad_policies.to_str().unwrap();
+    let cases: Vec<(Option<&str>, Vec<&str>, &str)> = vec![
+        (
+            Some(bad),
+            vec!["serve", "--listen", "127.0.0.1:0"],
+            "policy.csv",
+        ),
+        (
+            Some(bad),
+            vec!["token", "issue", "--client", "x", "--role", "service"],
+            "policy.csv",
+        ),
+        (
+            Some("/nonexistent/policies"),
+            vec!["serve", "--listen", "127.0.0.1:0"],
+            "does not exist",
+        ),
+    ];
+    for (policies, args, mentions) in cases {
+        let out = accord_in(&d, policies, Path::new("."), &args);
+        assert_clean_failure(&out, mentions);
+        assert!(!d.exists(), "{args:?} left {} behind", d.display());
+    }
+    std::fs::write(bad_policies.join("policy.csv"), "p, admin, user, read\n").unwrap();
+    std::fs::write(
+        bad_policies.join("purposes.toml"),
+        "[[purpose]]\nkey = \"\"\n",
+    )
+    .unwrap();
+    let out = accord_in(
+        &d,
+        Some(bad),
+        Path::new("."),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    assert_clean_failure(&out, "purposes.toml");
+    assert!(!d.exists());
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = accord_in(&d, None, Path::new("."), &["serve", "--listen", &addr]);
+    assert_clean_failure(&out, "cannot listen");
+    assert!(!d.exists());
 }

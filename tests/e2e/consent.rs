@@ -742,7 +742,7 @@ async fn purposes_file_is_loaded_at_start() {
     let db = TestDb::sqlite();
     let data = tempfile::tempdir().unwrap();
     let mut s = settings(&db, data.path());
-    s.policies_dir = policies_dir();
+    s.policies_dir = Some(policies_dir());
     let app = TestApp::spawn(s.clone()).await.unwrap();
     let service = app.token(&[Role::Service]).await;
     let (_, v) = app.get_json_with("/v1/purposes", &service).await;

@@ -4,6 +4,7 @@ mod access;
 mod browser;
 mod consent;
 mod consent_model;
+mod grants;
 mod instances;
 mod ledger;
 mod schema;

@@ -153,7 +153,7 @@ pub fn settings(db: &TestDb, data_dir: &Path) -> Settings {
         database_url: Some(db.url()),
     };
     let mut s = Settings::load_with(&overrides, |_| None).expect("test settings");
-    s.policies_dir = access_policies(data_dir);
+    s.policies_dir = Some(access_policies(data_dir));
     s.pool_size = 4;
     s.workers = 2;
     s.ledger.checkpoint_interval = Duration::from_secs(3600);
@@ -241,6 +241,12 @@ impl TestApp {
                 break;
             }
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        if routes.is_empty() {
+            handle.stop(false).await;
+            return Err(StartError(
+                "the server registered no routes within a second of starting".into(),
+            ));
         }
         Ok(TestApp {
             address,

@@ -97,7 +97,8 @@ struct TokenView {
     roles: Vec<Role>,
     issued_at: String,
     expires_at: String,
-    issued_by: String,
+    /// Who minted it: `user:<id>`, `service:<client>#<jti>` or `cli`.
+    minted_by: String,
     revoked_at: Option<String>,
     revoked_by: Option<String>,
 }
@@ -112,7 +113,7 @@ async fn list_tokens(state: web::Data<AppState>) -> Result<web::Json<Vec<TokenVi
                 client: t.client,
                 issued_at: Timestamp(t.issued_at).to_rfc3339(),
                 expires_at: Timestamp(t.expires_at).to_rfc3339(),
-                issued_by: t.issued_by,
+                minted_by: t.minted_by,
                 revoked_at: t.revoked_at.map(|a| Timestamp(a).to_rfc3339()),
                 revoked_by: t.revoked_by,
             })
@@ -143,6 +144,24 @@ async fn issue_token(
         .map(|(i, r)| Role::parse_field(&format!("roles[{i}]"), r))
         .collect::<Result<Vec<_>, _>>()?;
     let ttl = parse_ttl("ttl", body.ttl.as_deref().unwrap_or("90d"))?;
+    let refused = p.ungrantable(&state.access.policy, &roles);
+    if !refused.is_empty() {
+        let names: Vec<String> = refused.iter().map(|r| r.grant().to_string()).collect();
+        return Err(AppError::Forbidden(format!(
+            "you may not put {} on a token: that needs the permission {} ({} held); tokens with \
+             these roles are issued with `accord token issue` by an operator",
+            refused
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            names.join(" and "),
+            match p.role_names().as_slice() {
+                [] => "no role".to_string(),
+                held => format!("you hold {}", held.join(", ")),
+            }
+        )));
+    }
     let issued = service(&state)
         .issue_token(
             p.actor(),

@@ -45,9 +45,15 @@ pub enum AccessEvent {
         client: String,
         roles: Vec<Role>,
         expires_at: i64,
+        /// The actor that minted it (`user:<id>`, `service:<client>#<jti>`, `cli`).
+        minted_by: String,
     },
     TokenRevoked {
         jti: String,
+        /// Why, when the revocation follows from another change: the minter was disabled or
+        /// its own token revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        because: Option<String>,
     },
     /// A one-time link (its SHA-256, never the link itself).
     SetupLinkCreated {
@@ -87,7 +93,7 @@ impl LedgerEvent for AccessEvent {
             | AccessEvent::LoggedIn { user_id, .. }
             | AccessEvent::LoggedOut { user_id }
             | AccessEvent::LockedOut { user_id, .. } => format!("user:{user_id}"),
-            AccessEvent::TokenIssued { jti, .. } | AccessEvent::TokenRevoked { jti } => {
+            AccessEvent::TokenIssued { jti, .. } | AccessEvent::TokenRevoked { jti, .. } => {
                 format!("token:{jti}")
             }
             AccessEvent::SetupLinkCreated { token_hash, .. }

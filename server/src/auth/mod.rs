@@ -75,6 +75,16 @@ impl Principal {
         }
     }
 
+    /// The roles in `wanted` this caller may not put on a token it mints: each needs the
+    /// permission `(role:<name>, grant)` in the policy.
+    pub fn ungrantable(&self, policy: &Policy, wanted: &[Role]) -> Vec<Role> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|r| !self.allowed(policy, r.grant()))
+            .collect()
+    }
+
     pub fn role_names(&self) -> Vec<&'static str> {
         self.roles.iter().map(|r| r.as_str()).collect()
     }
@@ -83,7 +93,7 @@ impl Principal {
     pub fn actor(&self) -> Actor {
         match &self.kind {
             PrincipalKind::User { user_id, .. } => Actor::user(user_id),
-            PrincipalKind::Service { client, .. } => Actor::service(client),
+            PrincipalKind::Service { client, jti } => Actor::service(&format!("{client}#{jti}")),
             PrincipalKind::External { issuer, subject } => {
                 Actor::external(&format!("{issuer}#{subject}"))
             }
@@ -93,7 +103,7 @@ impl Principal {
     pub fn id(&self) -> String {
         match &self.kind {
             PrincipalKind::User { user_id, .. } => format!("user:{user_id}"),
-            PrincipalKind::Service { client, .. } => format!("service:{client}"),
+            PrincipalKind::Service { client, jti } => store::token_actor(client, jti),
             PrincipalKind::External { issuer, subject } => format!("external:{issuer}#{subject}"),
         }
     }
@@ -135,6 +145,8 @@ pub struct AccessState {
     pub cookie_secure: bool,
     users: RwLock<HashMap<String, CachedUser>>,
     issued: RwLock<HashMap<String, CachedToken>>,
+    /// Validly signed tokens found in no record, until when (µs) they are refused unseen.
+    unknown: std::sync::Mutex<HashMap<String, i64>>,
     /// Ledger size up to which access entries have been applied.
     seen: AtomicU64,
 }
@@ -163,6 +175,7 @@ impl AccessState {
             cookie_secure,
             users: RwLock::new(HashMap::new()),
             issued: RwLock::new(HashMap::new()),
+            unknown: std::sync::Mutex::new(HashMap::new()),
             seen: AtomicU64::new(0),
         }
     }
@@ -287,13 +300,15 @@ impl AccessState {
         c
     }
 
-    fn bearer(&self, value: &str, now: Timestamp) -> Authn {
+    fn bearer(&self, value: &str, now: Timestamp) -> Bearer {
         let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
-            return Authn::Refused("the Authorization header must be `Bearer <token>`".into());
+            return Bearer::Done(Authn::Refused(
+                "the Authorization header must be `Bearer <token>`".into(),
+            ));
         };
         let verified = match self.tokens.validate(token, now.micros() / 1_000_000) {
             Ok(v) => v,
-            Err(e) => return Authn::Refused(e.0),
+            Err(e) => return Bearer::Done(Authn::Refused(e.0)),
         };
         if let Some(jti) = verified.local_jti() {
             let revoked = self
@@ -302,12 +317,83 @@ impl AccessState {
                 .ok()
                 .and_then(|t| t.get(jti).map(|t| t.revoked));
             match revoked {
-                None => return Authn::Refused("the token is not on record".into()),
-                Some(true) => return Authn::Refused("the token has been revoked".into()),
+                None => {
+                    return Bearer::Unknown {
+                        jti: jti.to_string(),
+                        principal: Arc::clone(&verified.principal),
+                    };
+                }
+                Some(true) => return Bearer::Done(revoked_token()),
                 Some(false) => {}
             }
         }
-        Authn::Authenticated(Arc::clone(&verified.principal))
+        Bearer::Done(Authn::Authenticated(Arc::clone(&verified.principal)))
+    }
+
+    /// A validly signed token this instance has not loaded yet (minted a moment ago, perhaps on
+    /// another instance or by the CLI): looked up in the database before it is refused. A token
+    /// found nowhere is remembered as unknown for [`UNKNOWN_TOKEN_MICROS`], so repeated requests
+    /// with it cannot reach the database more than once in that time.
+    async fn bearer_not_loaded(
+        &self,
+        pool: &Pool,
+        jti: String,
+        principal: Arc<Principal>,
+        now: Timestamp,
+    ) -> Authn {
+        let not_on_record = || Authn::Refused("the token is not on record".into());
+        if let Ok(unknown) = self.unknown.lock()
+            && unknown.get(&jti).is_some_and(|until| *until > now.micros())
+        {
+            return not_on_record();
+        }
+        let pool = pool.clone();
+        let j = jti.clone();
+        let found = web::block(move || -> Result<_, AppError> {
+            let mut c = pool.get()?;
+            Ok(store::token(&mut c, &j)?)
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(row))) => {
+                let revoked = row.revoked_at.is_some();
+                if let Ok(mut issued) = self.issued.write() {
+                    issued.insert(
+                        row.jti.clone(),
+                        CachedToken {
+                            roles: row.role_list(),
+                            client: row.client,
+                            revoked,
+                        },
+                    );
+                }
+                if revoked {
+                    revoked_token()
+                } else {
+                    Authn::Authenticated(principal)
+                }
+            }
+            Ok(Ok(None)) => {
+                if let Ok(mut unknown) = self.unknown.lock() {
+                    if unknown.len() >= UNKNOWN_TOKENS_KEPT {
+                        unknown.retain(|_, until| *until > now.micros());
+                        if unknown.len() >= UNKNOWN_TOKENS_KEPT {
+                            unknown.clear();
+                        }
+                    }
+                    unknown.insert(jti, now.micros() + UNKNOWN_TOKEN_MICROS);
+                }
+                not_on_record()
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot look up a token not yet loaded");
+                Authn::Refused("the token cannot be checked right now; try again".into())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up a token not yet loaded");
+                Authn::Refused("the token cannot be checked right now; try again".into())
+            }
+        }
     }
 
     /// Checks a session cookie; returns the outcome and, when due, a refreshed cookie.
@@ -356,6 +442,25 @@ impl AccessState {
     }
 }
 
+fn revoked_token() -> Authn {
+    Authn::Refused("the token has been revoked".into())
+}
+
+/// How long a validly signed token found nowhere in the database is remembered as unknown.
+pub const UNKNOWN_TOKEN_MICROS: i64 = 2_000_000;
+/// At most this many unknown tokens are remembered at once.
+const UNKNOWN_TOKENS_KEPT: usize = 4096;
+
+/// What a bearer header concluded before any database lookup.
+enum Bearer {
+    Done(Authn),
+    /// Signed by Accord's key but not among the tokens this instance has loaded.
+    Unknown {
+        jti: String,
+        principal: Arc<Principal>,
+    },
+}
+
 /// Reads the caller's credentials into the request's [`Authn`] (the route's [`crate::authz::Authorize`]
 /// decides what they allow). A bearer token wins over a session cookie.
 pub async fn authenticate(
@@ -369,8 +474,14 @@ pub async fn authenticate(
             let now = state.clock.now();
             if let Some(h) = req.headers().get(header::AUTHORIZATION) {
                 // UTF-8 in one pass; any character a token cannot hold fails its verification.
-                match std::str::from_utf8(h.as_bytes()) {
-                    Ok(v) => state.access.bearer(v, now),
+                match std::str::from_utf8(h.as_bytes()).map(|v| state.access.bearer(v, now)) {
+                    Ok(Bearer::Done(a)) => a,
+                    Ok(Bearer::Unknown { jti, principal }) => {
+                        state
+                            .access
+                            .bearer_not_loaded(&state.pool, jti, principal, now)
+                            .await
+                    }
                     Err(_) => Authn::Refused("the Authorization header is not text".into()),
                 }
             } else if let Some(c) = req.cookie(SESSION_COOKIE) {

@@ -47,6 +47,20 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s.trim())
     }
 
+    /// The permission to put this role on a token one mints: `(role:<name>, grant)` in the policy.
+    pub fn grant(self) -> crate::authz::Perm {
+        let resource = match self {
+            Role::Admin => "role:admin",
+            Role::ComplianceOfficer => "role:compliance_officer",
+            Role::Legal => "role:legal",
+            Role::MarketingLead => "role:marketing_lead",
+            Role::Marketer => "role:marketer",
+            Role::Auditor => "role:auditor",
+            Role::Service => "role:service",
+        };
+        crate::authz::Perm::new(resource, "grant")
+    }
+
     /// Parses a role named in a request field, with an error that lists the valid ones.
     pub fn parse_field(field: &str, s: &str) -> Result<Role, AppError> {
         Role::parse(s).ok_or_else(|| {

@@ -20,6 +20,10 @@ use crate::error::AppError;
 use crate::keys::random_bytes;
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
 
+/// The conflict a cascading revocation retries on: a token was minted while it was prepared.
+const MINTED_CHANGED: &str =
+    "tokens were minted while their revocation was being prepared; try again";
+
 /// How long a one-time set-up link is valid.
 pub const SETUP_LINK_MICROS: i64 = 3600 * 1_000_000;
 
@@ -314,7 +318,8 @@ impl AccessService {
         self.read(move |c| Ok(store::roles_of(c, &uid)?)).await
     }
 
-    /// Disables a user: no more logins, every session ends.
+    /// Disables a user: no more logins, every session ends, and every token they minted (and
+    /// every token minted with those) is revoked in the same change.
     pub async fn disable_user(
         &self,
         actor: Actor,
@@ -328,10 +333,14 @@ impl AccessService {
                 user.email
             )));
         }
+        let minter = Actor::user(&user.id).as_str().to_string();
+        let because = format!("minted by {minter} (or with a token they minted), who was disabled");
         let uid = user.id.clone();
-        self.record(
+        self.with_minted_revoked(
             actor,
             request_id,
+            minter,
+            because,
             vec![AccessEvent::UserDisabled {
                 user_id: uid.clone(),
             }],
@@ -342,6 +351,66 @@ impl AccessService {
         )
         .await?;
         Ok(user)
+    }
+
+    /// Records `events` (applied by `apply`) together with the revocation of every token still in
+    /// force that `minter` minted, directly or through tokens it minted. The set is decided before
+    /// the append and re-checked under the ledger's lock; a token minted in between makes the
+    /// change retry, so nothing minted by `minter` survives it.
+    async fn with_minted_revoked(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        minter: String,
+        because: String,
+        events: Vec<AccessEvent>,
+        apply: impl Fn(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Clone + Send + 'static,
+    ) -> Result<Vec<Appended>, AppError> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let minted = self
+                .read({
+                    let m = minter.clone();
+                    move |c| Ok(store::minted_closure(c, vec![m])?)
+                })
+                .await?;
+            let planned: Vec<String> = minted.iter().map(|t| t.jti.clone()).collect();
+            let mut all = events.clone();
+            all.extend(planned.iter().map(|jti| AccessEvent::TokenRevoked {
+                jti: jti.clone(),
+                because: Some(because.clone()),
+            }));
+            let now = self.clock.now().micros();
+            let by = actor.as_str().to_string();
+            let (m, apply) = (minter.clone(), apply.clone());
+            let outcome = self
+                .record(
+                    actor.clone(),
+                    request_id.clone(),
+                    all,
+                    move |c, appended| {
+                        apply(c, appended)?;
+                        let current: Vec<String> = store::minted_closure(c, vec![m])?
+                            .into_iter()
+                            .map(|t| t.jti)
+                            .collect();
+                        if current != planned {
+                            return Err(AppError::Conflict(MINTED_CHANGED.into()));
+                        }
+                        for jti in &planned {
+                            store::revoke_token(c, jti, now, &by)?;
+                        }
+                        Ok(())
+                    },
+                )
+                .await;
+            match outcome {
+                Err(AppError::Conflict(why)) if why == MINTED_CHANGED && attempt < ATTEMPTS => {}
+                other => return other,
+            }
+        }
     }
 
     /// Issues an API token for a service client.
@@ -380,7 +449,7 @@ impl AccessService {
             roles: serde_json::to_string(&roles).map_err(AppError::internal)?,
             issued_at: now,
             expires_at: exp * 1_000_000,
-            issued_by: actor.as_str().to_string(),
+            minted_by: actor.as_str().to_string(),
             revoked_at: None,
             revoked_by: None,
         };
@@ -393,6 +462,7 @@ impl AccessService {
                     client: client.clone(),
                     roles: roles.clone(),
                     expires_at: exp * 1_000_000,
+                    minted_by: row.minted_by.clone(),
                 }],
                 move |c, _| Ok(store::insert_token(c, &row)?),
             )
@@ -411,7 +481,8 @@ impl AccessService {
         self.read(|c| Ok(store::all_tokens(c)?)).await
     }
 
-    /// Revokes a token; every instance refuses it within a second.
+    /// Revokes a token, and every token minted with it (directly or in turn); every instance
+    /// refuses them within a second.
     pub async fn revoke_token(
         &self,
         actor: Actor,
@@ -435,10 +506,16 @@ impl AccessService {
         }
         let now = self.clock.now().micros();
         let by = actor.as_str().to_string();
-        self.record(
+        let because = format!("minted with the token {j} (or one minted with it), revoked");
+        self.with_minted_revoked(
             actor,
             request_id,
-            vec![AccessEvent::TokenRevoked { jti: j.clone() }],
+            existing.actor(),
+            because,
+            vec![AccessEvent::TokenRevoked {
+                jti: j.clone(),
+                because: None,
+            }],
             move |c, _| {
                 if store::revoke_token(c, &j, now, &by)? != 1 {
                     return Err(AppError::Conflict(format!(

@@ -162,15 +162,27 @@ pub struct TokenRow {
     pub roles: String,
     pub issued_at: i64,
     pub expires_at: i64,
-    pub issued_by: String,
+    /// The ledger actor that minted it (`user:<id>`, `service:<client>#<jti>`, `cli`).
+    pub minted_by: String,
     pub revoked_at: Option<i64>,
     pub revoked_by: Option<String>,
 }
 
 impl TokenRow {
+    /// How a holder of this token is named in ledger entries: `service:<client>#<jti>`, so two
+    /// tokens with one client name can be told apart.
+    pub fn actor(&self) -> String {
+        token_actor(&self.client, &self.jti)
+    }
+
     pub fn role_list(&self) -> Vec<Role> {
         serde_json::from_str::<Vec<Role>>(&self.roles).unwrap_or_default()
     }
+}
+
+/// The ledger actor of a holder of token `jti` issued to `client`.
+pub fn token_actor(client: &str, jti: &str) -> String {
+    format!("service:{client}#{jti}")
 }
 
 pub fn insert_token(conn: &mut AnyConnection, row: &TokenRow) -> QueryResult<()> {
@@ -193,6 +205,36 @@ pub fn token(conn: &mut AnyConnection, jti: &str) -> QueryResult<Option<TokenRow
         .select(TokenRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// Tokens still in force (not revoked) that any of `minters` minted, and those they minted in turn:
+/// everything that goes when the minters' power goes.
+pub fn minted_closure(
+    conn: &mut AnyConnection,
+    minters: Vec<String>,
+) -> QueryResult<Vec<TokenRow>> {
+    let mut out: Vec<TokenRow> = Vec::new();
+    let mut frontier = minters;
+    while !frontier.is_empty() {
+        let found: Vec<TokenRow> = api_tokens::table
+            .filter(api_tokens::minted_by.eq_any(&frontier))
+            .filter(api_tokens::revoked_at.is_null())
+            .order(api_tokens::jti.asc())
+            .select(TokenRow::as_select())
+            .load(conn)?;
+        frontier = found
+            .iter()
+            .filter(|t| !out.iter().any(|o| o.jti == t.jti))
+            .map(TokenRow::actor)
+            .collect();
+        for t in found {
+            if !out.iter().any(|o| o.jti == t.jti) {
+                out.push(t);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.jti.cmp(&b.jti));
+    Ok(out)
 }
 
 pub fn revoke_token(conn: &mut AnyConnection, jti: &str, at: i64, by: &str) -> QueryResult<usize> {

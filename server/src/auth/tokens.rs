@@ -155,6 +155,15 @@ pub fn key_id(public: &[u8; 32]) -> String {
     hex::encode(&Sha256::digest(public)[..8])
 }
 
+/// Reads and checks every configured external issuer's keys (at start, before anything is
+/// written).
+pub fn check_external_issuers(external: &[ExternalIssuer]) -> Result<(), AppError> {
+    for e in external {
+        load_external(e)?;
+    }
+    Ok(())
+}
+
 impl TokenAuthority {
     /// `issuer` names this Accord (its ledger origin); `external` are trusted identity providers.
     pub fn new(

@@ -8,14 +8,12 @@ mod routes;
 pub use routes::{Authorize, RouteSpec, Routes};
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::RwLock;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 use serde::Serialize;
 
 use crate::auth::model::Role;
-use crate::error::AppError;
 
 /// A permission: an action on a kind of record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -148,18 +146,6 @@ pub fn user_subject(user_id: &str) -> String {
 }
 
 impl Policy {
-    /// Loads model.conf and policy.csv from `dir`.
-    pub async fn load(dir: &Path) -> Result<Policy, String> {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
-        };
-        let model_text = read(MODEL_FILE)?;
-        let rules = parse_rules(&read(POLICY_FILE)?)
-            .map_err(|e| format!("{}: {e}", dir.join(POLICY_FILE).display()))?;
-        Self::from_parts(model_text, rules).await
-    }
-
     pub async fn from_parts(model_text: String, rules: Vec<Rule>) -> Result<Policy, String> {
         let enforcer = build_enforcer(&model_text, &rules, &[]).await?;
         Ok(Policy {
@@ -237,13 +223,6 @@ impl Policy {
             .map(|r| (r.resource.clone(), r.action.clone()))
             .collect()
     }
-}
-
-/// Loads the policy at start, as a start error on failure.
-pub async fn load_policy(dir: &Path) -> Result<Policy, AppError> {
-    Policy::load(dir)
-        .await
-        .map_err(|e| AppError::Unavailable(format!("access policy: {e}")))
 }
 
 #[cfg(test)]

@@ -947,23 +947,7 @@ impl ConsentService {
         defs: &Definitions,
     ) -> Result<LoadSummary, AppError> {
         let mut summary = LoadSummary::default();
-        let now = self.clock.now();
-        let mut problems = Problems::default();
-        let mut purposes = Vec::new();
-        for (i, p) in defs.purpose.iter().enumerate() {
-            match p.validate(None) {
-                Ok(d) => purposes.push(d),
-                Err(e) => prefix_into(&mut problems, &format!("purpose[{i}]"), e),
-            }
-        }
-        let mut notices = Vec::new();
-        for (i, n) in defs.notice.iter().enumerate() {
-            match n.validate(now) {
-                Ok(d) => notices.push(d),
-                Err(e) => prefix_into(&mut problems, &format!("notice[{i}]"), e),
-            }
-        }
-        problems.into_result()?;
+        let (purposes, notices) = defs.validate(self.clock.now())?;
         for d in purposes {
             if self
                 .define_purpose(actor.clone(), None, d, false)
@@ -1002,22 +986,45 @@ impl Definitions {
         let text = std::fs::read_to_string(path)
             .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
         let json = path.extension().is_some_and(|e| e == "json");
+        Self::parse(&text, json).map_err(|e| {
+            AppError::BadRequest(format!(
+                "{} is not a valid definitions file: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// Parses definitions from TOML (or JSON) text; the error is one line.
+    pub fn parse(text: &str, json: bool) -> Result<Definitions, String> {
         if json {
-            serde_json::from_str(&text).map_err(|e| {
-                AppError::BadRequest(format!(
-                    "{} is not a valid definitions file: {e}",
-                    path.display()
-                ))
-            })
+            serde_json::from_str(text).map_err(|e| e.to_string())
         } else {
-            toml::from_str(&text).map_err(|e| {
-                AppError::BadRequest(format!(
-                    "{} is not a valid definitions file: {}",
-                    path.display(),
-                    crate::error::one_line(&e.to_string())
-                ))
-            })
+            toml::from_str(text).map_err(|e| crate::error::one_line(&e.to_string()))
         }
+    }
+
+    /// Validates every purpose and notice, listing every problem by its place in the file.
+    pub fn validate(
+        &self,
+        now: crate::clock::Timestamp,
+    ) -> Result<(Vec<PurposeDef>, Vec<NoticeDef>), AppError> {
+        let mut problems = Problems::default();
+        let mut purposes = Vec::new();
+        for (i, p) in self.purpose.iter().enumerate() {
+            match p.validate(None) {
+                Ok(d) => purposes.push(d),
+                Err(e) => prefix_into(&mut problems, &format!("purpose[{i}]"), e),
+            }
+        }
+        let mut notices = Vec::new();
+        for (i, n) in self.notice.iter().enumerate() {
+            match n.validate(now) {
+                Ok(d) => notices.push(d),
+                Err(e) => prefix_into(&mut problems, &format!("notice[{i}]"), e),
+            }
+        }
+        problems.into_result()?;
+        Ok((purposes, notices))
     }
 }
 

@@ -93,7 +93,7 @@ accord_schema! {
         roles -> Text,
         issued_at -> BigInt,
         expires_at -> BigInt,
-        issued_by -> Text,
+        minted_by -> Text,
         revoked_at -> Nullable<BigInt>,
         revoked_by -> Nullable<Text>,
     }

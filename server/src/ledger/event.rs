@@ -97,8 +97,11 @@ pub enum SystemEvent {
         version: String,
         backend: String,
         config_fingerprint: String,
-        /// File name → SHA-256 (hex) of each file in the policies directory.
+        /// File name → SHA-256 (hex) of each policy file in force.
         policies: BTreeMap<String, String>,
+        /// Where they came from: `embedded` (built into the binary) or the configured folder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policies_source: Option<String>,
     },
 }
 
