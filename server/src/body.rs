@@ -45,20 +45,55 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     serde_json::from_slice(bytes).map_err(|e| AppError::BadRequest(format!("bad JSON body: {e}")))
 }
 
-/// Splits a streamed body into lines as chunks arrive; a line may span chunks.
-#[derive(Debug, Default)]
+/// Splits a streamed body into lines as chunks arrive; a line may span chunks. A line longer than
+/// the buffer's limit stops it (see [`LineBuffer::too_long`]) without buffering the rest.
+#[derive(Debug)]
 pub struct LineBuffer {
     pending: Vec<u8>,
     /// Lines handed out so far (the next line's number is `line + 1`).
     pub line: u64,
+    max_line: usize,
+    too_long: Option<u64>,
 }
 
 impl LineBuffer {
+    /// A buffer for lines of at most `max_line` bytes (without the newline).
+    pub fn new(max_line: usize) -> Self {
+        LineBuffer {
+            pending: Vec::new(),
+            line: 0,
+            max_line,
+            too_long: None,
+        }
+    }
+
+    /// The number of the line that went past the limit, if one did.
+    pub fn too_long(&self) -> Option<u64> {
+        self.too_long
+    }
+
+    /// The limit, in bytes.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    fn overflow(&mut self) -> bool {
+        self.too_long = Some(self.line + 1);
+        self.pending = Vec::new();
+        false
+    }
+
     /// Feeds a chunk; calls `f(line_number, line)` for every line it completes (without the
-    /// newline). Stops early when `f` returns false.
+    /// newline). Stops early when `f` returns false, or when a line is longer than the limit.
     pub fn push(&mut self, chunk: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> bool {
+        if self.too_long.is_some() {
+            return false;
+        }
         let mut rest = chunk;
         while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            if self.pending.len() + i > self.max_line {
+                return self.overflow();
+            }
             self.line += 1;
             let more = if self.pending.is_empty() {
                 f(self.line, &rest[..i])
@@ -72,18 +107,31 @@ impl LineBuffer {
                 return false;
             }
         }
+        if self.pending.len() + rest.len() > self.max_line {
+            return self.overflow();
+        }
         self.pending.extend_from_slice(rest);
         true
     }
 
     /// The last line, if the body did not end with a newline.
     pub fn finish(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> bool {
-        if self.pending.is_empty() {
-            return true;
+        if self.pending.is_empty() || self.too_long.is_some() {
+            return self.too_long.is_none();
         }
         self.line += 1;
         let line = std::mem::take(&mut self.pending);
         f(self.line, &line)
+    }
+
+    /// The error for a line past the limit: 413 naming the line and the setting.
+    pub fn too_long_error(&self) -> Option<AppError> {
+        self.too_long.map(|line| {
+            AppError::PayloadTooLarge(format!(
+                "line {line} is longer than {} bytes (the limit limits.line_bytes); nothing was written",
+                self.max_line
+            ))
+        })
     }
 }
 
@@ -93,7 +141,7 @@ mod tests {
 
     #[test]
     fn lines_span_chunks() {
-        let mut b = LineBuffer::default();
+        let mut b = LineBuffer::new(16);
         let mut got = Vec::new();
         b.push(b"ab\ncd", |n, l| {
             got.push((n, l.to_vec()));
@@ -116,5 +164,31 @@ mod tests {
                 (4, b"f".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn a_line_past_the_limit_stops_the_buffer_and_is_named() {
+        let mut b = LineBuffer::new(4);
+        let mut got = Vec::new();
+        assert!(b.push(b"abcd\nab", |n, _| {
+            got.push(n);
+            true
+        }));
+        // The second line grows past four bytes across chunks: stopped, nothing more handed out.
+        assert!(!b.push(b"cde\nx\n", |n, _| {
+            got.push(n);
+            true
+        }));
+        assert_eq!(got, vec![1]);
+        assert_eq!(b.too_long(), Some(2));
+        assert!(!b.push(b"y\n", |_, _| true));
+        assert!(!b.finish(|_, _| true));
+        let e = b.too_long_error().unwrap();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(e.to_string().contains("limits.line_bytes"), "{e}");
+        // One long line inside one chunk.
+        let mut b = LineBuffer::new(4);
+        assert!(!b.push(b"abcdef\n", |_, _| true));
+        assert_eq!(b.too_long(), Some(1));
     }
 }

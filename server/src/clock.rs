@@ -16,8 +16,19 @@ use serde::{Deserialize, Serialize};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The earliest instant the ledger can hold: canonical JSON carries integers of at most
+    /// 2^53 − 1 in magnitude (1684-12-… in microseconds).
+    pub const MIN: Timestamp = Timestamp(-(1 << 53) + 1);
+    /// The latest instant the ledger can hold (2255-06-05T23:47:34.740991Z).
+    pub const MAX: Timestamp = Timestamp((1 << 53) - 1);
+
     pub fn micros(self) -> i64 {
         self.0
+    }
+
+    /// Whether the ledger can hold this instant.
+    pub fn in_ledger_range(self) -> bool {
+        (Self::MIN..=Self::MAX).contains(&self)
     }
 
     pub fn from_datetime(dt: DateTime<Utc>) -> Self {

@@ -133,6 +133,7 @@ pub struct CliAccess {
     pub ledger: crate::ledger::Ledger,
     pub tokens: crate::auth::tokens::TokenAuthority,
     pub public_url: String,
+    pub limits: crate::config::Limits,
 }
 
 impl CliAccess {
@@ -191,6 +192,7 @@ impl CliAccess {
             ledger,
             tokens,
             public_url: settings.public_url(None),
+            limits: settings.limits,
         })
     }
 

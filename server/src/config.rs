@@ -37,6 +37,103 @@ pub struct LedgerSettings {
     pub checkpoint_interval: Duration,
 }
 
+/// Limits on what one request may carry, each named in the error that enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Largest consent import body (`POST /v1/consents/import`), in bytes.
+    pub import_bytes: usize,
+    /// Most rows in one import.
+    pub import_rows: u64,
+    /// Longest line of an NDJSON or CSV body (imports, send lists), in bytes.
+    pub line_bytes: usize,
+    /// Most items in one batch check.
+    pub batch_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            import_bytes: 256 * 1024 * 1024,
+            import_rows: 1_000_000,
+            line_bytes: 64 * 1024,
+            batch_items: 10_000,
+        }
+    }
+}
+
+/// Which requests get a line in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLog {
+    /// None.
+    Off,
+    /// Answers with a 4xx or 5xx status, and requests slower than `slow_request_ms`.
+    Errors,
+    /// Every request.
+    All,
+}
+
+/// A network (address and prefix length) whose hosts are trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `10.0.0.0/8`, `::1/128` or a bare address (the host alone).
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let s = s.trim();
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or a CIDR network such as 10.0.0.0/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// A trusted identity provider whose tokens Accord accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +185,14 @@ pub struct Settings {
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
     pub auth: AuthSettings,
+    pub limits: Limits,
+    /// Which requests are logged.
+    pub access_log: AccessLog,
+    /// Requests slower than this are logged under `access_log = "errors"`.
+    pub slow_request: Duration,
+    /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed; from anyone else
+    /// those headers are ignored.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Values given on the command line or through the environment variables clap reads.
@@ -111,6 +216,12 @@ struct FileConfig {
     shutdown_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     workers: Option<usize>,
+    access_log: Option<AccessLog>,
+    slow_request_ms: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    limits: FileLimits,
     #[serde(default)]
     ledger: FileLedger,
     #[serde(default)]
@@ -124,6 +235,15 @@ struct FileAuth {
     cookie_secure: Option<bool>,
     #[serde(default)]
     external_issuers: Vec<ExternalIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    import_bytes: Option<u64>,
+    import_rows: Option<u64>,
+    line_bytes: Option<u64>,
+    batch_items: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,7 +404,91 @@ impl Settings {
             }
         }
 
+        let defaults = Limits::default();
+        let limit = |key: &str,
+                     name: &str,
+                     file: Option<u64>,
+                     default: u64,
+                     range: std::ops::RangeInclusive<u64>|
+         -> Result<u64, ConfigError> {
+            let v = env_parse(key)?.or(file).unwrap_or(default);
+            if range.contains(&v) {
+                Ok(v)
+            } else {
+                Err(ConfigError(format!(
+                    "limits.{name} {v} is out of range: use {} to {}",
+                    range.start(),
+                    range.end()
+                )))
+            }
+        };
+        let limits = Limits {
+            import_bytes: limit(
+                "ACCORD_LIMITS_IMPORT_BYTES",
+                "import_bytes",
+                file.limits.import_bytes,
+                defaults.import_bytes as u64,
+                1024..=(16 << 30),
+            )? as usize,
+            import_rows: limit(
+                "ACCORD_LIMITS_IMPORT_ROWS",
+                "import_rows",
+                file.limits.import_rows,
+                defaults.import_rows,
+                1..=100_000_000,
+            )?,
+            line_bytes: limit(
+                "ACCORD_LIMITS_LINE_BYTES",
+                "line_bytes",
+                file.limits.line_bytes,
+                defaults.line_bytes as u64,
+                256..=(16 << 20),
+            )? as usize,
+            batch_items: limit(
+                "ACCORD_LIMITS_BATCH_ITEMS",
+                "batch_items",
+                file.limits.batch_items,
+                defaults.batch_items as u64,
+                1..=1_000_000,
+            )? as usize,
+        };
+        let access_log = match env("ACCORD_ACCESS_LOG") {
+            Some(v) => match v.trim() {
+                "off" => AccessLog::Off,
+                "errors" => AccessLog::Errors,
+                "all" => AccessLog::All,
+                other => {
+                    return Err(ConfigError(format!(
+                        "ACCORD_ACCESS_LOG={other:?} is not one of off, errors, all"
+                    )));
+                }
+            },
+            None => file.access_log.unwrap_or(AccessLog::Errors),
+        };
+        let slow_request = Duration::from_millis(
+            env_parse("ACCORD_SLOW_REQUEST_MS")?
+                .or(file.slow_request_ms)
+                .unwrap_or(1000),
+        );
+        let proxies: Vec<String> = match env("ACCORD_TRUSTED_PROXIES") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => file.trusted_proxies,
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| Cidr::parse(p).map_err(|e| ConfigError(format!("trusted_proxies: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Settings {
+            limits,
+            access_log,
+            slow_request,
+            trusted_proxies,
             auth: AuthSettings {
                 public_url,
                 cookie_secure,
@@ -333,6 +537,10 @@ impl Settings {
                 "checkpoint_interval_secs": self.ledger.checkpoint_interval.as_secs(),
             },
             "max_body_bytes": self.max_body_bytes,
+            "limits": self.limits,
+            "access_log": self.access_log,
+            "slow_request_ms": self.slow_request.as_millis() as u64,
+            "trusted_proxies": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "auth": self.auth,
         });
         let canonical = accord_audit::canon::canonical_json(&v).unwrap_or_default();

@@ -234,6 +234,7 @@ async fn consent(command: ConsentCommand, a: &CliAccess) -> Result<(), StartErro
             let started = std::time::Instant::now();
             let pool = a.consent.pool().clone();
             let path = file.clone();
+            let line_bytes = a.limits.line_bytes;
             if std::io::stderr().is_terminal() {
                 eprintln!("validating {} ...", file.display());
             }
@@ -243,7 +244,7 @@ async fn consent(command: ConsentCommand, a: &CliAccess) -> Result<(), StartErro
                     &mut c,
                     accord::clock::Clock::now(&SystemClock),
                 )?;
-                accord::consent::import::validate_file(&path, reference)
+                accord::consent::import::validate_file(&path, reference, line_bytes)
             })
             .await
             .map_err(|e| StartError(e.to_string()))?

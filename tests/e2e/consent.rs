@@ -65,6 +65,22 @@ impl World {
     }
 }
 
+/// Checkpoints published so far.
+pub async fn checkpoint_count(app: &TestApp) -> i64 {
+    let pool = app.pool.clone();
+    actix_web::web::block(move || {
+        use accord::db::schema::ledger_checkpoints::dsl::*;
+        use diesel::prelude::*;
+        let mut c = pool.get().unwrap();
+        ledger_checkpoints
+            .count()
+            .get_result::<i64>(&mut c)
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn email_purpose() -> Value {
     json!({"key": "marketing.email", "title": "E-mail marketing", "legal_basis": "consent",
            "lifetime_days": 365, "gpc_applies": true,
@@ -248,7 +264,9 @@ async fn tour(db: TestDb) {
     assert_eq!(events[1]["seq"], withdrawn["seq"]);
 
     // The receipt verifies offline against the key the auditor pins.
-    let (status, receipt) = w.get(&format!("/v1/consents/receipts/{grant_seq}")).await;
+    let (status, receipt) = w
+        .get(&format!("/v1/consents/receipts/{grant_seq}?subject=s-1"))
+        .await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["record"]["pii_principal_id"], "s-1");
     assert_eq!(
@@ -274,9 +292,30 @@ async fn tour(db: TestDb) {
             .replace("s-1", "s-9")
     );
     assert!(accord_audit::receipt::verify_receipt(&forged.to_string(), Some(&key)).is_err());
-    // A seq that is not a consent record has no receipt.
-    let (status, _) = w.get("/v1/consents/receipts/0").await;
+    // A service gets receipts of the subject it names only; consent:receipt reads any.
+    let (status, p) = w.get(&format!("/v1/consents/receipts/{grant_seq}")).await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(problem_field(&p), Some("subject"));
+    let (status, _) = w
+        .get(&format!("/v1/consents/receipts/{grant_seq}?subject=s-2"))
+        .await;
     assert_eq!(status, 404);
+    let (status, _) = w
+        .app
+        .get_json_with(&format!("/v1/consents/receipts/{grant_seq}"), &w.officer)
+        .await;
+    assert_eq!(status, 200);
+    // A seq that is not a consent record has no receipt, and nothing is published for it.
+    let checkpoints = checkpoint_count(&w.app).await;
+    let (status, _) = w.get("/v1/consents/receipts/0?subject=s-1").await;
+    assert_eq!(status, 404);
+    let far = w.app.ledger.size() + 1000;
+    let (status, _) = w
+        .app
+        .get_json_with(&format!("/v1/consents/receipts/{far}"), &w.officer)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(checkpoint_count(&w.app).await, checkpoints);
 
     // Batch checks answer in order.
     let (status, v) = w
@@ -399,7 +438,7 @@ async fn validation(db: TestDb) {
         (with("subject", json!(" padded")), "subject", "white space"),
         (with("subject", json!("x".repeat(300))), "subject", "256"),
         (
-            with("collected_at", json!("2999-01-01T00:00:00Z")),
+            with("collected_at", json!("2200-01-01T00:00:00Z")),
             "collected_at",
             "future",
         ),
@@ -689,7 +728,10 @@ async fn erasure(db: TestDb) {
         .await;
     assert_eq!(h["history"], json!([]));
     let (status, _) = w
-        .get(&format!("/v1/consents/receipts/{}", redacted[0]))
+        .get(&format!(
+            "/v1/consents/receipts/{}?subject=erase-me@example.com",
+            redacted[0]
+        ))
         .await;
     assert_eq!(status, 404);
     assert_eq!(

@@ -7,6 +7,7 @@ mod consent_model;
 mod grants;
 mod instances;
 mod ledger;
+mod limits;
 mod schema;
 mod services;
 mod support;

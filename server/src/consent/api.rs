@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::index::{CheckError, ConsentIndex, PurposeId};
-use super::model::{self, Channel, CheckAnswer, MAX_BATCH, Method as CollectionMethod, Problems};
+use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod, Problems};
 use super::service::{ConsentInput, ConsentService, NoticeInput, PurposeInput};
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
@@ -27,12 +27,19 @@ use crate::telemetry::RequestId;
 pub const CONSENT_READ: Perm = Perm::new("consent", "read");
 pub const CONSENT_WRITE: Perm = Perm::new("consent", "write");
 pub const CONSENT_ERASE: Perm = Perm::new("consent", "erase");
+/// Any consent receipt; without it, a caller with `consent:read` gets receipts of the subject it
+/// names only.
+pub const CONSENT_RECEIPT: Perm = Perm::new("consent", "receipt");
 pub const PURPOSE_WRITE: Perm = Perm::new("purpose", "write");
 
 /// Longest a check waits for `min_seq` to be applied here.
 const MIN_SEQ_WAIT: Duration = Duration::from_secs(5);
 /// Largest body of a batch check (10,000 items fit easily).
-const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest batch-check body: room for `items` items of well over the usual size (at least
+/// 8 MiB).
+fn batch_body_limit(items: usize) -> usize {
+    (items.saturating_mul(800)).max(8 * 1024 * 1024)
+}
 
 pub fn routes(r: &mut Routes) {
     let read = Access::Permission(CONSENT_READ);
@@ -319,8 +326,27 @@ impl CheckQuery<'_> {
 }
 
 /// Waits until this instance has applied `min_seq`, or says why it cannot answer yet.
-pub async fn await_min_seq(index: &ConsentIndex, min_seq: Option<u64>) -> Result<(), AppError> {
+/// Waits until this instance has applied ledger seq `min_seq` (at most [`MIN_SEQ_WAIT`]). A seq
+/// the ledger does not hold yet is a 409 at once, not a wait: no write returned it.
+pub async fn await_min_seq(state: &AppState, min_seq: Option<u64>) -> Result<(), AppError> {
     let Some(seq) = min_seq else { return Ok(()) };
+    let index = &state.consent;
+    if index.applied() > seq {
+        return Ok(());
+    }
+    let size = state
+        .db(|c| {
+            Ok(crate::ledger::store::read_tree_state(c)?
+                .map(|s| s.size())
+                .unwrap_or(0))
+        })
+        .await?;
+    if seq >= size {
+        return Err(AppError::Conflict(format!(
+            "min_seq {seq} is not in the ledger, which holds {size} entries (seqs 0 to {}); pass a seq a write returned",
+            size.saturating_sub(1)
+        )));
+    }
     if index.wait_applied(seq, MIN_SEQ_WAIT).await {
         Ok(())
     } else {
@@ -369,7 +395,7 @@ async fn check_one(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     } = q.parse(&mut p);
     p.into_result()?;
     let index = &state.consent;
-    await_min_seq(index, min_seq).await?;
+    await_min_seq(&state, min_seq).await?;
     match index.check(subject, purpose, channel, at, state.clock.now()) {
         Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
         Err(CheckError::UnknownPurpose) => Err(unknown_purpose("purpose", purpose)),
@@ -404,16 +430,17 @@ async fn check_batch(
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     body::media_type(&req, &["application/json"])?;
-    let bytes = body::read_limited(payload, BATCH_BODY_LIMIT).await?;
+    let max_items = state.settings.limits.batch_items;
+    let bytes = body::read_limited(payload, batch_body_limit(max_items)).await?;
     let batch: BatchRequest = body::json(&bytes)?;
-    if batch.items.len() > MAX_BATCH {
+    if batch.items.len() > max_items {
         return Err(AppError::PayloadTooLarge(format!(
-            "a batch holds at most {MAX_BATCH} items, this one {}; split it, or use POST /v1/consents/filter for a send list",
+            "a batch holds at most {max_items} items (the limit limits.batch_items), this one {}; split it, or use POST /v1/consents/filter for a send list",
             batch.items.len()
         )));
     }
     let index = &state.consent;
-    await_min_seq(index, batch.min_seq).await?;
+    await_min_seq(&state, batch.min_seq).await?;
     let mut p = Problems::default();
     let mut resolved: Vec<(PurposeId, Channel, Option<Timestamp>)> =
         Vec::with_capacity(batch.items.len());
@@ -497,11 +524,20 @@ struct FilterState {
 impl FilterState {
     /// Feeds a chunk of the body (`None` at its end), writing permitted ids to `out`.
     fn feed(&mut self, chunk: Option<&[u8]>, out: &mut Vec<u8>) {
-        let mut lines = std::mem::take(&mut self.lines);
+        let mut lines = std::mem::replace(&mut self.lines, body::LineBuffer::new(0));
         match chunk {
             Some(c) => lines.push(c, |n, l| self.check_line(n, l, out)),
             None => lines.finish(|n, l| self.check_line(n, l, out)),
         };
+        if let Some(line) = lines.too_long() {
+            self.trailer.error = Some(FilterError {
+                line,
+                message: format!(
+                    "the line is longer than {} bytes (the limit limits.line_bytes)",
+                    lines.max_line()
+                ),
+            });
+        }
         self.lines = lines;
     }
 
@@ -585,7 +621,7 @@ async fn filter(
     } = q.parse(&mut p);
     p.into_result()?;
     let index = state.consent.clone();
-    await_min_seq(&index, min_seq).await?;
+    await_min_seq(&state, min_seq).await?;
     let purpose = index
         .purpose(purpose)
         .ok_or_else(|| unknown_purpose("purpose", purpose))?;
@@ -596,7 +632,7 @@ async fn filter(
         channel,
         at,
         now: state.clock.now(),
-        lines: body::LineBuffer::default(),
+        lines: body::LineBuffer::new(state.settings.limits.line_bytes),
         trailer: FilterTrailer::default(),
         reasons: Default::default(),
         finished: false,
@@ -654,7 +690,7 @@ async fn subject_consents(
     let mut p = Problems::default();
     let min_seq = parse_min_seq(&mut p, "min_seq", q.min_seq.as_deref());
     p.into_result()?;
-    await_min_seq(&state.consent, min_seq).await?;
+    await_min_seq(&state, min_seq).await?;
     let state_now: Vec<serde_json::Value> = state
         .consent
         .subject_state(&id, state.clock.now())

@@ -69,24 +69,43 @@ impl Reference {
     }
 }
 
-/// Validates rows as they come, keeping the good records and the first errors.
+/// Validates rows as they come, keeping the good records and the first errors. Past a limit it
+/// stops at once (the rest of the input is not read) with an error naming the limit and the line.
 pub struct Validator {
     reference: Reference,
     pub records: Vec<ConsentRecord>,
     pub errors: Vec<FieldError>,
     pub bad_rows: u64,
     pub rows: u64,
+    max_rows: u64,
+    max_line: usize,
+    stopped: Option<AppError>,
 }
 
 impl Validator {
-    pub fn new(reference: Reference) -> Self {
+    /// A validator accepting at most `max_rows` rows of at most `max_line` bytes each.
+    pub fn new(reference: Reference, max_rows: u64, max_line: usize) -> Self {
         Validator {
             reference,
             records: Vec::new(),
             errors: Vec::new(),
             bad_rows: 0,
             rows: 0,
+            max_rows,
+            max_line,
+            stopped: None,
         }
+    }
+
+    /// Whether a limit was passed: nothing more is read.
+    pub fn stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// Stops at a limit: nothing will be written.
+    pub fn stop(&mut self, e: AppError) {
+        self.records = Vec::new();
+        self.stopped.get_or_insert(e);
     }
 
     fn bad(&mut self, line: u64, field: &str, message: String) {
@@ -102,7 +121,16 @@ impl Validator {
 
     /// One parsed row (or why it could not be parsed).
     pub fn row(&mut self, line: u64, input: Result<ConsentInput, String>) {
+        if self.stopped() {
+            return;
+        }
         self.rows += 1;
+        if self.rows > self.max_rows {
+            return self.stop(AppError::PayloadTooLarge(format!(
+                "line {line}: an import holds at most {} rows (the limit limits.import_rows); split it — nothing was written",
+                self.max_rows
+            )));
+        }
         let input = match input {
             Ok(i) => i,
             Err(message) => return self.bad(line, "", message),
@@ -142,19 +170,40 @@ impl Validator {
         }
     }
 
-    /// One NDJSON line.
-    pub fn ndjson_line(&mut self, line: u64, raw: &[u8]) {
+    /// One NDJSON line; false once a limit stops the validator.
+    pub fn ndjson_line(&mut self, line: u64, raw: &[u8]) -> bool {
         let raw = raw.trim_ascii();
-        if raw.is_empty() {
-            return;
+        if !raw.is_empty() {
+            let parsed = serde_json::from_slice::<ConsentInput>(raw)
+                .map_err(|e| format!("not a consent object: {e}"));
+            self.row(line, parsed);
         }
-        let parsed = serde_json::from_slice::<ConsentInput>(raw)
-            .map_err(|e| format!("not a consent object: {e}"));
-        self.row(line, parsed);
+        !self.stopped()
+    }
+
+    /// A whole NDJSON document.
+    pub fn ndjson(&mut self, data: &[u8]) {
+        let mut lines = LineBuffer::new(self.max_line);
+        if lines.push(data, |n, l| self.ndjson_line(n, l)) {
+            lines.finish(|n, l| self.ndjson_line(n, l));
+        }
+        if let Some(e) = lines.too_long_error() {
+            self.stop(e);
+        }
     }
 
     /// A whole CSV document (header row first).
     pub fn csv(&mut self, data: &[u8]) {
+        if let Some(i) = data
+            .split(|b| *b == b'\n')
+            .position(|l| l.len() > self.max_line)
+        {
+            return self.stop(AppError::PayloadTooLarge(format!(
+                "line {} is longer than {} bytes (the limit limits.line_bytes); nothing was written",
+                i + 1,
+                self.max_line
+            )));
+        }
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .trim(csv::Trim::All)
@@ -188,6 +237,9 @@ impl Validator {
                     }
                     let input = csv_input(&headers, &rec);
                     self.row(line, Ok(input));
+                    if self.stopped() {
+                        break;
+                    }
                 }
                 Err(e) => {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
@@ -203,6 +255,9 @@ impl Validator {
 
     /// The records, or a problem listing the bad rows.
     pub fn finish(self) -> Result<Vec<ConsentRecord>, AppError> {
+        if let Some(e) = self.stopped {
+            return Err(e);
+        }
         if self.bad_rows == 0 {
             if self.rows == 0 {
                 return Err(AppError::validation("", "the import holds no rows"));
@@ -290,33 +345,25 @@ fn csv_input(headers: &csv::StringRecord, rec: &csv::StringRecord) -> ConsentInp
     input
 }
 
-/// Validates a whole file (for the CLI).
+/// Validates a whole file (for the CLI: any number of rows, lines of at most `max_line` bytes).
 pub fn validate_file(
     path: &std::path::Path,
     reference: Reference,
+    max_line: usize,
 ) -> Result<Vec<ConsentRecord>, AppError> {
     let data = std::fs::read(path)
         .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
-    let mut v = Validator::new(reference);
+    let mut v = Validator::new(reference, u64::MAX, max_line);
     match Format::of_path(path) {
         Format::Csv => v.csv(&data),
-        Format::Ndjson => {
-            let mut lines = LineBuffer::default();
-            lines.push(&data, |n, l| {
-                v.ndjson_line(n, l);
-                true
-            });
-            lines.finish(|n, l| {
-                v.ndjson_line(n, l);
-                true
-            });
-        }
+        Format::Ndjson => v.ndjson(&data),
     }
     v.finish()
 }
 
 /// `POST /v1/consents/import`: NDJSON (`application/x-ndjson`) validated as it streams in, or CSV
-/// (`text/csv`).
+/// (`text/csv`). Every row is validated before any is written; past a limit (bytes, rows, line
+/// length) the request ends at once with 413 naming the limit and the line.
 pub async fn import_http(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -331,12 +378,24 @@ pub async fn import_http(
         "text/csv" => Format::Csv,
         _ => Format::Ndjson,
     };
+    let limits = state.settings.limits;
+    let too_big = |line: u64| {
+        AppError::PayloadTooLarge(format!(
+            "line {line}: an import body holds at most {} bytes (the limit limits.import_bytes); split it — nothing was written",
+            limits.import_bytes
+        ))
+    };
     let now = state.clock.now();
     let reference = state.db(move |c| Reference::load(c, now)).await?;
-    let mut v = Validator::new(reference);
+    let mut v = Validator::new(reference, limits.import_rows, limits.line_bytes);
     match format {
         Format::Csv => {
-            let data = body::read_limited(payload, IMPORT_BODY_LIMIT).await?;
+            let data = body::read_limited(payload, limits.import_bytes)
+                .await
+                .map_err(|e| match e {
+                    AppError::PayloadTooLarge(_) => too_big(1),
+                    other => other,
+                })?;
             v = web::block(move || {
                 v.csv(&data);
                 v
@@ -344,27 +403,26 @@ pub async fn import_http(
             .await?;
         }
         Format::Ndjson => {
-            let mut lines = LineBuffer::default();
+            let mut lines = LineBuffer::new(limits.line_bytes);
             let mut total = 0usize;
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| {
                     AppError::BadRequest(format!("the body could not be read: {e}"))
                 })?;
                 total += chunk.len();
-                if total > IMPORT_BODY_LIMIT {
-                    return Err(AppError::PayloadTooLarge(format!(
-                        "an import body holds at most {IMPORT_BODY_LIMIT} bytes; split the file"
-                    )));
+                if total > limits.import_bytes {
+                    return Err(too_big(lines.line + 1));
                 }
-                lines.push(&chunk, |n, l| {
-                    v.ndjson_line(n, l);
-                    true
-                });
+                if !lines.push(&chunk, |n, l| v.ndjson_line(n, l)) {
+                    break;
+                }
             }
-            lines.finish(|n, l| {
-                v.ndjson_line(n, l);
-                true
-            });
+            if let Some(e) = lines.too_long_error() {
+                return Err(e);
+            }
+            if !v.stopped() {
+                lines.finish(|n, l| v.ndjson_line(n, l));
+            }
         }
     }
     let records = v.finish()?;
@@ -403,7 +461,7 @@ mod tests {
 
     #[test]
     fn csv_rows_are_validated_with_line_numbers() {
-        let mut v = Validator::new(reference());
+        let mut v = Validator::new(reference(), 1000, 4096);
         v.csv(
             b"subject,purpose,channel,decision,collected_at,notice_key,notice_version\n\
               s-1,marketing.email,email,granted,2026-01-01T00:00:00Z,privacy,v1\n\
@@ -424,7 +482,7 @@ mod tests {
 
     #[test]
     fn unknown_csv_columns_are_named() {
-        let mut v = Validator::new(reference());
+        let mut v = Validator::new(reference(), 1000, 4096);
         v.csv(b"subject,purpose,colour\ns,marketing.email,red\n");
         let AppError::Validation { errors, .. } = v.finish().unwrap_err() else {
             panic!()
@@ -434,7 +492,7 @@ mod tests {
 
     #[test]
     fn ndjson_rows_get_defaults() {
-        let mut v = Validator::new(reference());
+        let mut v = Validator::new(reference(), 1000, 4096);
         v.ndjson_line(
             1,
             br#"{"subject":"s-1","purpose":"marketing.email","channel":"email","decision":"granted","collected_at":"2026-01-01T00:00:00Z"}"#,
@@ -449,7 +507,7 @@ mod tests {
                 .map(|t| t.micros() - recs[0].collected_at.micros()),
             Some(365 * 86_400 * 1_000_000)
         );
-        let mut v = Validator::new(reference());
+        let mut v = Validator::new(reference(), 1000, 4096);
         v.ndjson_line(7, b"{not json");
         let AppError::Validation { errors, .. } = v.finish().unwrap_err() else {
             panic!()

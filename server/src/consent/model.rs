@@ -94,8 +94,6 @@ text_enum! {
 /// Allowed clock skew for `collected_at` ahead of the server's time.
 pub const COLLECTED_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
 pub const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
-/// Most items in one `POST /v1/consents/check`.
-pub const MAX_BATCH: usize = 10_000;
 
 /// A purpose as defined (one version of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,16 +430,28 @@ pub fn jurisdiction(field: &str, s: &str) -> Result<(), AppError> {
     }
 }
 
-/// Parses an RFC 3339 instant, truncated to whole microseconds.
+/// Parses an RFC 3339 instant, truncated to whole microseconds, within the range the ledger can
+/// hold ([`Timestamp::MIN`] to [`Timestamp::MAX`]).
 pub fn instant(field: &str, s: &str) -> Result<Timestamp, AppError> {
-    chrono::DateTime::parse_from_rfc3339(s.trim())
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim())
         .map(|dt| Timestamp(dt.timestamp_micros()))
         .map_err(|e| {
             bad(
                 field,
                 format!("{s:?} is not an RFC 3339 date-time such as 2026-11-23T10:00:00Z ({e})"),
             )
-        })
+        })?;
+    if !t.in_ledger_range() {
+        return Err(bad(
+            field,
+            format!(
+                "{s:?} is outside the range of instants the ledger can hold, {} to {}",
+                Timestamp::MIN,
+                Timestamp::MAX
+            ),
+        ));
+    }
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -499,6 +509,13 @@ mod tests {
             Timestamp(1_795_428_000_123_456)
         );
         assert!(instant("at", "yesterday").is_err());
+        // The ledger's range ends where canonical JSON's integers do.
+        assert!(instant("at", "2255-06-05T23:47:34.740991Z").is_ok());
+        let late = instant("expires_at", "2255-06-05T23:47:34.740992Z").unwrap_err();
+        assert!(late.to_string().contains("expires_at"), "{late}");
+        assert!(instant("at", "2300-01-01T00:00:00Z").is_err());
+        assert!(instant("at", "1684-01-01T00:00:00Z").is_err());
+        assert!(instant("at", "1700-01-01T00:00:00Z").is_ok());
     }
 
     #[test]

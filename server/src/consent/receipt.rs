@@ -8,8 +8,11 @@ use accord_audit::receipt::{
 };
 use actix_web::{HttpResponse, web};
 
+use super::api::CONSENT_RECEIPT;
 use super::events::ConsentEvent;
+use super::model::ConsentRecord;
 use super::store;
+use crate::auth::Principal;
 use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::AppError;
@@ -18,15 +21,24 @@ use crate::ledger::{Ledger, proofs};
 use crate::state::AppState;
 
 /// Builds the receipt of the consent record at `seq`, proven against the latest checkpoint
-/// (publishing one first when none covers the entry yet).
+/// (publishing one first when none covers the entry yet). With `subject`, only a record of that
+/// subject has a receipt. Nothing is published for a seq that is not a consent record (or not the
+/// subject's, or erased).
 pub async fn receipt(
     ledger: &Ledger,
     pool: &crate::db::Pool,
     seq: u64,
+    subject: Option<String>,
 ) -> Result<ConsentReceipt, AppError> {
     let p = pool.clone();
     let covered = web::block(move || -> Result<bool, AppError> {
         let mut c = p.get()?;
+        let record = record_at(&mut c, seq)?;
+        if let Some(s) = &subject
+            && *s != record.subject
+        {
+            return Err(not_a_record(seq));
+        }
         Ok(ledger_store::latest_checkpoint(&mut c)?.is_some_and(|cp| cp.size as u64 > seq))
     })
     .await??;
@@ -43,17 +55,35 @@ pub async fn receipt(
     .await?
 }
 
-fn build(
+fn not_a_record(seq: u64) -> AppError {
+    AppError::NotFound(format!("ledger entry {seq} is not a consent record"))
+}
+
+/// The consent record at `seq`, if the entry is one and is not erased.
+fn record_at(c: &mut AnyConnection, seq: u64) -> Result<ConsentRecord, AppError> {
+    Ok(*open_entry(c, seq)?.6)
+}
+
+#[allow(clippy::type_complexity)]
+fn open_entry(
     c: &mut AnyConnection,
     seq: u64,
-    origin: String,
-    verifier_key: String,
-) -> Result<ConsentReceipt, AppError> {
-    let not_found = || AppError::NotFound(format!("ledger entry {seq} is not a consent record"));
+) -> Result<
+    (
+        String,
+        String,
+        i64,
+        String,
+        String,
+        String,
+        Box<ConsentRecord>,
+    ),
+    AppError,
+> {
     let (body, leaf_hash, at, kind, salt, payload, redacted_by) =
-        ledger_store::entry(c, seq)?.ok_or_else(not_found)?;
+        ledger_store::entry(c, seq)?.ok_or_else(|| not_a_record(seq))?;
     if kind != CONSENT_KIND {
-        return Err(not_found());
+        return Err(not_a_record(seq));
     }
     let (Some(salt), Some(payload)) = (salt, payload) else {
         return Err(AppError::NotFound(format!(
@@ -64,8 +94,18 @@ fn build(
     let ConsentEvent::ConsentRecorded(r) = serde_json::from_str::<ConsentEvent>(&payload)
         .map_err(|e| AppError::internal(anyhow::anyhow!("entry {seq} is unreadable: {e}")))?
     else {
-        return Err(not_found());
+        return Err(not_a_record(seq));
     };
+    Ok((body, leaf_hash, at, kind, salt, payload, r))
+}
+
+fn build(
+    c: &mut AnyConnection,
+    seq: u64,
+    origin: String,
+    verifier_key: String,
+) -> Result<ConsentReceipt, AppError> {
+    let (body, leaf_hash, at, _, salt, payload, r) = open_entry(c, seq)?;
     let cp = ledger_store::latest_checkpoint(c)?
         .filter(|cp| cp.size as u64 > seq)
         .ok_or_else(|| {
@@ -131,9 +171,19 @@ fn build(
     })
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptQuery {
+    subject: Option<String>,
+}
+
+/// `GET /v1/consents/receipts/{seq}[?subject=ID]`: any receipt with `consent:receipt`; with only
+/// `consent:read`, the receipt of a record of the subject the caller names.
 pub async fn receipt_http(
     state: web::Data<AppState>,
+    p: Principal,
     seq: web::Path<String>,
+    q: web::Query<ReceiptQuery>,
 ) -> Result<HttpResponse, AppError> {
     let seq: u64 = seq.parse().map_err(|_| {
         AppError::validation(
@@ -144,6 +194,22 @@ pub async fn receipt_http(
             ),
         )
     })?;
-    let r = receipt(&state.ledger, &state.pool, seq).await?;
+    let subject = if p.allowed(&state.access.policy, CONSENT_RECEIPT) {
+        q.into_inner().subject
+    } else {
+        match q.into_inner().subject {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::validation(
+                    "subject",
+                    "name the record's subject: without the permission consent:receipt, only receipts of a subject you name are given",
+                ));
+            }
+        }
+    };
+    if let Some(s) = &subject {
+        super::model::subject_id("subject", s)?;
+    }
+    let r = receipt(&state.ledger, &state.pool, seq, subject).await?;
     Ok(HttpResponse::Ok().json(r))
 }
