@@ -594,12 +594,23 @@ mod tests {
 
     #[test]
     fn defaults_are_a_local_sqlite_server() {
+        // The README's defaults, written out.
         let s = load(&Overrides::default(), &[]).unwrap();
-        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./accord-data"));
         assert_eq!(
             s.database,
-            DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_DATA_DIR).join(SQLITE_FILE))
+            DatabaseUrl::Sqlite(PathBuf::from("./accord-data/accord.db"))
         );
+        assert_eq!(s.policies_dir, None, "the built-in policies");
+        assert_eq!(s.access_log, AccessLog::Errors);
+        assert_eq!(s.slow_request, Duration::from_millis(1000));
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert_eq!(s.limits.import_bytes, 256 * 1024 * 1024);
+        assert_eq!(s.limits.import_rows, 1_000_000);
+        assert_eq!(s.limits.line_bytes, 64 * 1024);
+        assert_eq!(s.limits.batch_items, 10_000);
         assert_eq!(s.ledger.checkpoint_interval, Duration::from_secs(10));
     }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consent;
 pub mod db;
 pub mod error;
+pub mod forwarded;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;

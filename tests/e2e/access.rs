@@ -10,15 +10,20 @@ use accord::authz::Access;
 use accord::config::ExternalIssuer;
 use accord::ledger::Actor;
 use accord_tests::{TestApp, TestDb, settings};
+
+use crate::on_both_backends;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
+on_both_backends!(
+    every_route_is_guarded_as_the_policy_says,
+    super::every_route_is_guarded_as_the_policy_says
+);
+
 /// Every registered route declares its access; without credentials each guarded one answers 401;
 /// for every role in policy.csv the answer is 403 exactly when the policy denies.
-#[actix_web::test]
-async fn every_route_is_guarded_as_the_policy_says() {
-    let db = TestDb::sqlite();
+async fn every_route_is_guarded_as_the_policy_says(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     assert!(app.routes.len() >= 15, "{:?}", app.routes);
@@ -77,9 +82,12 @@ async fn every_route_is_guarded_as_the_policy_says() {
     app.stop().await;
 }
 
-#[actix_web::test]
-async fn tokens_are_issued_used_and_revoked_over_http() {
-    let db = TestDb::sqlite();
+on_both_backends!(
+    tokens_are_issued_used_and_revoked_over_http,
+    super::tokens_are_issued_used_and_revoked_over_http
+);
+
+async fn tokens_are_issued_used_and_revoked_over_http(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     let admin = app.token(&[Role::Admin]).await;
@@ -217,23 +225,33 @@ async fn tokens_are_issued_used_and_revoked_over_http() {
 }
 
 async fn ledger_kinds(app: &TestApp) -> BTreeSet<String> {
+    ledger_kinds_all(app).await.into_iter().collect()
+}
+
+/// Every entry's kind, in ledger order.
+async fn ledger_kinds_all(app: &TestApp) -> Vec<String> {
     let pool = app.pool.clone();
     actix_web::web::block(move || {
         use accord::db::schema::ledger_entries::dsl::*;
         use diesel::prelude::*;
         let mut c = pool.get().unwrap();
-        ledger_entries.select(kind).load::<String>(&mut c).unwrap()
+        ledger_entries
+            .select(kind)
+            .order(seq.asc())
+            .load::<String>(&mut c)
+            .unwrap()
     })
     .await
     .unwrap()
-    .into_iter()
-    .collect()
 }
 
+on_both_backends!(
+    revocation_reaches_every_instance_within_a_second,
+    super::revocation_reaches_every_instance_within_a_second
+);
+
 /// A revocation on one instance is honoured by another within a second.
-#[actix_web::test]
-async fn revocation_reaches_every_instance_within_a_second() {
-    let Some(db) = TestDb::postgres() else { return };
+async fn revocation_reaches_every_instance_within_a_second(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let a = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     let b = TestApp::spawn(settings(&db, data.path())).await.unwrap();
@@ -286,16 +304,19 @@ async fn revocation_reaches_every_instance_within_a_second() {
     b.stop().await;
 }
 
+on_both_backends!(
+    external_issuer_tokens_are_mapped_and_checked,
+    super::external_issuer_tokens_are_mapped_and_checked
+);
+
 /// Tokens of a configured identity provider: accepted with mapped roles, refused when their
 /// audience, expiry or key is wrong.
-#[actix_web::test]
-async fn external_issuer_tokens_are_mapped_and_checked() {
+async fn external_issuer_tokens_are_mapped_and_checked(db: TestDb) {
     use ed25519_dalek::SigningKey;
     use ed25519_dalek::pkcs8::EncodePrivateKey;
     use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-    let db = TestDb::sqlite();
     let data = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[11; 32]);
     let jwks = data.path().join("idp-jwks.json");
@@ -376,9 +397,12 @@ async fn external_issuer_tokens_are_mapped_and_checked() {
     app.stop().await;
 }
 
-#[actix_web::test]
-async fn every_response_carries_security_headers() {
-    let db = TestDb::sqlite();
+on_both_backends!(
+    every_response_carries_security_headers,
+    super::every_response_carries_security_headers
+);
+
+async fn every_response_carries_security_headers(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     for (path, csp_part) in [
@@ -505,9 +529,12 @@ fn error_of(page: &str) -> String {
         .to_string()
 }
 
-#[actix_web::test]
-async fn sign_in_csrf_lockout_and_sign_out() {
-    let db = TestDb::sqlite();
+on_both_backends!(
+    sign_in_csrf_lockout_and_sign_out,
+    super::sign_in_csrf_lockout_and_sign_out
+);
+
+async fn sign_in_csrf_lockout_and_sign_out(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     let svc = accord::auth::api::service(&app.state);
@@ -641,9 +668,100 @@ async fn sign_in_csrf_lockout_and_sign_out() {
         .unwrap();
     let me: serde_json::Value = res.json().await.unwrap();
     assert_eq!(me["kind"], "user");
+    let csrf_header = me["csrf_token"]
+        .as_str()
+        .expect("a session's CSRF token")
+        .to_string();
     let old_session = b.cookies.get("accord_session").cloned().unwrap();
 
-    // Sign out ends the session everywhere: the old cookie no longer works.
+    // The session changes data through the API only from this origin and with its CSRF header.
+    let host = origin.trim_start_matches("http://").to_string();
+    let port: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
+    let same_site = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let purpose = |n: u32| {
+        serde_json::json!({"key": format!("session.p{n}"), "title": "Set from a page"}).to_string()
+    };
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let attempts: Vec<(Headers, u16, &str)> = vec![
+        (
+            vec![("origin", "https://evil.example")],
+            403,
+            "foreign origin",
+        ),
+        (
+            vec![
+                ("origin", same_site.as_str()),
+                ("sec-fetch-site", "same-site"),
+            ],
+            403,
+            "same-site, other origin",
+        ),
+        (vec![], 403, "no origin at all"),
+        (vec![("origin", origin.as_str())], 403, "no CSRF header"),
+        (
+            vec![("origin", origin.as_str()), ("x-csrf-token", "AAAA")],
+            403,
+            "a wrong CSRF header",
+        ),
+        (
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("x-csrf-token", csrf_header.as_str()),
+            ],
+            403,
+            "cross-site fetch",
+        ),
+        (
+            vec![
+                ("origin", origin.as_str()),
+                ("x-csrf-token", csrf_header.as_str()),
+            ],
+            201,
+            "same origin with the header",
+        ),
+        (
+            vec![
+                ("sec-fetch-site", "same-origin"),
+                ("x-csrf-token", csrf_header.as_str()),
+            ],
+            201,
+            "same-origin fetch with the header",
+        ),
+    ];
+    for (n, (headers, want, what)) in attempts.into_iter().enumerate() {
+        let mut all = headers.clone();
+        let cookie = b.cookie_header();
+        all.push(("cookie", cookie.as_str()));
+        let r = app
+            .send(
+                "POST",
+                "/v1/purposes",
+                None,
+                &all,
+                Some(("application/json", purpose(n as u32).into_bytes())),
+            )
+            .await;
+        assert_eq!(r.status, want, "{what}: {}", r.body);
+    }
+
+    // Sign out ends the session everywhere: a second session of the same person ends too.
+    let mut second = Browser::new(&app);
+    let (_, _, page) = second.get("/ui/login").await;
+    let second_csrf = csrf_of(&page);
+    let (status, _, _) = second
+        .post(
+            "/ui/login",
+            &[
+                ("email", "ada@example.org"),
+                ("password", "analytical engine 1843"),
+                ("csrf", &second_csrf),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (status, _, _) = second.get("/ui/").await;
+    assert_eq!(status, 200, "the second session works before the sign-out");
     let csrf = csrf_of(&home);
     let (status, location, _) = b
         .post("/ui/logout", &[("csrf", &csrf)], Some(&origin))
@@ -655,8 +773,15 @@ async fn sign_in_csrf_lockout_and_sign_out() {
     b.cookies.insert("accord_session".into(), old_session);
     let (status, location, _) = b.get("/ui/").await;
     assert_eq!((status, location.as_str()), (303, "/ui/login"));
+    let (status, location, _) = second.get("/ui/").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/login"),
+        "the other session ended too"
+    );
 
-    // Five wrong passwords lock the account: even the right one fails, with the same message.
+    // Five wrong passwords lock the account: then even the right one is refused (429) without
+    // its password being checked.
     let mut b = Browser::new(&app);
     let (_, _, page) = b.get("/ui/login").await;
     let csrf = csrf_of(&page);
@@ -685,8 +810,20 @@ async fn sign_in_csrf_lockout_and_sign_out() {
             Some(&origin),
         )
         .await;
-    assert_eq!(status, 401);
-    assert_eq!(error_of(&locked), error_of(&wrong));
+    assert_eq!(status, 429);
+    assert!(
+        error_of(&locked).contains("Too many failed sign-ins"),
+        "{locked}"
+    );
+    assert_eq!(
+        ledger_kinds_all(&app)
+            .await
+            .iter()
+            .filter(|k| *k == "access.locked_out")
+            .count(),
+        1,
+        "one lockout, one entry"
+    );
 
     let kinds = ledger_kinds(&app).await;
     for k in [
@@ -702,9 +839,12 @@ async fn sign_in_csrf_lockout_and_sign_out() {
     app.stop().await;
 }
 
-#[actix_web::test]
-async fn the_first_administrator_is_created_through_the_one_time_link() {
-    let db = TestDb::sqlite();
+on_both_backends!(
+    the_first_administrator_is_created_through_the_one_time_link,
+    super::the_first_administrator_is_created_through_the_one_time_link
+);
+
+async fn the_first_administrator_is_created_through_the_one_time_link(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     let link = app.setup_link.clone().expect("a link when no user exists");
@@ -794,46 +934,202 @@ async fn the_first_administrator_is_created_through_the_one_time_link() {
     app.stop().await;
 }
 
-/// Behind a TLS proxy (X-Forwarded-Proto: https) the session cookie is marked Secure.
-#[actix_web::test]
-async fn session_cookies_are_secure_over_tls() {
-    let db = TestDb::sqlite();
+on_both_backends!(
+    session_cookies_are_secure_over_tls,
+    super::session_cookies_are_secure_over_tls
+);
+
+/// Behind a trusted TLS proxy (X-Forwarded-Proto: https) the session cookie is marked Secure; the
+/// same header from anyone else is ignored.
+async fn session_cookies_are_secure_over_tls(db: TestDb) {
+    let second = accord_tests::TestDb::new(db.kind()).expect("a second database");
+    for (db, proxies, secure) in [(db, vec![], false), (second, vec!["127.0.0.1/32"], true)] {
+        let data = tempfile::tempdir().unwrap();
+        let mut s = settings(&db, data.path());
+        s.trusted_proxies = proxies
+            .iter()
+            .map(|p| accord::config::Cidr::parse(p).unwrap())
+            .collect();
+        let app = TestApp::spawn(s).await.unwrap();
+        accord::auth::api::service(&app.state)
+            .create_user(
+                Actor::cli(),
+                None,
+                "tls@example.org",
+                "T",
+                &[],
+                Some("a long enough password"),
+            )
+            .await
+            .unwrap();
+        let mut b = Browser::new(&app);
+        let (_, _, page) = b.get("/ui/login").await;
+        let csrf = csrf_of(&page);
+        let res = app
+            .client()
+            .post(app.url("/ui/login"))
+            .insert_header(("cookie", b.cookie_header()))
+            .insert_header(("x-forwarded-proto", "https"))
+            .send_form(&[
+                ("email", "tls@example.org"),
+                ("password", "a long enough password"),
+                ("csrf", csrf.as_str()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303);
+        let cookie = res
+            .headers()
+            .get_all("set-cookie")
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("accord_session="))
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            cookie.contains("Secure"),
+            secure,
+            "trusted proxies {proxies:?}: {cookie}"
+        );
+        app.stop().await;
+    }
+}
+
+on_both_backends!(
+    parallel_wrong_passwords_meet_the_limit_first,
+    super::parallel_wrong_passwords_meet_the_limit_first
+);
+
+/// Twelve wrong passwords at once for one account: five are checked (401), the rest are refused
+/// before any hash is checked (429), and the account is locked by exactly one ledger entry.
+async fn parallel_wrong_passwords_meet_the_limit_first(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
     accord::auth::api::service(&app.state)
         .create_user(
             Actor::cli(),
             None,
-            "tls@example.org",
-            "T",
+            "carol@example.org",
+            "Carol",
             &[],
-            Some("a long enough password"),
+            Some("carol's own passphrase"),
         )
         .await
         .unwrap();
+    let origin = app.address.clone();
     let mut b = Browser::new(&app);
     let (_, _, page) = b.get("/ui/login").await;
     let csrf = csrf_of(&page);
-    let res = app
-        .client()
-        .post(app.url("/ui/login"))
-        .insert_header(("cookie", b.cookie_header()))
-        .insert_header(("x-forwarded-proto", "https"))
-        .send_form(&[
-            ("email", "tls@example.org"),
-            ("password", "a long enough password"),
-            ("csrf", csrf.as_str()),
-        ])
+    let cookie = b.cookie_header();
+    let attempts = (0..12).map(|_| {
+        let (cookie, csrf, origin) = (cookie.clone(), csrf.clone(), origin.clone());
+        let client = app.client();
+        let url = app.url("/ui/login");
+        async move {
+            client
+                .post(url)
+                .insert_header(("cookie", cookie))
+                .insert_header(("origin", origin))
+                .send_form(&[
+                    ("email", "carol@example.org"),
+                    ("password", "a wrong passphrase"),
+                    ("csrf", csrf.as_str()),
+                ])
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (5, 7), "{statuses:?}");
+    let lockouts = ledger_kinds_all(&app)
         .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 303);
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("accord_session="))
-        .unwrap()
-        .to_string();
-    assert!(cookie.contains("Secure"), "{cookie}");
+        .into_iter()
+        .filter(|k| k == "access.locked_out")
+        .count();
+    assert_eq!(lockouts, 1);
+    // An address longer than any e-mail address is refused before it is counted.
+    let long = format!("{}@example.org", "x".repeat(300));
+    let (status, _, _) = b
+        .post(
+            "/ui/login",
+            &[
+                ("email", &long),
+                ("password", "whatever it is"),
+                ("csrf", &csrf),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, 401);
     app.stop().await;
+}
+
+on_both_backends!(
+    forwarded_addresses_count_only_behind_a_trusted_proxy,
+    super::forwarded_addresses_count_only_behind_a_trusted_proxy
+);
+
+/// The sign-in entry records the client's address: the connection's own unless it comes from a
+/// configured trusted proxy, whose `X-Forwarded-For` then names the client.
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy(db: TestDb) {
+    let kind = db.kind();
+    let second = accord_tests::TestDb::new(kind).expect("a second database");
+    for (db, proxies, expected) in [
+        (db, vec![], "127.0.0.1"),
+        (second, vec!["127.0.0.1/32"], "203.0.113.5"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut s = settings(&db, data.path());
+        s.trusted_proxies = proxies
+            .iter()
+            .map(|p| accord::config::Cidr::parse(p).unwrap())
+            .collect();
+        let app = TestApp::spawn(s).await.unwrap();
+        accord::auth::api::service(&app.state)
+            .create_user(
+                Actor::cli(),
+                None,
+                "dan@example.org",
+                "Dan",
+                &[],
+                Some("dan's own passphrase"),
+            )
+            .await
+            .unwrap();
+        let mut b = Browser::new(&app);
+        let (_, _, page) = b.get("/ui/login").await;
+        let csrf = csrf_of(&page);
+        let res = app
+            .client()
+            .post(app.url("/ui/login"))
+            .insert_header(("cookie", b.cookie_header()))
+            .insert_header(("origin", app.address.as_str()))
+            .insert_header(("x-forwarded-for", "203.0.113.5"))
+            .send_form(&[
+                ("email", "dan@example.org"),
+                ("password", "dan's own passphrase"),
+                ("csrf", csrf.as_str()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303);
+        let auditor = app.token(&[Role::Auditor]).await;
+        let (_, page) = app
+            .get_json_with("/v1/ledger/entries?from=0&limit=1000", &auditor)
+            .await;
+        let logged_in = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["body"].as_str().unwrap().contains("access.logged_in"))
+            .expect("a sign-in entry");
+        assert_eq!(
+            logged_in["payload"]["data"]["address"], expected,
+            "trusted proxies {proxies:?}"
+        );
+        app.stop().await;
+    }
 }

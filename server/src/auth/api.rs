@@ -45,6 +45,9 @@ struct Me {
     roles: Vec<Role>,
     /// Every permission of the policy this caller holds, as `resource:action`.
     permissions: Vec<String>,
+    /// For a signed-in session: the token to send in `X-CSRF-Token` with state-changing requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
 }
 
 async fn me(state: web::Data<AppState>, p: Principal) -> web::Json<Me> {
@@ -71,6 +74,15 @@ async fn me(state: web::Data<AppState>, p: Principal) -> web::Json<Me> {
         name: p.name.clone(),
         roles: p.roles.clone(),
         permissions,
+        csrf_token: match &p.kind {
+            PrincipalKind::User { session, .. } => Some(
+                state
+                    .access
+                    .sessions
+                    .csrf_token(&crate::web::session_binding(&session.sid)),
+            ),
+            _ => None,
+        },
     })
 }
 

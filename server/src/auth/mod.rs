@@ -485,7 +485,12 @@ pub async fn authenticate(
                     Err(_) => Authn::Refused("the Authorization header is not text".into()),
                 }
             } else if let Some(c) = req.cookie(SESSION_COOKIE) {
-                let https = req.connection_info().scheme() == "https";
+                let https = crate::forwarded::Client::of(
+                    req.headers(),
+                    req.peer_addr(),
+                    &state.settings.trusted_proxies,
+                )
+                .https;
                 let (a, r) = state.access.session(c.value(), now, https);
                 refreshed = r;
                 a

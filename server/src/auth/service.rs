@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::events::AccessEvent;
-use super::limiter::{ACCOUNT_LIMIT, LOCKOUT_MICROS};
+use super::limiter::LOCKOUT_MICROS;
 use super::model::{Email, Role, validate_client, validate_name, validate_password};
 use super::store::{self, SetupLinkRow, TokenRow, UserRow};
 use super::tokens::{API_AUDIENCE, ApiClaims, TokenAuthority};
@@ -651,8 +651,11 @@ impl AccessService {
         Ok(())
     }
 
-    /// Checks an e-mail and password. Failures are counted per account and address; the
-    /// account's fifth failure within the window locks it (a ledger event). Success is recorded.
+    /// Checks an e-mail and password. Each attempt is counted per account and per address
+    /// *before* the password hash is checked, so parallel attempts check at most the limits'
+    /// worth of passwords; past a limit the answer is [`LoginError::TooManyAttempts`] with no
+    /// hash checked. The attempt that reaches the account's limit and fails records the lockout
+    /// (one entry per lockout). Success is recorded.
     pub async fn login(
         &self,
         state: &AccessState,
@@ -661,17 +664,22 @@ impl AccessService {
         address: &str,
     ) -> Result<UserRow, LoginError> {
         let now = self.clock.now().micros();
-        if !state.limiter.address_allowed(address, now) {
-            return Err(LoginError::TooManyAttempts);
-        }
-        let key = email.trim().to_lowercase();
-        let user = match Email::parse("email", email) {
-            Ok(e) => self
-                .read(move |c| Ok(store::user_by_email(c, e.as_str())?))
-                .await
-                .unwrap_or(None),
-            Err(_) => None,
+        // Nothing that cannot be an address reaches the counters.
+        let Ok(email) = Email::parse("email", email) else {
+            return Err(LoginError::Generic);
         };
+        let key = email.as_str().to_string();
+        let reservation = state
+            .limiter
+            .reserve(&key, address, now)
+            .map_err(|_| LoginError::TooManyAttempts)?;
+        let user = self
+            .read({
+                let key = key.clone();
+                move |c| Ok(store::user_by_email(c, &key)?)
+            })
+            .await
+            .unwrap_or(None);
         let pw = password.to_string();
         let candidate = user.clone();
         let ok = web::block(move || match candidate {
@@ -692,8 +700,7 @@ impl AccessService {
         .await
         .unwrap_or(false);
         let Some(user) = user.filter(|_| ok) else {
-            let failures = state.limiter.failed(&key, address, now);
-            if failures >= ACCOUNT_LIMIT
+            if reservation.locks_account()
                 && let Some(u) = self
                     .read({
                         let key = key.clone();
@@ -712,7 +719,7 @@ impl AccessService {
                         vec![AccessEvent::LockedOut {
                             user_id: uid.clone(),
                             until,
-                            failures: failures as u32,
+                            failures: reservation.account_attempts as u32,
                         }],
                         move |c, appended| {
                             store::set_locked_until(c, &uid, until, seq_of(appended))?;
@@ -723,11 +730,10 @@ impl AccessService {
                 if let Err(e) = locked {
                     tracing::error!(error = %e, "cannot record a lockout");
                 }
-                state.limiter.reset_account(&key);
             }
             return Err(LoginError::Generic);
         };
-        state.limiter.reset_account(&key);
+        state.limiter.succeeded(&key, reservation);
         let uid = user.id.clone();
         let recorded = self
             .record(

@@ -185,19 +185,26 @@ mod tests {
         );
     }
 
+    /// The documented lifetimes: 30 minutes idle, 12 hours at most.
     #[test]
     fn sessions_expire_idle_and_absolute() {
+        const MINUTE: i64 = 60 * 1_000_000;
         let c = SessionCodec::new([9; 32]);
         let t0 = 1_000_000_000_000;
         let cookie = c.encode(&session(t0));
+        assert!(c.decode(&cookie, Timestamp(t0 + 30 * MINUTE)).is_ok());
         assert_eq!(
-            c.decode(&cookie, Timestamp(t0 + IDLE_MICROS + 1)),
+            c.decode(&cookie, Timestamp(t0 + 30 * MINUTE + 1)),
             Err(SessionError::Idle)
         );
         let mut s = session(t0);
-        s.seen = t0 + ABSOLUTE_MICROS;
+        s.seen = t0 + 12 * 60 * MINUTE;
+        assert!(
+            c.decode(&c.encode(&s), Timestamp(t0 + 12 * 60 * MINUTE))
+                .is_ok()
+        );
         assert_eq!(
-            c.decode(&c.encode(&s), Timestamp(t0 + ABSOLUTE_MICROS + 1)),
+            c.decode(&c.encode(&s), Timestamp(t0 + 12 * 60 * MINUTE + 1)),
             Err(SessionError::Expired)
         );
     }

@@ -558,8 +558,12 @@ mod tests {
         let v = a.validate(&t, 1_900_000_000).unwrap();
         // The same thread, the same token: answered from the memo, and expiry still applies.
         assert!(Arc::ptr_eq(&a.validate(&t, 1_900_000_001).unwrap(), &v));
-        let late = 2_000_000_000 + LEEWAY_SECS as i64;
-        assert_eq!(a.validate(&t, late).unwrap_err().0, "the token has expired");
+        // The documented 30 s of leeway: accepted 29 s after expiry, refused at 30 s.
+        assert!(a.validate(&t, 2_000_000_029).is_ok());
+        assert_eq!(
+            a.validate(&t, 2_000_000_030).unwrap_err().0,
+            "the token has expired"
+        );
         // Another authority (another key, same issuer name) does not take the memo's word.
         let b = TokenAuthority::new("accord/test", &SigningKey::from_bytes(&[6; 32]), &[]).unwrap();
         a.validate(&t, 1_900_000_000).unwrap();

@@ -59,8 +59,16 @@ pub struct Policy {
     model_text: String,
     rules: Vec<Rule>,
     enforcer: RwLock<Enforcer>,
+    decisions: RwLock<Decisions>,
+}
+
+/// Cached decisions, valid for one generation of the grants.
+#[derive(Default)]
+struct Decisions {
+    /// Bumped (and the map cleared) whenever the grants change.
+    generation: u64,
     /// subject → permission → decision; looked up without allocating.
-    decisions: RwLock<HashMap<String, HashMap<Perm, bool>>>,
+    map: HashMap<String, HashMap<Perm, bool>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -152,18 +160,21 @@ impl Policy {
             model_text,
             rules,
             enforcer: RwLock::new(enforcer),
-            decisions: RwLock::new(HashMap::new()),
+            decisions: RwLock::new(Decisions::default()),
         })
     }
 
-    /// Replaces the users' role grants (after any access change, on any instance).
+    /// Replaces the users' role grants (after any access change, on any instance). The new
+    /// enforcer is in place before the cache's generation moves, so a decision made with the old
+    /// grants can never be cached under the new generation.
     pub async fn set_grants(&self, grants: &[(String, Role)]) -> Result<(), String> {
         let fresh = build_enforcer(&self.model_text, &self.rules, grants).await?;
         if let Ok(mut e) = self.enforcer.write() {
             *e = fresh;
         }
         if let Ok(mut d) = self.decisions.write() {
-            d.clear();
+            d.generation += 1;
+            d.map.clear();
         }
         Ok(())
     }
@@ -171,23 +182,37 @@ impl Policy {
     /// Whether `subject` (a role name or `user:<id>`) may perform `perm`. Decisions are cached
     /// until the grants change.
     pub fn allows(&self, subject: &str, perm: Perm) -> bool {
-        if let Ok(d) = self.decisions.read()
-            && let Some(hit) = d.get(subject).and_then(|m| m.get(&perm))
-        {
-            return *hit;
-        }
+        self.allows_between(subject, perm, || {})
+    }
+
+    /// [`Policy::allows`], calling `between` after deciding and before caching the decision
+    /// (tests interleave a change of grants there).
+    fn allows_between(&self, subject: &str, perm: Perm, between: impl FnOnce()) -> bool {
+        let generation = match self.decisions.read() {
+            Ok(d) => {
+                if let Some(hit) = d.map.get(subject).and_then(|m| m.get(&perm)) {
+                    return *hit;
+                }
+                d.generation
+            }
+            Err(_) => return false,
+        };
         let decision = self
             .enforcer
             .read()
             .ok()
             .and_then(|e| e.enforce((subject, perm.resource, perm.action)).ok())
             .unwrap_or(false);
-        if let Ok(mut d) = self.decisions.write() {
+        between();
+        if let Ok(mut d) = self.decisions.write()
+            && d.generation == generation
+        {
             // Bounded: subjects are roles and users, few; a flood cannot grow this without limit.
-            if d.len() > 100_000 {
-                d.clear();
+            if d.map.len() > 100_000 {
+                d.map.clear();
             }
-            d.entry(subject.to_string())
+            d.map
+                .entry(subject.to_string())
                 .or_default()
                 .insert(perm, decision);
         }
@@ -259,5 +284,37 @@ mod tests {
         assert!(!p.allows(&user_subject("u2"), ledger_read));
         p.set_grants(&[]).await.unwrap();
         assert!(!p.allows(&user_subject("u1"), ledger_read), "cache cleared");
+    }
+
+    /// A decision made with the old grants, cached after the grants changed, would keep a
+    /// revoked role working: the generation check refuses to cache it.
+    #[actix_web::test]
+    async fn a_decision_racing_a_revocation_is_not_cached() {
+        let p = std::sync::Arc::new(
+            Policy::from_parts(MODEL.into(), parse_rules(POLICY).unwrap())
+                .await
+                .unwrap(),
+        );
+        let ledger_read = Perm::new("ledger", "read");
+        p.set_grants(&[("u1".into(), Role::Auditor)]).await.unwrap();
+        let decided = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let revoked = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racer = {
+            let (p, decided, revoked) = (p.clone(), decided.clone(), revoked.clone());
+            std::thread::spawn(move || {
+                p.allows_between(&user_subject("u1"), ledger_read, || {
+                    decided.wait();
+                    revoked.wait();
+                })
+            })
+        };
+        decided.wait();
+        p.set_grants(&[]).await.unwrap();
+        revoked.wait();
+        assert!(racer.join().unwrap(), "decided with the old grants");
+        assert!(
+            !p.allows(&user_subject("u1"), ledger_read),
+            "the revoked role is not served from the cache"
+        );
     }
 }

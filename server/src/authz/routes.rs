@@ -14,7 +14,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
 use super::{Access, Perm};
-use crate::auth::Authn;
+use crate::auth::{Authn, PrincipalKind};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -239,17 +239,61 @@ fn decide(req: &ServiceRequest, access: Access) -> Result<(), Refusal> {
             ));
         }
     };
-    let Access::Permission(perm) = access else {
-        return Ok(());
-    };
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Err(Refusal::Forbidden("access policy unavailable".into()));
+    };
+    if let PrincipalKind::User { session, .. } = &principal.kind
+        && !req.method().is_safe()
+        && req.path().starts_with("/v1/")
+    {
+        session_write_allowed(req, state, &session.sid).map_err(Refusal::Forbidden)?;
+    }
+    let Access::Permission(perm) = access else {
+        return Ok(());
     };
     if principal.allowed(&state.access.policy, perm) {
         Ok(())
     } else {
         Err(Refusal::Forbidden(missing(perm, &principal.role_names())))
     }
+}
+
+/// The header a signed-in page sends with a state-changing API request: the session's CSRF token
+/// (`GET /v1/access/me` gives it to a session).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A session cookie changes state through the API only from Accord's own origin (`Origin` naming
+/// this host, or `Sec-Fetch-Site: same-origin`) and with the session's CSRF token in
+/// [`CSRF_HEADER`]; a cross-site page cannot do either.
+fn session_write_allowed(req: &ServiceRequest, state: &AppState, sid: &str) -> Result<(), String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = crate::forwarded::Client::of(
+        req.headers(),
+        req.peer_addr(),
+        &state.settings.trusted_proxies,
+    )
+    .host;
+    let origin_ok = match header("origin") {
+        Some(o) => crate::auth::sessions::same_origin(Some(o), header("sec-fetch-site"), &host),
+        None => header("sec-fetch-site") == Some("same-origin"),
+    };
+    if !origin_ok {
+        return Err(
+            "a signed-in session changes data through the API only from Accord's own pages (same-origin Origin or Sec-Fetch-Site); services use a bearer token"
+                .into(),
+        );
+    }
+    let token = header(CSRF_HEADER).unwrap_or_default();
+    if !state
+        .access
+        .sessions
+        .csrf_ok(&crate::web::session_binding(sid), token)
+    {
+        return Err(format!(
+            "the {CSRF_HEADER} header is missing or wrong: send the session's CSRF token (GET /v1/access/me)"
+        ));
+    }
+    Ok(())
 }
 
 fn missing(perm: Perm, roles: &[&str]) -> String {

@@ -93,13 +93,18 @@ fn with_status(mut res: HttpResponse, status: actix_web::http::StatusCode) -> Ht
     res
 }
 
+/// What a session's CSRF tokens are bound to.
+pub fn session_binding(sid: &str) -> String {
+    format!("session:{sid}")
+}
+
 /// The value CSRF tokens of this request's forms are bound to: the session, or before sign-in a
 /// random pre-session cookie (set here if missing).
 fn csrf_binding(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
     if let Some(Authn::Authenticated(p)) = req.extensions().get::<Authn>()
         && let PrincipalKind::User { session, .. } = &p.kind
     {
-        return (format!("session:{}", session.sid), None);
+        return (session_binding(&session.sid), None);
     }
     if let Some(c) = req.cookie(PRESESSION_COOKIE)
         && c.value().len() == 32
@@ -118,7 +123,7 @@ fn csrf_binding(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
 /// Refuses a form post that is not from our own pages or whose CSRF token is wrong.
 fn check_form(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), UiError> {
     let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let host = req.connection_info().host().to_string();
+    let host = client(req, state).host;
     if !same_origin(header_str("origin"), header_str("sec-fetch-site"), &host) {
         return Err(UiError(AppError::Forbidden(
             "This form was sent from another site and has been refused.".into(),
@@ -141,9 +146,15 @@ fn respond(page: HttpResponse, cookie: Option<Cookie<'static>>) -> HttpResponse 
     page
 }
 
-/// Whether the request came over TLS (directly, or as a proxy reports it).
+/// The client of a request, as the configured trusted proxies report it.
+fn client(req: &HttpRequest, state: &AppState) -> crate::forwarded::Client {
+    crate::forwarded::Client::of_request(req, &state.settings.trusted_proxies)
+}
+
+/// Whether the request came over TLS (as a trusted proxy reports it).
 fn https(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
+    req.app_data::<web::Data<AppState>>()
+        .is_some_and(|state| client(req, state).https)
 }
 
 fn see_other(to: &str) -> HttpResponse {
@@ -204,10 +215,7 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, UiError> {
     check_form(&req, &state, &form.csrf)?;
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let address = client(&req, &state).address();
     let outcome = service(&state)
         .login(&state.access, &form.email, &form.password, &address)
         .await;
@@ -235,7 +243,7 @@ async fn login(
                 LoginError::Generic => (actix_web::http::StatusCode::UNAUTHORIZED, LOGIN_FAILED),
                 LoginError::TooManyAttempts => (
                     actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed sign-ins from this address. Wait a few minutes and try again.",
+                    "Too many failed sign-ins. Wait a few minutes and try again.",
                 ),
             };
             let page = html(&LoginPage {
