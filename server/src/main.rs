@@ -175,7 +175,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     telemetry::init_logging(settings.log_format);
-    match run(cli.command, settings) {
+    let outcome = run(cli.command, settings);
+    // Log lines still queued are written before anything else is said or the process ends.
+    telemetry::flush_logs();
+    match outcome {
         Ok(code) => code,
         Err(e) => fail(&e.to_string()),
     }

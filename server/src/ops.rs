@@ -51,7 +51,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (database, migrations) = match db_check {
         Ok(false) => ("ok".to_string(), "current".to_string()),
         Ok(true) => ("ok".to_string(), "pending".to_string()),
-        Err(e) => (format!("unavailable: {e}"), "unknown".to_string()),
+        Err(e) => {
+            // The cause (a host name, a libpq message) is for the operator's log, not for an
+            // unauthenticated caller.
+            tracing::warn!(error = %e, "readiness: the database is unavailable");
+            ("unavailable".to_string(), "unknown".to_string())
+        }
     };
     let sequencer = if state.ledger.is_running() {
         "running"

@@ -4,7 +4,7 @@
 
 use std::future::{Ready, ready};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -14,22 +14,106 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
-use crate::config::LogFormat;
+use crate::config::{AccessLog, LogFormat};
 use crate::keys::random_bytes;
 
 /// Sets up the global log subscriber once (later calls are no-ops, as in tests). `RUST_LOG` filters.
+/// Lines go to standard error through a writer thread, so a worker never waits for the terminal
+/// or a log collector: when the queue is full, lines are dropped and counted
+/// (`accord_log_lines_dropped_total`). Call [`flush_logs`] before the process exits.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,actix_web=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(QueuedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
+}
+
+/// Lines waiting for the writer thread, at most.
+const LOG_QUEUE: usize = 16 * 1024;
+
+enum LogMessage {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+fn log_queue() -> &'static std::sync::mpsc::SyncSender<LogMessage> {
+    static QUEUE: OnceLock<std::sync::mpsc::SyncSender<LogMessage>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LogMessage>(LOG_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("accord-log".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut err = std::io::stderr().lock();
+                for m in rx {
+                    match m {
+                        LogMessage::Line(l) => {
+                            let _ = err.write_all(&l);
+                        }
+                        LogMessage::Flush(done) => {
+                            let _ = err.flush();
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("accord: cannot start the log writer: {e}");
+        }
+        tx
+    })
+}
+
+/// Waits (at most a second) until every queued log line is written.
+pub fn flush_logs() {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    if log_queue().send(LogMessage::Flush(tx)).is_ok() {
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The `MakeWriter` behind [`init_logging`]: each event is formatted into a buffer and queued.
+struct QueuedStderr;
+
+/// One event's text, queued when the formatter is done with it.
+struct QueuedLine(Vec<u8>);
+
+impl std::io::Write for QueuedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for QueuedLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.0);
+        if log_queue().try_send(LogMessage::Line(line)).is_err() {
+            metrics::counter!("accord_log_lines_dropped_total").increment(1);
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QueuedStderr {
+    type Writer = QueuedLine;
+
+    fn make_writer(&'a self) -> QueuedLine {
+        QueuedLine(Vec::with_capacity(256))
+    }
 }
 
 /// The Prometheus recorder, installed once per process.
@@ -101,7 +185,10 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
     .then(|| s.to_string())
 }
 
-/// Request id, log span, access log line and HTTP metrics for every request.
+/// Request id, log span, access log line and HTTP metrics for every request. Logs name the route
+/// pattern (`/v1/subjects/{id}/erase`), never the raw path or query, which hold subject ids. The
+/// access line is written per `access_log`: never, for errors and slow requests (the default), or
+/// for every request.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -112,43 +199,55 @@ pub async fn observe(
         .and_then(sane_request_id)
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().to_string();
-    let path = req.path().to_string();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let (access_log, slow) = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or((AccessLog::Errors, Duration::from_secs(1)), |s| {
+            (s.settings.access_log, s.settings.slow_request)
+        });
+    let method = req.method().clone();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    let (status, route) = match &result {
-        Ok(res) => (
-            res.status(),
-            res.request()
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".into()),
-        ),
-        Err(e) => (e.as_response_error().status_code(), "unmatched".into()),
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
     };
     metrics::counter!(
         "accord_http_requests_total",
         "route" => route.clone(),
-        "method" => method,
+        "method" => method.to_string(),
         "status" => status.as_u16().to_string()
     )
     .increment(1);
     metrics::histogram!("accord_http_request_duration_seconds", "route" => route)
         .record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            elapsed_us = elapsed.as_micros() as u64,
-            "handled"
-        )
-    });
+    if access_line(access_log, status.as_u16(), elapsed, slow) {
+        span.in_scope(|| {
+            tracing::info!(
+                target: "accord::access",
+                status = status.as_u16(),
+                elapsed_us = elapsed.as_micros() as u64,
+                "handled"
+            )
+        });
+    }
     let mut res = result?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     Ok(res)
+}
+
+/// Whether a request gets an access line.
+fn access_line(mode: AccessLog, status: u16, elapsed: Duration, slow: Duration) -> bool {
+    match mode {
+        AccessLog::Off => false,
+        AccessLog::All => true,
+        AccessLog::Errors => status >= 400 || elapsed >= slow,
+    }
 }
 
 #[cfg(test)]
@@ -172,5 +271,17 @@ mod tests {
             None
         );
         assert_eq!(new_request_id().len(), 24);
+    }
+
+    #[test]
+    fn access_lines_follow_the_setting() {
+        let fast = Duration::from_millis(3);
+        let slow = Duration::from_millis(1000);
+        assert!(!access_line(AccessLog::Errors, 200, fast, slow));
+        assert!(access_line(AccessLog::Errors, 404, fast, slow));
+        assert!(access_line(AccessLog::Errors, 503, fast, slow));
+        assert!(access_line(AccessLog::Errors, 200, slow, slow));
+        assert!(access_line(AccessLog::All, 200, fast, slow));
+        assert!(!access_line(AccessLog::Off, 500, slow, slow));
     }
 }

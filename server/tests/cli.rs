@@ -152,6 +152,14 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
     let res = http_get(&addr, "/readyz");
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     assert!(res.to_ascii_lowercase().contains("x-request-id"), "{res}");
+    // Requests that go well are not logged by default; errors are, by route pattern only.
+    let res = http_get(&addr, "/healthz");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let res = http_get(
+        &addr,
+        "/v1/subjects/alice@example.org/consents?note=private-query",
+    );
+    assert!(res.starts_with("HTTP/1.1 401"), "{res}");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -163,6 +171,18 @@ fn serve_stops_gracefully_on_sigterm_and_the_ledger_verifies() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(
         rest.iter().any(|l| l.contains("accord stopped")),
+        "{rest:?}"
+    );
+    let handled: Vec<&String> = rest.iter().filter(|l| l.contains("handled")).collect();
+    assert_eq!(handled.len(), 1, "only the error is logged: {handled:?}");
+    assert!(
+        handled[0].contains("/v1/subjects/{id}/consents") && handled[0].contains("status=401"),
+        "{handled:?}"
+    );
+    assert!(
+        !rest
+            .iter()
+            .any(|l| l.contains("alice@example.org") || l.contains("private-query")),
         "{rest:?}"
     );
 
