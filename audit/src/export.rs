@@ -7,6 +7,7 @@ use std::sync::{Mutex, mpsc};
 
 use serde::{Deserialize, Serialize};
 
+use crate::canon::{DuplicateMember, duplicate_member};
 use crate::note::NoteVerifier;
 use crate::scan::{self, FastBody, FastLine, FastPayload, find_byte};
 use crate::verify::{
@@ -88,7 +89,8 @@ const JOBS_PER_THREAD: usize = 8;
 /// cannot choose its own trust root). `pins` are auditors' kept checkpoint notes. The header's
 /// checkpoint is checked like any other; fewer entries than the header's `entries` (or than a
 /// checkpoint's size) fails as "truncated". A line that is not a valid export line fails naming
-/// its line number (1-based).
+/// its line number (1-based), and so does a line with a member name repeated within one object
+/// (in the line itself, at any depth, or in an entry's body), naming the name.
 ///
 /// Each batch of lines is parsed and checked on all cores; the checks linking entries run in
 /// order, so the failure reported is the first one in the file, exactly as if the lines were
@@ -137,8 +139,12 @@ pub(crate) fn verify_export_with<R: BufRead>(
             "the export is empty: there is no header line",
         ));
     }
-    let header = serde_json::from_str::<ExportLine>(&line)
-        .map_err(|e| Failure::general(format!("line 1: not a valid export header: {e}")))?;
+    let header = parse_line(&line).map_err(|e| match e {
+        LineError::Invalid(e) => {
+            Failure::general(format!("line 1: not a valid export header: {e}"))
+        }
+        duplicate => Failure::general(format!("line 1: {}", duplicate.reason())),
+    })?;
     let ExportLine::Header {
         format,
         origin,
@@ -247,6 +253,8 @@ enum Outcome {
     Checkpoint(PreparedCheck),
     /// A second header line.
     Header,
+    /// A member name repeated in one object (the reason, after "line N: ").
+    Duplicate(String),
     /// Not a valid export line; `complete` when it ends with a newline.
     Invalid {
         error: String,
@@ -400,6 +408,9 @@ impl Run {
             Outcome::Header => Err(Failure::general(format!(
                 "line {line_no}: a second header line"
             ))),
+            Outcome::Duplicate(reason) => {
+                Err(Failure::general(format!("line {line_no}: {reason}")))
+            }
             // A last line without its newline that does not parse was most likely cut off.
             Outcome::Invalid { error, complete } => Err(Failure::general(if complete {
                 format!("line {line_no}: not a valid export line: {error}")
@@ -559,7 +570,15 @@ fn fast_line(
                     bytes: decoded.body(),
                     fields,
                 },
-                FastBody::Text { start } => BodyInput::Text(decoded.text.get(start..)?),
+                // A body in the canonical layout has each member once; any other is checked.
+                FastBody::Text { start } => {
+                    let text = decoded.text.get(start..)?;
+                    if let Ok(Some(member)) = duplicate_member(text) {
+                        let reason = LineError::DuplicateInBody(member).reason();
+                        return Some((Outcome::Duplicate(reason), end));
+                    }
+                    BodyInput::Text(text)
+                }
             };
             let payload = match payload {
                 FastPayload::Open { salt, data } => PayloadView::Canonical { salt, data },
@@ -595,11 +614,12 @@ fn prepare_line(log: &Log, line: &[u8], scratch: &mut Scratch, max_line: usize) 
     let Ok(text) = std::str::from_utf8(line) else {
         return Outcome::Unreadable(utf8_error(line));
     };
-    match serde_json::from_str::<ExportLine>(text) {
-        Err(e) => Outcome::Invalid {
-            error: e.to_string(),
+    match parse_line(text) {
+        Err(LineError::Invalid(error)) => Outcome::Invalid {
+            error,
             complete: text.ends_with('\n'),
         },
+        Err(duplicate) => Outcome::Duplicate(duplicate.reason()),
         Ok(ExportLine::Header { .. }) => Outcome::Header,
         Ok(ExportLine::Entry {
             seq,
@@ -618,6 +638,56 @@ fn prepare_line(log: &Log, line: &[u8], scratch: &mut Scratch, max_line: usize) 
             Outcome::Checkpoint(log.prepare_check(&note, CheckKind::Checkpoint))
         }
     }
+}
+
+/// Why [`parse_line`] refused a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LineError {
+    /// Not an export line (`serde_json`'s reason).
+    Invalid(String),
+    /// A member name repeated in one object of the line.
+    Duplicate(DuplicateMember),
+    /// A member name repeated in one object of an entry's body.
+    DuplicateInBody(DuplicateMember),
+}
+
+impl LineError {
+    /// The reason, to follow "line N: ".
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            LineError::Invalid(e) => format!("not a valid export line: {e}"),
+            LineError::Duplicate(m) => format!(
+                "duplicate member name {:?} (at {}): a name may appear only once in an object",
+                m.name, m.path
+            ),
+            LineError::DuplicateInBody(m) => format!(
+                "duplicate member name {:?} in the entry's body (at {}): a name may appear only once in an object",
+                m.name, m.path
+            ),
+        }
+    }
+}
+
+/// One export line as `serde_json` reads it, refused when a member name appears twice in one
+/// object of the line (header, entry, payload and payload data at any depth) or of an entry's
+/// body: `serde_json` would silently keep the last, another reader the first.
+pub(crate) fn parse_line(text: &str) -> Result<ExportLine, LineError> {
+    let unique = duplicate_member(text);
+    if let Ok(Some(member)) = unique {
+        return Err(LineError::Duplicate(member));
+    }
+    let line =
+        serde_json::from_str::<ExportLine>(text).map_err(|e| LineError::Invalid(e.to_string()))?;
+    // Whatever `serde_json` reads, the walk reads too (the same parser, the same nesting limit).
+    if let Err(e) = unique {
+        return Err(LineError::Invalid(e.to_string()));
+    }
+    if let ExportLine::Entry { body, .. } = &line
+        && let Ok(Some(member)) = duplicate_member(body)
+    {
+        return Err(LineError::DuplicateInBody(member));
+    }
+    Ok(line)
 }
 
 /// What a line reader says about bytes that are not UTF-8.
@@ -700,7 +770,7 @@ mod tests {
             checkpoint,
             entries,
             ..
-        }) = serde_json::from_str::<ExportLine>(&line)
+        }) = parse_line(&line)
         else {
             unreachable!("the tests keep the header intact")
         };
@@ -712,14 +782,11 @@ mod tests {
         verifier.header_checkpoint(&checkpoint)?;
         let mut seen = 0u64;
         while next_line(&mut input, &mut line, &mut line_no, max_line)? {
-            let parsed = serde_json::from_str::<ExportLine>(&line).map_err(|e| {
-                if line.ends_with('\n') {
-                    Failure::general(format!("line {line_no}: not a valid export line: {e}"))
-                } else {
-                    Failure::general(format!(
-                        "line {line_no}: truncated: the last line is incomplete ({e})"
-                    ))
-                }
+            let parsed = parse_line(&line).map_err(|e| match e {
+                LineError::Invalid(e) if !line.ends_with('\n') => Failure::general(format!(
+                    "line {line_no}: truncated: the last line is incomplete ({e})"
+                )),
+                e => Failure::general(format!("line {line_no}: {}", e.reason())),
             })?;
             match parsed {
                 ExportLine::Header { .. } => {
@@ -1025,6 +1092,92 @@ mod tests {
                 prop_assert_eq!(&got, &want, "{:?}", tuning);
             }
         }
+    }
+
+    /// `text` with `from` replaced by `to` once in the line starting with `prefix`, and that
+    /// line's number.
+    fn edit_line(text: &str, prefix: &str, from: &str, to: &str) -> (String, usize) {
+        let mut at = 0;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if line.starts_with(prefix) {
+                assert!(line.contains(from), "{line} has no {from:?}");
+                let edited = line.replacen(from, to, 1);
+                let out = format!("{}{edited}{}", &text[..at], &text[at + line.len()..]);
+                return (out, i + 1);
+            }
+            at += line.len();
+        }
+        panic!("no line starts with {prefix:?}")
+    }
+
+    /// The failure names the line and the repeated name, and every reading agrees.
+    fn expect_duplicate(text: &str, line: usize, name: &str, at: &str) {
+        let f = verify_export(text.as_bytes(), &[], None).unwrap_err();
+        assert_eq!((f.seq, f.checkpoint_size), (None, None), "{f}");
+        let want = format!("line {line}: duplicate member name {name:?}");
+        assert!(
+            f.reason.starts_with(&want),
+            "{f} should start with {want:?}"
+        );
+        assert!(
+            f.reason.contains(&format!("(at {at})")),
+            "{f} should say where"
+        );
+        check(text.as_bytes(), &[]);
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused_naming_the_line() {
+        let text = export(30);
+        let entry5 = "{\"type\":\"entry\",\"seq\":5,";
+        // In the payload data: `serde_json` keeps the last value, which is the committed one, so
+        // only the check of names tells this line from the real one.
+        let (forged, n) = edit_line(
+            &text,
+            entry5,
+            "\"data\":{",
+            "\"data\":{\"note\":\"forged\",",
+        );
+        assert!(forged.contains("\"note\":\"forged\""));
+        expect_duplicate(&forged, n, "note", "$.payload.data.note");
+        let (nested, n) = edit_line(&text, entry5, "\"nested\":{", "\"nested\":{\"empty\":[1],");
+        expect_duplicate(&nested, n, "empty", "$.payload.data.nested.empty");
+        // In the payload, the entry object and the entry's body.
+        let salt = "\"payload\":{\"salt\":";
+        let (payload, n) = edit_line(&text, entry5, salt, &format!("{salt}\"00\",\"salt\":"));
+        expect_duplicate(&payload, n, "salt", "$.payload.salt");
+        let (object, n) = edit_line(&text, entry5, "\"seq\":5,", "\"seq\":5,\"seq\":5,");
+        expect_duplicate(&object, n, "seq", "$.seq");
+        let (body, n) = edit_line(
+            &text,
+            entry5,
+            "{\\\"actor\\\":",
+            "{\\\"at\\\":1,\\\"actor\\\":",
+        );
+        expect_duplicate(&body, n, "at", "$.at");
+        let f = verify_export(body.as_bytes(), &[], None).unwrap_err();
+        assert!(f.reason.contains("in the entry's body"), "{f}");
+        // In a checkpoint line, and in the header.
+        let (cp, n) = edit_line(
+            &text,
+            "{\"type\":\"checkpoint\"",
+            "\"note\":",
+            "\"note\":\"x\",\"note\":",
+        );
+        expect_duplicate(&cp, n, "note", "$.note");
+        let (header, n) = edit_line(
+            &text,
+            "{\"type\":\"header\"",
+            "\"entries\":",
+            "\"entries\":0,\"entries\":",
+        );
+        assert_eq!(n, 1);
+        let f = verify_export(header.as_bytes(), &[], None).unwrap_err();
+        assert!(
+            f.reason
+                .starts_with("line 1: duplicate member name \"entries\" (at $.entries)"),
+            "{f}"
+        );
     }
 
     #[test]

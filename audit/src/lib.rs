@@ -36,7 +36,7 @@ pub mod verify;
 
 pub use body::{BODY_VERSION, BodyError, LeafBody};
 pub use builder::{BuildError, LedgerBuilder, NewEntry};
-pub use canon::{CanonError, canonical_json};
+pub use canon::{CanonError, DuplicateMember, canonical_json, duplicate_member};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use export::{EXPORT_FORMAT, ExportLine, PayloadRecord, verify_export};
 pub use hash::{
