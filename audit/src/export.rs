@@ -21,9 +21,10 @@ pub const EXPORT_FORMAT: &str = "accord-ledger-export/v1";
 /// Longest line [`verify_export`] accepts, so a hostile file cannot make it buffer without bound.
 pub const MAX_LINE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// One line of an export, tagged by `"type"`.
+/// One line of an export, tagged by `"type"`. Reading refuses members other than those named here,
+/// so nothing in a line can go unread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExportLine {
     /// The first line.
     Header {
@@ -56,9 +57,10 @@ pub enum ExportLine {
     },
 }
 
-/// An entry's payload as exported.
+/// An entry's payload as exported: exactly `salt` and `data`, or exactly `redacted_by` (a payload
+/// with both, which could be read either way, is refused).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum PayloadRecord {
     /// The payload and its salt (64 lowercase hex).
     Open {
@@ -1178,6 +1180,36 @@ mod tests {
                 .starts_with("line 1: duplicate member name \"entries\" (at $.entries)"),
             "{f}"
         );
+    }
+
+    #[test]
+    fn members_other_than_the_formats_are_refused() {
+        let text = export(30);
+        let entry5 = "{\"type\":\"entry\",\"seq\":5,";
+        // An open payload that also claims to be redacted.
+        let (both, n) = edit_line(
+            &text,
+            entry5,
+            "\"payload\":{",
+            "\"payload\":{\"redacted_by\":9,",
+        );
+        let f = verify_export(both.as_bytes(), &[], None).unwrap_err();
+        assert!(
+            f.reason
+                .starts_with(&format!("line {n}: not a valid export line")),
+            "{f}"
+        );
+        check(both.as_bytes(), &[]);
+        for (prefix, at) in [
+            (entry5, "\"seq\":5,"),
+            ("{\"type\":\"checkpoint\"", "\"note\":"),
+            ("{\"type\":\"header\"", "\"entries\":"),
+        ] {
+            let (extra, n) = edit_line(&text, prefix, at, &format!("\"redacted\":true,{at}"));
+            let f = verify_export(extra.as_bytes(), &[], None).unwrap_err();
+            assert!(f.reason.starts_with(&format!("line {n}: ")), "{f}");
+            assert!(f.reason.contains("unknown field `redacted`"), "{f}");
+        }
     }
 
     #[test]
