@@ -84,13 +84,28 @@ const JOB_BYTES: usize = 1 << 18;
 /// Jobs in flight per thread: enough to keep every thread busy while lines are read and applied.
 const JOBS_PER_THREAD: usize = 8;
 
+/// How [`verify_export`] judges what the signatures do not cover. The default is the strict one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Accept entries after the last signed checkpoint (an export whose header counts more
+    /// entries than its checkpoint's size): they are verified as far as hashes go and reported
+    /// as [`Report::unsigned_tail`], but nothing vouches for them. A redaction whose erasure entry
+    /// is among them is refused all the same. Off by default: the exporter always ends an export
+    /// at its header's checkpoint.
+    pub allow_unsigned_tail: bool,
+}
+
 /// Verifies an export streamed from `input`, holding a bounded batch of lines at a time.
 ///
 /// The first line must be a header with `format == EXPORT_FORMAT`. The log key is the header's
 /// `verifier_key`, unless `key` is given: then the header must carry that same key (an export
-/// cannot choose its own trust root). `pins` are auditors' kept checkpoint notes. The header's
-/// checkpoint is checked like any other; fewer entries than the header's `entries` (or than a
-/// checkpoint's size) fails as "truncated". A line that is not a valid export line fails naming
+/// cannot choose its own trust root), and [`Report::key_pinned`] says which. `pins` are auditors'
+/// kept checkpoint notes. The header's checkpoint is checked like any other, and the header's
+/// `entries` must equal its size (more is accepted only with
+/// [`VerifyOptions::allow_unsigned_tail`]), else the failure names line 1 and both numbers; fewer
+/// entries than the header's `entries` (or than a checkpoint's size) fails as "truncated". The
+/// end is judged by [`LedgerVerifier::finish_with`]: a redaction's erasure entry must be signed,
+/// and so must every entry unless `options` allow an unsigned tail. A line that is not a valid export line fails naming
 /// its line number (1-based), and so does a line with a member name repeated within one object
 /// (in the line itself, at any depth, or in an entry's body), naming the name.
 ///
@@ -101,8 +116,9 @@ pub fn verify_export<R: BufRead>(
     input: R,
     pins: &[String],
     key: Option<NoteVerifier>,
+    options: VerifyOptions,
 ) -> Result<Report, Failure> {
-    verify_export_with(input, pins, key, Tuning::default())
+    verify_export_with(input, pins, key, options, Tuning::default())
 }
 
 /// How [`verify_export`] splits its work; tests use small jobs and other thread counts.
@@ -131,6 +147,7 @@ pub(crate) fn verify_export_with<R: BufRead>(
     mut input: R,
     pins: &[String],
     key: Option<NoteVerifier>,
+    options: VerifyOptions,
     tuning: Tuning,
 ) -> Result<Report, Failure> {
     let mut line = String::new();
@@ -167,6 +184,7 @@ pub(crate) fn verify_export_with<R: BufRead>(
     let header_key = NoteVerifier::parse(&verifier_key).map_err(|e| {
         Failure::general(format!("line 1: the header's verifier_key is invalid: {e}"))
     })?;
+    let pinned = key.is_some();
     let key = match key {
         Some(expected) => {
             if expected != header_key {
@@ -182,13 +200,17 @@ pub(crate) fn verify_export_with<R: BufRead>(
     };
 
     let mut verifier = LedgerVerifier::new(&origin, key);
+    if !pinned {
+        verifier.set_key_from_data();
+    }
     if let Some(threads) = tuning.threads {
         verifier.set_threads(threads);
     }
     for pin in pins {
         verifier.pin(pin)?;
     }
-    verifier.header_checkpoint(&checkpoint)?;
+    let signed = verifier.header_checkpoint(&checkpoint)?;
+    check_header_count(entries, signed, options)?;
 
     let mut run = Run {
         verifier,
@@ -213,7 +235,30 @@ pub(crate) fn verify_export_with<R: BufRead>(
             ),
         ));
     }
-    verifier.finish()
+    verifier.finish_with(options.allow_unsigned_tail)
+}
+
+/// The header's `entries` against the size of its (signed) checkpoint: equal, as the exporter
+/// writes them; more only when an unsigned tail is allowed.
+pub(crate) fn check_header_count(
+    entries: u64,
+    signed: u64,
+    options: VerifyOptions,
+) -> Result<(), Failure> {
+    if entries == signed || (entries > signed && options.allow_unsigned_tail) {
+        return Ok(());
+    }
+    let hint = if entries > signed {
+        format!(
+            " (the {} entries after it would be covered by no signed checkpoint; pass --allow-unsigned-tail to accept an unsigned tail)",
+            entries - signed
+        )
+    } else {
+        String::new()
+    };
+    Err(Failure::general(format!(
+        "line 1: the header says {entries} entries, but its checkpoint is at size {signed}: the two must be equal{hint}"
+    )))
 }
 
 /// The lines after the header, verified job by job.
@@ -750,13 +795,20 @@ mod tests {
         pins: &[String],
         key: Option<NoteVerifier>,
     ) -> Result<Report, Failure> {
-        reference_with(input, pins, key, Tuning::default().max_line)
+        reference_with(
+            input,
+            pins,
+            key,
+            VerifyOptions::default(),
+            Tuning::default().max_line,
+        )
     }
 
     fn reference_with<R: BufRead>(
         mut input: R,
         pins: &[String],
         key: Option<NoteVerifier>,
+        options: VerifyOptions,
         max_line: usize,
     ) -> Result<Report, Failure> {
         let mut line = String::new();
@@ -776,12 +828,17 @@ mod tests {
         else {
             unreachable!("the tests keep the header intact")
         };
+        let pinned = key.is_some();
         let key = key.unwrap_or_else(|| NoteVerifier::parse(&verifier_key).unwrap());
         let mut verifier = LedgerVerifier::new(&origin, key);
+        if !pinned {
+            verifier.set_key_from_data();
+        }
         for pin in pins {
             verifier.pin(pin)?;
         }
-        verifier.header_checkpoint(&checkpoint)?;
+        let signed = verifier.header_checkpoint(&checkpoint)?;
+        check_header_count(entries, signed, options)?;
         let mut seen = 0u64;
         while next_line(&mut input, &mut line, &mut line_no, max_line)? {
             let parsed = parse_line(&line).map_err(|e| match e {
@@ -822,7 +879,7 @@ mod tests {
                 ),
             ));
         }
-        verifier.finish()
+        verifier.finish_with(options.allow_unsigned_tail)
     }
 
     fn signer() -> NoteSigner {
@@ -842,7 +899,7 @@ mod tests {
             actor,
             kind: "consent.recorded".into(),
             entity: format!("consent:s{}/marketing.email/any", i % 5),
-            subject_ref: (!i.is_multiple_of(4)).then(|| format!("{:064x}", i * 7919)),
+            subject_ref: (!i.is_multiple_of(4)).then(|| format!("{:064x}", i % 3)),
             request_id: (!i.is_multiple_of(3)).then(|| format!("req-{i}")),
             payload: json!({
                 "subject": format!("s{}", i % 5),
@@ -857,13 +914,23 @@ mod tests {
         }
     }
 
-    /// `n` entries, a checkpoint every 40, erasures now and then; the export text.
+    /// `n` entries, a checkpoint every 40, erasures now and then (each of the two latest entries
+    /// of one subject); the export text.
     fn export(n: u64) -> String {
         let mut b = LedgerBuilder::new(ORIGIN, signer());
         for i in 0..n {
             if i % 29 == 28 {
                 let s = b.size();
-                b.erase(&[s - 5, s - 2], entry(i)).unwrap();
+                let subject = Some(format!("{:064x}", s % 3));
+                let mut seqs: Vec<u64> = (s - 12..s)
+                    .rev()
+                    .filter(|&k| entry(k).subject_ref == subject)
+                    .take(2)
+                    .collect();
+                seqs.reverse();
+                let mut erasure = entry(i);
+                erasure.subject_ref = subject;
+                b.erase(&seqs, erasure).unwrap();
             } else {
                 b.append(entry(i)).unwrap();
             }
@@ -899,7 +966,7 @@ mod tests {
     fn check(text: &[u8], pins: &[String]) {
         let want = reference(text, pins, None);
         for tuning in tunings() {
-            let got = verify_export_with(text, pins, None, tuning);
+            let got = verify_export_with(text, pins, None, VerifyOptions::default(), tuning);
             assert_eq!(got, want, "{tuning:?}");
         }
     }
@@ -907,7 +974,7 @@ mod tests {
     #[test]
     fn intact_export_agrees_with_the_reference() {
         let text = export(200);
-        let report = verify_export(text.as_bytes(), &[], None).unwrap();
+        let report = verify_export(text.as_bytes(), &[], None, VerifyOptions::default()).unwrap();
         assert_eq!(report.entries, 200);
         assert!(report.redacted > 0);
         check(text.as_bytes(), &[]);
@@ -953,7 +1020,10 @@ mod tests {
                     .is_err_and(|f| f.reason.contains("disk on fire"))
             );
             for tuning in tunings() {
-                assert_eq!(verify_export_with(reader(), &[], None, tuning), want);
+                assert_eq!(
+                    verify_export_with(reader(), &[], None, VerifyOptions::default(), tuning),
+                    want
+                );
             }
         }
         // An earlier failure comes first.
@@ -962,7 +1032,7 @@ mod tests {
             data: tampered.as_bytes(),
             ok: tampered.len() - 10,
         });
-        let f = verify_export(reader, &[], None).unwrap_err();
+        let f = verify_export(reader, &[], None, VerifyOptions::default()).unwrap_err();
         assert!(f.reason.contains("leaf hash does not match body"), "{f}");
     }
 
@@ -980,14 +1050,15 @@ mod tests {
                 bytes[at + 1] = b'x';
                 bytes
             }] {
-                let want = reference_with(&data[..], &[], None, max_line);
+                let want = reference_with(&data[..], &[], None, VerifyOptions::default(), max_line);
                 for job_bytes in [1, 300, 4096] {
                     let tuning = Tuning {
                         threads: Some(2),
                         job_bytes,
                         max_line,
                     };
-                    let got = verify_export_with(&data[..], &[], None, tuning);
+                    let got =
+                        verify_export_with(&data[..], &[], None, VerifyOptions::default(), tuning);
                     assert_eq!(got, want, "{tuning:?}");
                 }
                 long = text.replacen("plain", &"x".repeat(2 * longest), 1);
@@ -1090,7 +1161,7 @@ mod tests {
             let tampered = apply(text, &t);
             let want = reference(&tampered[..], &[], None);
             for tuning in tunings() {
-                let got = verify_export_with(&tampered[..], &[], None, tuning);
+                let got = verify_export_with(&tampered[..], &[], None, VerifyOptions::default(), tuning);
                 prop_assert_eq!(&got, &want, "{:?}", tuning);
             }
         }
@@ -1114,7 +1185,7 @@ mod tests {
 
     /// The failure names the line and the repeated name, and every reading agrees.
     fn expect_duplicate(text: &str, line: usize, name: &str, at: &str) {
-        let f = verify_export(text.as_bytes(), &[], None).unwrap_err();
+        let f = verify_export(text.as_bytes(), &[], None, VerifyOptions::default()).unwrap_err();
         assert_eq!((f.seq, f.checkpoint_size), (None, None), "{f}");
         let want = format!("line {line}: duplicate member name {name:?}");
         assert!(
@@ -1157,7 +1228,7 @@ mod tests {
             "{\\\"at\\\":1,\\\"actor\\\":",
         );
         expect_duplicate(&body, n, "at", "$.at");
-        let f = verify_export(body.as_bytes(), &[], None).unwrap_err();
+        let f = verify_export(body.as_bytes(), &[], None, VerifyOptions::default()).unwrap_err();
         assert!(f.reason.contains("in the entry's body"), "{f}");
         // In a checkpoint line, and in the header.
         let (cp, n) = edit_line(
@@ -1174,7 +1245,7 @@ mod tests {
             "\"entries\":0,\"entries\":",
         );
         assert_eq!(n, 1);
-        let f = verify_export(header.as_bytes(), &[], None).unwrap_err();
+        let f = verify_export(header.as_bytes(), &[], None, VerifyOptions::default()).unwrap_err();
         assert!(
             f.reason
                 .starts_with("line 1: duplicate member name \"entries\" (at $.entries)"),
@@ -1193,7 +1264,7 @@ mod tests {
             "\"payload\":{",
             "\"payload\":{\"redacted_by\":9,",
         );
-        let f = verify_export(both.as_bytes(), &[], None).unwrap_err();
+        let f = verify_export(both.as_bytes(), &[], None, VerifyOptions::default()).unwrap_err();
         assert!(
             f.reason
                 .starts_with(&format!("line {n}: not a valid export line")),
@@ -1206,7 +1277,8 @@ mod tests {
             ("{\"type\":\"header\"", "\"entries\":"),
         ] {
             let (extra, n) = edit_line(&text, prefix, at, &format!("\"redacted\":true,{at}"));
-            let f = verify_export(extra.as_bytes(), &[], None).unwrap_err();
+            let f =
+                verify_export(extra.as_bytes(), &[], None, VerifyOptions::default()).unwrap_err();
             assert!(f.reason.starts_with(&format!("line {n}: ")), "{f}");
             assert!(f.reason.contains("unknown field `redacted`"), "{f}");
         }

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use accord_audit::{
-    Checkpoint, Failure, Hash, NoteVerifier, from_b64, from_hex, to_b64, to_hex, verify_export,
-    verify_inclusion,
+    Checkpoint, Failure, Hash, NoteVerifier, VerifyOptions, from_b64, from_hex, to_b64, to_hex,
+    verify_export, verify_inclusion,
 };
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -184,7 +184,7 @@ fn run_verify(file: &Path, pin_files: &[PathBuf], key: Option<&str>) -> Result<b
         Box::new(BufReader::with_capacity(1 << 16, f))
     };
     let started = Instant::now();
-    match verify_export(input, &pins, key) {
+    match verify_export(input, &pins, key, VerifyOptions::default()) {
         Ok(report) => {
             print_json(&Passed {
                 ok: true,

@@ -52,7 +52,7 @@ fn entry(i: u64) -> NewEntry {
         actor: "svc:cli".into(),
         kind: "consent.recorded".into(),
         entity: format!("consent:s{i}"),
-        subject_ref: None,
+        subject_ref: Some(format!("{i:064x}")),
         request_id: None,
         payload: json!({"subject": format!("s{i}"), "decision": "granted"}),
         salt: [i as u8 ^ 0x5a; 32],
@@ -72,7 +72,9 @@ fn ledger(key: u8) -> (LedgerBuilder, String) {
             }
         }
     }
-    b.erase(&[2], entry(19)).unwrap();
+    let mut erasure = entry(19);
+    erasure.subject_ref = entry(2).subject_ref;
+    b.erase(&[2], erasure).unwrap();
     (b, pin)
 }
 
