@@ -366,6 +366,38 @@ fn usage_errors_exit_2_with_one_sentence() {
 }
 
 #[test]
+fn verify_receipt_warns_without_a_key() {
+    let dir = scratch();
+    let receipt = write(
+        &dir,
+        "receipt.json",
+        r#"{"format":"accord-consent-receipt/v1"}"#,
+    );
+    let p = receipt.to_str().unwrap();
+    let out = run(&["verify-receipt", p]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean_stderr(&out);
+    assert!(warned(&out), "{out:?}");
+    let vkey = signer(1).verifier().to_vkey();
+    let out = run(&["verify-receipt", p, "--key", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!warned(&out), "{out:?}");
+    // A receipt with a member name twice is refused, naming it.
+    let dup = write(
+        &dir,
+        "dup.json",
+        r#"{"format":"accord-consent-receipt/v1","format":"accord-consent-receipt/v1"}"#,
+    );
+    let out = run(&["verify-receipt", dup.to_str().unwrap(), "--key", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let reason = stdout_json(&out)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("the receipt has the member name \"format\" twice"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn verify_inclusion_command() {
     let leaves: Vec<_> = (0u64..11).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     let mut tree = MemoryTree::from_leaves(leaves.clone());
