@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use accord_audit::{ExportLine, LedgerBuilder, NewEntry, NoteSigner, verify_export};
+use accord_audit::{ExportLine, LedgerBuilder, NewEntry, NoteSigner, VerifyOptions, verify_export};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 
@@ -82,9 +82,11 @@ fn build(path: &Path, lines_path: &Path, n: u64) -> Result<u64, Box<dyn std::err
     let mut lines = BufWriter::with_capacity(1 << 20, File::create(lines_path)?);
     for i in 0..n {
         if i % ERASURE_EVERY == ERASURE_EVERY - 1 && i >= 10 {
-            // Erase two recent entries still held by the builder.
-            let recent = b.size() - 1;
-            b.erase(&[recent - 3, recent - 1], entry(i))?;
+            // Erase a recent entry still held by the builder (entry k is seq k), as its subject's.
+            let seq = b.size() - 1;
+            let mut erasure = entry(i);
+            erasure.subject_ref = entry(seq).subject_ref;
+            b.erase(&[seq], erasure)?;
         } else {
             b.append(entry(i))?;
         }
@@ -144,7 +146,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 1..=RUNS {
         let file = File::open(&path)?;
         let started = Instant::now();
-        let report = verify_export(BufReader::with_capacity(1 << 16, file), &[], None)?;
+        let report = verify_export(
+            BufReader::with_capacity(1 << 16, file),
+            &[],
+            None,
+            VerifyOptions::default(),
+        )?;
         let took = started.elapsed();
         if report.entries != n {
             return Err(format!("verified {} entries, expected {n}", report.entries).into());

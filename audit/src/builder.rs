@@ -1,6 +1,8 @@
-//! An in-memory ledger writer that produces valid export lines: for tests, demonstrations and
-//! tools that need a real ledger without a database. It applies exactly the rules the verifier
-//! checks (chained bodies, salted commitments, signed checkpoints, erasures).
+//! An in-memory ledger writer that produces export lines: for tests, demonstrations and tools that
+//! need a real ledger without a database. It chains bodies, commits to payloads, signs
+//! checkpoints and redacts erased payloads as the server does; what goes in is the caller's
+//! choice (kinds, subjects, which entries an erasure lists, whether the end is signed), so tests
+//! can also build ledgers the verifier must refuse.
 
 use serde_json::Value;
 
@@ -127,7 +129,10 @@ impl LedgerBuilder {
     }
 
     /// Appends an erasure entry listing `seqs` (its kind and payload are set here) and replaces
-    /// those entries' payloads with redaction markers. Returns the erasure's seq.
+    /// those entries' payloads with redaction markers. Returns the erasure's seq. The verifier
+    /// accepts it only when `entry.subject_ref` is the `subject_ref` of every erased entry, none
+    /// of them is an access record, and a signed checkpoint covers the erasure; that is left to
+    /// the caller.
     pub fn erase(&mut self, seqs: &[u64], mut entry: NewEntry) -> Result<u64, BuildError> {
         if let Some(&missing) = seqs.iter().find(|&&s| s >= self.size()) {
             return Err(BuildError::NoSuchSeq(missing));
@@ -197,6 +202,15 @@ impl LedgerBuilder {
         };
         let header = self.header(latest);
         Ok(render(&header, &self.lines))
+    }
+
+    /// The export as it stands, signing nothing: the header names the latest checkpoint signed so
+    /// far and counts every entry, so the entries appended since are an unsigned tail. This is
+    /// what anyone can make by appending entries to an export without the key (tests check that
+    /// the verifier refuses it). `None` before the first checkpoint.
+    pub fn export_unsigned(&self) -> Option<String> {
+        let (_, note) = self.latest_checkpoint.as_ref()?;
+        Some(render(&self.header(note.clone()), &self.lines))
     }
 
     /// The header line for these entries with the given checkpoint note.

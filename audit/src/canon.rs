@@ -6,8 +6,10 @@
 //! needs them (amounts are integers in minor units, times are integer microseconds).
 
 use std::cmp::Ordering;
-use std::fmt::Write as _;
+use std::collections::HashSet;
+use std::fmt::{self, Write as _};
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::scan::{find_special, utf16_cmp};
@@ -191,6 +193,111 @@ pub(crate) fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A member name that appears twice in one JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateMember {
+    /// The repeated name.
+    pub name: String,
+    /// JSONPath-style location of its second appearance, e.g. `$.payload.data.decision`.
+    pub path: String,
+}
+
+/// The first member name (in text order) that appears twice within one object, at any depth of
+/// the JSON text `text`; `Ok(None)` when every object's names are distinct.
+///
+/// `serde_json` keeps the last of duplicate members without a word, while other readers keep the
+/// first or refuse, so a text with duplicates can mean different things to different readers:
+/// whatever is verified must not have any. An `Err` is `serde_json`'s own reason why `text` is not
+/// one JSON value (nested deeper than its limit of 128 included).
+pub fn duplicate_member(text: &str) -> Result<Option<DuplicateMember>, serde_json::Error> {
+    let mut walk = Walk {
+        path: String::from("$"),
+        found: None,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut walk).deserialize(&mut de)?;
+    de.end()?;
+    Ok(walk.found)
+}
+
+/// Walks a JSON value for [`duplicate_member`], keeping the path to where it is.
+struct Walk {
+    path: String,
+    found: Option<DuplicateMember>,
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Walk {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Walk {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let len = self.path.len();
+        for i in 0usize.. {
+            let _ = write!(self.path, "[{i}]");
+            let more = items.next_element_seed(&mut *self)?.is_some();
+            self.path.truncate(len);
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        let len = self.path.len();
+        let mut names = HashSet::new();
+        while let Some(name) = members.next_key::<String>()? {
+            push_member_path(&mut self.path, &name);
+            if self.found.is_none() && names.contains(&name) {
+                self.found = Some(DuplicateMember {
+                    name,
+                    path: self.path.clone(),
+                });
+            } else {
+                names.insert(name);
+            }
+            members.next_value_seed(&mut *self)?;
+            self.path.truncate(len);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +415,31 @@ mod tests {
             CanonError::Number { path: "$".into() }
         );
         assert!(canon("18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn duplicate_members_are_found_at_any_depth() {
+        let dup = |text: &str| duplicate_member(text).unwrap().map(|d| (d.name, d.path));
+        assert_eq!(dup(r#"{"a":1,"b":[{"c":{}}],"d":"a"}"#), None);
+        assert_eq!(dup(r#"[{"a":1},{"a":2}]"#), None);
+        assert_eq!(dup("1"), None);
+        assert_eq!(dup(r#"{"a":1,"a":2}"#), Some(("a".into(), "$.a".into())));
+        assert_eq!(
+            dup(r#"{"x":[0,{"y":{"k":1,"z":2,"k":3}}]}"#),
+            Some(("k".into(), "$.x[1].y.k".into()))
+        );
+        // The first in text order; names are compared after unescaping.
+        assert_eq!(
+            dup(r#"{"p":{"q":1,"q":2},"p":3}"#),
+            Some(("q".into(), "$.p.q".into()))
+        );
+        assert_eq!(
+            dup(r#"{"a b":0,"a\u0020b":1}"#),
+            Some(("a b".into(), r#"$["a b"]"#.into()))
+        );
+        assert!(duplicate_member("{\"a\":").is_err());
+        assert!(duplicate_member("1 2").is_err());
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(duplicate_member(&deep).is_err());
     }
 }

@@ -36,9 +36,9 @@ pub mod verify;
 
 pub use body::{BODY_VERSION, BodyError, LeafBody};
 pub use builder::{BuildError, LedgerBuilder, NewEntry};
-pub use canon::{CanonError, canonical_json};
+pub use canon::{CanonError, DuplicateMember, canonical_json, duplicate_member};
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use export::{EXPORT_FORMAT, ExportLine, PayloadRecord, verify_export};
+pub use export::{EXPORT_FORMAT, ExportLine, PayloadRecord, VerifyOptions, verify_export};
 pub use hash::{
     EMPTY_ROOT, Hash, HashError, from_b64, from_hex, leaf_hash, node_hash, to_b64, to_hex,
 };
@@ -47,5 +47,7 @@ pub use merkle::{
     inclusion_proof, root_of, verify_consistency, verify_inclusion,
 };
 pub use note::{NoteError, NoteSigner, NoteVerifier, OpenedNote, open_note};
-pub use payload::{ERASURE_KIND, PAYLOAD_DOMAIN, erasure_redacted_seqs, payload_commit};
+pub use payload::{
+    ACCESS_KIND_PREFIX, ERASURE_KIND, PAYLOAD_DOMAIN, erasure_redacted_seqs, payload_commit,
+};
 pub use verify::{EntryInput, Failure, LedgerVerifier, Report};

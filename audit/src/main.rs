@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use accord_audit::{
-    Checkpoint, Failure, Hash, NoteVerifier, from_b64, from_hex, to_b64, to_hex, verify_export,
-    verify_inclusion,
+    Checkpoint, Failure, Hash, NoteVerifier, VerifyOptions, from_b64, from_hex, to_b64, to_hex,
+    verify_export, verify_inclusion,
 };
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -41,9 +41,14 @@ enum Command {
         #[arg(long = "pin", value_name = "CHECKPOINT_FILE")]
         pins: Vec<PathBuf>,
         /// The log's verifier key (name+id+base64), or a file holding it. Without it the key in
-        /// the export's header is trusted.
+        /// the export's header is trusted (and a warning says so).
         #[arg(long, value_name = "VKEY_OR_FILE")]
         key: Option<String>,
+        /// Accept entries after the last signed checkpoint: they are checked as far as hashes go
+        /// and counted in `unsigned_tail`, but nothing vouches for them (anyone can append such
+        /// entries without the key), and a redaction by an erasure among them is refused anyway.
+        #[arg(long)]
+        allow_unsigned_tail: bool,
     },
     /// Verify that a leaf hash is included in a tree of the given size and root.
     VerifyInclusion {
@@ -89,7 +94,19 @@ struct UsageError(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify { file, pins, key } => run_verify(&file, &pins, key.as_deref()),
+        Command::Verify {
+            file,
+            pins,
+            key,
+            allow_unsigned_tail,
+        } => run_verify(
+            &file,
+            &pins,
+            key.as_deref(),
+            VerifyOptions {
+                allow_unsigned_tail,
+            },
+        ),
         Command::VerifyInclusion {
             leaf_hash,
             index,
@@ -108,6 +125,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Warns on stderr that the data verified chose its own key, so it proves only that it is
+/// consistent with itself.
+fn warn_unpinned(what: &str) {
+    let _ = writeln!(
+        io::stderr(),
+        "accord-audit: warning: no --key given, so the verifier key in the {what} itself was trusted: anyone can make a {what} that verifies this way; pass --key with the log's key"
+    );
 }
 
 /// Writes one JSON document and a newline to stdout. A closed stdout is not worth a panic.
@@ -155,6 +181,9 @@ struct Passed<'a> {
     redacted: u64,
     size: u64,
     root: &'a str,
+    signed_size: u64,
+    unsigned_tail: u64,
+    key_pinned: bool,
     elapsed_ms: u64,
 }
 
@@ -164,7 +193,12 @@ struct Failed<'a> {
     failure: &'a Failure,
 }
 
-fn run_verify(file: &Path, pin_files: &[PathBuf], key: Option<&str>) -> Result<bool, UsageError> {
+fn run_verify(
+    file: &Path,
+    pin_files: &[PathBuf],
+    key: Option<&str>,
+    options: VerifyOptions,
+) -> Result<bool, UsageError> {
     let key = key.map(resolve_key).transpose()?;
     let pins = pin_files
         .iter()
@@ -184,7 +218,12 @@ fn run_verify(file: &Path, pin_files: &[PathBuf], key: Option<&str>) -> Result<b
         Box::new(BufReader::with_capacity(1 << 16, f))
     };
     let started = Instant::now();
-    match verify_export(input, &pins, key) {
+    let pinned = key.is_some();
+    let result = verify_export(input, &pins, key, options);
+    if !pinned {
+        warn_unpinned("export");
+    }
+    match result {
         Ok(report) => {
             print_json(&Passed {
                 ok: true,
@@ -194,6 +233,9 @@ fn run_verify(file: &Path, pin_files: &[PathBuf], key: Option<&str>) -> Result<b
                 redacted: report.redacted,
                 size: report.size,
                 root: &report.root,
+                signed_size: report.signed_size,
+                unsigned_tail: report.unsigned_tail,
+                key_pinned: report.key_pinned,
                 elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             });
             Ok(true)
@@ -284,7 +326,11 @@ fn run_verify_receipt(file: &Path, key: Option<&str>) -> Result<bool, UsageError
     } else {
         read_text(file, "receipt")?
     };
-    match accord_audit::receipt::verify_receipt(&text, key.as_ref()) {
+    let result = accord_audit::receipt::verify_receipt(&text, key.as_ref());
+    if key.is_none() {
+        warn_unpinned("receipt");
+    }
+    match result {
         Ok(report) => {
             let detail = serde_json::to_value(&report).unwrap_or_default();
             print_json(&Outcome {

@@ -484,7 +484,7 @@ pub fn verify_inclusion(
 /// tree of `size2` leaves with root `root2`.
 ///
 /// `size1 == 0` is an error (it proves nothing). Equal sizes need an empty proof and roots that
-/// are equal byte for byte, whatever their length (transparency-dev semantics, which the shared
+/// are equal byte for byte, whatever their length (transparency-dev semantics, which the test
 /// vectors require); otherwise every hash must be exactly 32 bytes.
 pub fn verify_consistency(
     size1: u64,

@@ -13,9 +13,14 @@ use crate::hash::{Hash, sha256};
 pub const PAYLOAD_DOMAIN: &[u8] = b"accord/payload/v1";
 
 /// The `kind` of an erasure entry. Its payload has `"redacted_seqs": [u64, ...]`, the entries
-/// whose payloads it erased; the verifier accepts a redacted payload only when such an entry,
-/// later in the log, lists it.
+/// whose payloads it erased, and its body's `subject_ref` is the erased subject's. The verifier
+/// accepts a redacted payload only when such an entry, later in the log, lists it and carries the
+/// same `subject_ref` as the redacted entry's body.
 pub const ERASURE_KIND: &str = "ledger.erasure";
+
+/// The start of the kinds that record who accessed what (`access.logged_in`, ...). Their payloads
+/// are never redacted: the verifier refuses a redacted payload on such an entry.
+pub const ACCESS_KIND_PREFIX: &str = "access.";
 
 /// SHA-256(PAYLOAD_DOMAIN || salt || canonical_payload). `canonical_payload` must already be
 /// canonical JSON ([`crate::canonical_json`]); this function hashes the bytes it is given.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::body::LeafBody;
-use crate::canon::canonical_json;
+use crate::canon::{canonical_json, duplicate_member};
 use crate::checkpoint::Checkpoint;
 use crate::hash;
 use crate::merkle::verify_inclusion;
@@ -19,8 +19,10 @@ pub const RECEIPT_FORMAT: &str = "accord-consent-receipt/v1";
 /// The ledger kind of a consent record.
 pub const CONSENT_KIND: &str = "consent.recorded";
 
-/// A consent receipt.
+/// A consent receipt. Reading refuses members other than those named here (in every part), so
+/// nothing in a receipt can go unread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsentReceipt {
     /// [`RECEIPT_FORMAT`].
     pub format: String,
@@ -32,6 +34,7 @@ pub struct ConsentReceipt {
 
 /// The consent record's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptRecord {
     /// `<origin>/<seq>`: unique across logs.
     pub record_id: String,
@@ -67,6 +70,7 @@ pub struct ReceiptRecord {
 
 /// The purpose of a receipt. Its definition is its own ledger entry (`seq`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptPurpose {
     /// The purpose key.
     pub key: String,
@@ -84,6 +88,7 @@ pub struct ReceiptPurpose {
 
 /// The notice of a receipt. Its publication is its own ledger entry (`seq`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptNotice {
     /// Notice key.
     pub key: String,
@@ -99,6 +104,7 @@ pub struct ReceiptNotice {
 
 /// The ledger evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptProof {
     /// The log's origin.
     pub origin: String,
@@ -143,11 +149,19 @@ pub struct ReceiptReport {
     pub state: String,
 }
 
-/// Checks a receipt: the body hashes to the leaf, commits to the payload (with the salt), is a
-/// consent record of this seq and origin; the record's fields are the payload's; the inclusion
-/// proof leads to the root of a checkpoint signed by `key` (or, unpinned, the receipt's own key).
-/// The error says which check failed.
+/// Checks a receipt: no member name appears twice in one object (of the receipt, its payload or
+/// its leaf body) and no member is unknown; the body hashes to the leaf, commits to the payload
+/// (with the salt), is a consent record of this seq and origin; the record's fields are the
+/// payload's; the checkpoint's tree size covers the seq and the inclusion proof leads to the root
+/// of that checkpoint, signed by `key` (or, unpinned, by the receipt's own key:
+/// [`ReceiptReport::key_pinned`] is then false, and the receipt proves only that it is consistent
+/// with itself). The error says which check failed.
+///
+/// What the receipt proves is what the consent entry holds. The purpose's `version`, `title`,
+/// `description`, `dpv_iri` and `seq`, and the notice's `url`, `text_hash` and `seq`, come from
+/// other ledger entries the receipt carries no proof of: they are not checked.
 pub fn verify_receipt(text: &str, key: Option<&NoteVerifier>) -> Result<ReceiptReport, String> {
+    unique("the receipt", text)?;
     let r: ConsentReceipt =
         serde_json::from_str(text).map_err(|e| format!("not a consent receipt: {e}"))?;
     if r.format != RECEIPT_FORMAT {
@@ -157,6 +171,7 @@ pub fn verify_receipt(text: &str, key: Option<&NoteVerifier>) -> Result<ReceiptR
         ));
     }
     let p = &r.proof;
+    unique("the leaf body", &p.leaf_body)?;
     let body = LeafBody::parse(&p.leaf_body).map_err(|e| format!("leaf body: {e}"))?;
     if hash::to_hex(&body.leaf_hash()) != p.leaf_hash {
         return Err("leaf hash does not match the leaf body".into());
@@ -177,6 +192,7 @@ pub fn verify_receipt(text: &str, key: Option<&NoteVerifier>) -> Result<ReceiptR
         .ok()
         .and_then(|s| s.try_into().ok())
         .ok_or("salt is not 64 hexadecimal digits")?;
+    unique("the payload", &p.payload)?;
     let payload: Value =
         serde_json::from_str(&p.payload).map_err(|e| format!("payload is not JSON: {e}"))?;
     let canonical = canonical_json(&payload).map_err(|e| format!("payload: {e}"))?;
@@ -201,6 +217,14 @@ pub fn verify_receipt(text: &str, key: Option<&NoteVerifier>) -> Result<ReceiptR
             cp.size, cp.origin, p.tree_size, p.origin
         ));
     }
+    if p.seq >= cp.size {
+        return Err(format!(
+            "the checkpoint at size {} does not cover seq {}: a tree of that size holds seqs 0 to {}",
+            cp.size,
+            p.seq,
+            cp.size.saturating_sub(1)
+        ));
+    }
     let proof = p
         .inclusion_proof
         .iter()
@@ -219,6 +243,18 @@ pub fn verify_receipt(text: &str, key: Option<&NoteVerifier>) -> Result<ReceiptR
         channel: r.record.channel.clone(),
         state: r.record.state.clone(),
     })
+}
+
+/// Refuses JSON `text` with a member name repeated in one object: `serde_json` would keep the
+/// last silently, another reader the first. Text that is not JSON is left to the parse after.
+fn unique(what: &str, text: &str) -> Result<(), String> {
+    match duplicate_member(text) {
+        Ok(Some(m)) => Err(format!(
+            "{what} has the member name {:?} twice in one object (at {}): a name may appear only once",
+            m.name, m.path
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The record's fields must be exactly what the committed payload says.
@@ -317,6 +353,189 @@ pub fn rfc3339_micros(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::{LedgerBuilder, NewEntry};
+    use crate::export::ExportLine;
+    use crate::merkle::{MemoryTree, inclusion_proof};
+    use crate::note::NoteSigner;
+    use ed25519_dalek::SigningKey;
+    use serde_json::json;
+
+    const ORIGIN: &str = "accord.receipt-test/log";
+
+    fn signer() -> NoteSigner {
+        NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[3; 32])).unwrap()
+    }
+
+    fn consent(i: u64) -> NewEntry {
+        NewEntry {
+            at: 1_763_884_800_000_000 + i as i64,
+            actor: "svc:crm".into(),
+            kind: CONSENT_KIND.into(),
+            entity: "consent:marketing.email".into(),
+            subject_ref: Some(format!("{i:064x}")),
+            request_id: None,
+            payload: json!({
+                "type": "consent_recorded",
+                "subject": format!("s{i}"),
+                "purpose": "marketing.email",
+                "channel": "email",
+                "decision": "granted",
+                "legal_basis": "consent",
+                "method": "web_form",
+                "notice": null,
+                "collected_at": 1_763_884_000_000_000i64,
+                "expires_at": null,
+                "jurisdiction": "EU",
+                "source": null,
+                "gpc": false,
+            }),
+            salt: [i as u8 + 1; 32],
+        }
+    }
+
+    /// The receipt of seq 2 in a ledger of 5 entries, proven against a checkpoint at `size`
+    /// (with a proof made for `proof_size`).
+    fn receipt_at(size: u64, proof_size: u64) -> ConsentReceipt {
+        let mut b = LedgerBuilder::new(ORIGIN, signer());
+        let mut leaves = Vec::new();
+        let mut note = String::new();
+        for i in 0..5 {
+            leaves.push(b.append(consent(i)).unwrap().1);
+            if b.size() == size {
+                note = b.checkpoint_note().unwrap();
+            }
+        }
+        let seq = 2;
+        let ExportLine::Entry {
+            body,
+            leaf_hash,
+            payload: crate::PayloadRecord::Open { salt, data },
+            ..
+        } = b.lines()[seq].clone()
+        else {
+            unreachable!()
+        };
+        let mut tree = MemoryTree::from_leaves(leaves);
+        let proof = inclusion_proof(&mut tree, seq as u64, proof_size).unwrap_or_default();
+        ConsentReceipt {
+            format: RECEIPT_FORMAT.into(),
+            record: ReceiptRecord {
+                record_id: format!("{ORIGIN}/{seq}"),
+                controller: ORIGIN.into(),
+                pii_principal_id: "s2".into(),
+                purpose: ReceiptPurpose {
+                    key: "marketing.email".into(),
+                    version: Some(1),
+                    title: Some("Marketing e-mail".into()),
+                    description: None,
+                    dpv_iri: None,
+                    seq: Some(0),
+                },
+                channel: "email".into(),
+                state: "granted".into(),
+                legal_basis: "consent".into(),
+                collection_method: "web_form".into(),
+                notice: None,
+                collected_at: rfc3339_micros(1_763_884_000_000_000),
+                recorded_at: rfc3339_micros(1_763_884_800_000_002),
+                expires_at: None,
+                jurisdiction: Some("EU".into()),
+                source: None,
+                gpc: false,
+            },
+            proof: ReceiptProof {
+                origin: ORIGIN.into(),
+                seq: seq as u64,
+                leaf_body: body,
+                leaf_hash,
+                payload: canonical_json(&data).unwrap(),
+                salt,
+                tree_size: size,
+                inclusion_proof: proof.iter().map(hash::to_hex).collect(),
+                checkpoint: note,
+                verifier_key: signer().verifier().to_vkey(),
+            },
+        }
+    }
+
+    fn text(r: &ConsentReceipt) -> String {
+        serde_json::to_string(r).unwrap()
+    }
+
+    #[test]
+    fn a_receipt_verifies_and_says_whose_key_it_used() {
+        let r = text(&receipt_at(5, 5));
+        let key = signer().verifier();
+        let report = verify_receipt(&r, Some(&key)).unwrap();
+        assert_eq!((report.seq, report.tree_size), (2, 5));
+        assert!(report.key_pinned);
+        assert_eq!(report.state, "granted");
+        assert!(!verify_receipt(&r, None).unwrap().key_pinned);
+        let other = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[4; 32])).unwrap();
+        let e = verify_receipt(&r, Some(&other.verifier())).unwrap_err();
+        assert!(e.starts_with("checkpoint: "), "{e}");
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused() {
+        let r = text(&receipt_at(5, 5));
+        let key = signer().verifier();
+        // In the receipt: a second "state" that a first-wins reader would show.
+        let dup = r.replacen("\"state\":", "\"state\":\"withdrawn\",\"state\":", 1);
+        let e = verify_receipt(&dup, Some(&key)).unwrap_err();
+        assert_eq!(
+            e,
+            "the receipt has the member name \"state\" twice in one object (at $.record.state): a name may appear only once"
+        );
+        // In the payload text, where the later value is the committed one.
+        let dup = r.replacen(
+            "\"payload\":\"{",
+            "\"payload\":\"{\\\"decision\\\":\\\"withdrawn\\\",",
+            1,
+        );
+        let e = verify_receipt(&dup, Some(&key)).unwrap_err();
+        assert!(
+            e.starts_with(
+                "the payload has the member name \"decision\" twice in one object (at $.decision)"
+            ),
+            "{e}"
+        );
+        // In the leaf body.
+        let dup = r.replacen("\"leaf_body\":\"{", "\"leaf_body\":\"{\\\"seq\\\":9,", 1);
+        let e = verify_receipt(&dup, Some(&key)).unwrap_err();
+        assert!(
+            e.starts_with("the leaf body has the member name \"seq\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_members_are_refused() {
+        let r = text(&receipt_at(5, 5));
+        let key = signer().verifier();
+        for (at, name) in [
+            ("\"format\":", "verified"),
+            ("\"state\":", "verified"),
+            ("\"origin\":", "verified"),
+        ] {
+            let extra = r.replacen(at, &format!("\"{name}\":true,{at}"), 1);
+            let e = verify_receipt(&extra, Some(&key)).unwrap_err();
+            assert!(e.contains("unknown field `verified`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_must_cover_the_entry() {
+        // A checkpoint at size 2 holds seqs 0 and 1, not the receipt's seq 2.
+        let r = text(&receipt_at(2, 2));
+        let e = verify_receipt(&r, Some(&signer().verifier())).unwrap_err();
+        assert_eq!(
+            e,
+            "the checkpoint at size 2 does not cover seq 2: a tree of that size holds seqs 0 to 1"
+        );
+        let r = text(&receipt_at(3, 3));
+        assert!(verify_receipt(&r, Some(&signer().verifier())).is_ok());
+    }
 
     #[test]
     fn formats_instants_like_rfc3339() {

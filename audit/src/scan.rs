@@ -439,6 +439,7 @@ pub(crate) struct BodyRef<'a> {
     pub(crate) origin: &'a [u8],
     pub(crate) kind: &'a [u8],
     pub(crate) prev: Hash,
+    pub(crate) subject_ref: Option<Hash>,
     pub(crate) payload_commit: Hash,
 }
 
@@ -557,13 +558,15 @@ fn body_members<'a, const ESCAPED: bool>(
     before!(8);
     let seq = int!(c.uint());
     before!(9);
-    if c.eat(b"null").is_some() {
+    let subject_ref = if c.eat(b"null").is_some() {
         sink.put(b"null")?;
+        None
     } else {
         quote!();
-        hash!();
+        let h = hash!();
         quote!();
-    }
+        Some(h)
+    };
     before!(10);
     if int!(c.uint()) != u64::from(BODY_VERSION) {
         return None;
@@ -574,6 +577,7 @@ fn body_members<'a, const ESCAPED: bool>(
         origin,
         kind,
         prev,
+        subject_ref,
         payload_commit,
     })
 }
@@ -597,6 +601,8 @@ pub(crate) fn is_canonical_json(text: &str) -> bool {
 
 /// An export line read by [`export_line`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Returned by value and used at once, once per line; boxing the entry would allocate per line.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum FastLine<'a> {
     /// An entry.
     Entry {
@@ -840,6 +846,10 @@ mod tests {
             origin: b.origin.as_bytes(),
             kind: b.kind.as_bytes(),
             prev: crate::hash::from_hex(&b.prev).unwrap(),
+            subject_ref: b
+                .subject_ref
+                .as_deref()
+                .map(|h| crate::hash::from_hex(h).unwrap()),
             payload_commit: crate::hash::from_hex(&b.payload_commit).unwrap(),
         }
     }

@@ -52,7 +52,7 @@ fn entry(i: u64) -> NewEntry {
         actor: "svc:cli".into(),
         kind: "consent.recorded".into(),
         entity: format!("consent:s{i}"),
-        subject_ref: None,
+        subject_ref: Some(format!("{i:064x}")),
         request_id: None,
         payload: json!({"subject": format!("s{i}"), "decision": "granted"}),
         salt: [i as u8 ^ 0x5a; 32],
@@ -72,7 +72,9 @@ fn ledger(key: u8) -> (LedgerBuilder, String) {
             }
         }
     }
-    b.erase(&[2], entry(19)).unwrap();
+    let mut erasure = entry(19);
+    erasure.subject_ref = entry(2).subject_ref;
+    b.erase(&[2], erasure).unwrap();
     (b, pin)
 }
 
@@ -95,13 +97,31 @@ fn stdout_json(out: &Output) -> Value {
     })
 }
 
+const UNPINNED: &str = "accord-audit: warning: no --key given";
+
+/// At most one sentence on stderr besides the warning about a key that was not given.
 fn assert_clean_stderr(out: &Output) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert!(
-        err.lines().count() <= 1,
+        err.lines().filter(|l| !l.starts_with(UNPINNED)).count() <= 1,
         "more than one line on stderr: {err}"
     );
+}
+
+/// Whether stderr warns that the data's own key was trusted.
+fn warned(out: &Output) -> bool {
+    String::from_utf8_lossy(&out.stderr).contains(UNPINNED)
+}
+
+/// The failure reason of a run that exited 1.
+fn failure(out: &Output) -> (Value, String) {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean_stderr(out);
+    let r = stdout_json(out);
+    assert_eq!(r["ok"], json!(false));
+    let reason = r["failure"]["reason"].as_str().unwrap().to_string();
+    (r["failure"]["seq"].clone(), reason)
 }
 
 #[test]
@@ -122,14 +142,83 @@ fn verify_passes_and_reports() {
     assert_eq!(r["pins"], json!(1));
     assert_eq!(r["redacted"], json!(1));
     assert_eq!(r["root"], json!(to_hex(&b.root())));
+    assert_eq!(r["signed_size"], json!(20));
+    assert_eq!(r["unsigned_tail"], json!(0));
+    assert_eq!(r["key_pinned"], json!(false));
     assert!(r["elapsed_ms"].is_u64());
+    // The export's own key was trusted, and stderr says so.
+    assert!(warned(&out), "{out:?}");
+    assert_clean_stderr(&out);
 
     // --key as a string and as a file.
     let vkey = signer(1).verifier().to_vkey();
-    assert_eq!(run(&["verify", p, "--key", &vkey]).status.code(), Some(0));
+    let out = run(&["verify", p, "--key", &vkey]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout_json(&out)["key_pinned"], json!(true));
+    assert!(out.stderr.is_empty(), "{out:?}");
     let key_file = write(&dir, "log.vkey", &format!("{vkey}\n"));
     let out = run(&["verify", p, "--key", key_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// The hole an outside review found, through the binary: a correctly chained erasure appended
+/// after the last signed entry (no key needed) that redacts a signed consent grant, with the
+/// header's count bumped.
+#[test]
+fn verify_refuses_an_erasure_appended_without_the_key() {
+    let dir = scratch();
+    let (mut b, _) = ledger(1);
+    b.export().unwrap();
+    let mut erasure = entry(20);
+    erasure.subject_ref = entry(5).subject_ref;
+    assert_eq!(b.erase(&[5], erasure).unwrap(), 20);
+    let forged = write(&dir, "forged.jsonl", &b.export_unsigned().unwrap());
+    let p = forged.to_str().unwrap();
+    let vkey = signer(1).verifier().to_vkey();
+    for args in [vec!["verify", p], vec!["verify", p, "--key", &vkey]] {
+        let (seq, reason) = failure(&run(&args));
+        assert_eq!(seq, Value::Null);
+        assert!(
+            reason.starts_with(
+                "line 1: the header says 21 entries, but its checkpoint is at size 20"
+            ),
+            "{reason}"
+        );
+    }
+    // Accepting an unsigned tail does not accept the redaction.
+    let out = run(&["verify", p, "--key", &vkey, "--allow-unsigned-tail"]);
+    let (seq, reason) = failure(&out);
+    assert_eq!(seq, json!(5));
+    assert!(
+        reason.contains("redaction is not covered by a signed erasure: its erasure, seq 20"),
+        "{reason}"
+    );
+    assert!(!warned(&out));
+}
+
+#[test]
+fn verify_accepts_an_unsigned_tail_only_when_asked() {
+    let dir = scratch();
+    let (mut b, _) = ledger(1);
+    b.export().unwrap();
+    b.append(entry(20)).unwrap();
+    b.append(entry(21)).unwrap();
+    let tail = write(&dir, "tail.jsonl", &b.export_unsigned().unwrap());
+    let p = tail.to_str().unwrap();
+    let vkey = signer(1).verifier().to_vkey();
+    let (_, reason) = failure(&run(&["verify", p, "--key", &vkey]));
+    assert!(reason.contains("pass --allow-unsigned-tail"), "{reason}");
+    let out = run(&["verify", p, "--key", &vkey, "--allow-unsigned-tail"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = stdout_json(&out);
+    assert_eq!(r["entries"], json!(22));
+    assert_eq!(r["signed_size"], json!(20));
+    assert_eq!(r["unsigned_tail"], json!(2));
+    assert_eq!(r["key_pinned"], json!(true));
+    let out = run(&["verify", p, "--allow-unsigned-tail"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout_json(&out)["key_pinned"], json!(false));
+    assert!(warned(&out));
 }
 
 #[test]
@@ -274,6 +363,38 @@ fn usage_errors_exit_2_with_one_sentence() {
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(run(&["verify", p, "--bogus"]).status.code(), Some(2));
     assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn verify_receipt_warns_without_a_key() {
+    let dir = scratch();
+    let receipt = write(
+        &dir,
+        "receipt.json",
+        r#"{"format":"accord-consent-receipt/v1"}"#,
+    );
+    let p = receipt.to_str().unwrap();
+    let out = run(&["verify-receipt", p]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean_stderr(&out);
+    assert!(warned(&out), "{out:?}");
+    let vkey = signer(1).verifier().to_vkey();
+    let out = run(&["verify-receipt", p, "--key", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!warned(&out), "{out:?}");
+    // A receipt with a member name twice is refused, naming it.
+    let dup = write(
+        &dir,
+        "dup.json",
+        r#"{"format":"accord-consent-receipt/v1","format":"accord-consent-receipt/v1"}"#,
+    );
+    let out = run(&["verify-receipt", dup.to_str().unwrap(), "--key", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let reason = stdout_json(&out)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("the receipt has the member name \"format\" twice"),
+        "{reason}"
+    );
 }
 
 #[test]

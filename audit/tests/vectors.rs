@@ -1,5 +1,6 @@
-//! Every inclusion and consistency vector in the shared RFC 6962 vector set: happy paths verify,
-//! every `wantErr` case is rejected.
+//! Every inclusion and consistency vector in the RFC 6962 vector set kept in `tests/vectors/`
+//! (from transparency-dev/merkle, see its README): happy paths verify, every `wantErr` case is
+//! rejected.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/rfc6962-merkle"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/rfc6962-merkle");
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -45,7 +43,7 @@ fn proof(v: &Value) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn all_shared_vectors() {
+fn all_vectors() {
     let mut files = Vec::new();
     json_files(Path::new(VECTORS), &mut files);
     let (mut inclusion, mut consistency, mut happy, mut rejected) = (0, 0, 0, 0);
