@@ -226,7 +226,8 @@ fn main() {
     let bytes = std::fs::metadata(&export).map(|m| m.len()).unwrap_or(0);
     let t = Instant::now();
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&export).unwrap());
-    let report = accord_audit::export::verify_export(f, &[], None).expect("export verifies");
+    let report = accord_audit::export::verify_export(f, &[], None, Default::default())
+        .expect("export verifies");
     let secs = t.elapsed().as_secs_f64();
     println!(
         "offline verification (accord-audit): {} entries ({:.0} MB) in {secs:.2} s = {:.0} entries/s",

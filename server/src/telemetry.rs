@@ -51,14 +51,15 @@ fn log_queue() -> &'static std::sync::mpsc::SyncSender<LogMessage> {
             .name("accord-log".into())
             .spawn(move || {
                 use std::io::Write;
-                let mut err = std::io::stderr().lock();
+                // Standard error is locked per line, never held: the process's own messages
+                // (eprintln!) must not wait behind the writer.
                 for m in rx {
                     match m {
                         LogMessage::Line(l) => {
-                            let _ = err.write_all(&l);
+                            let _ = std::io::stderr().write_all(&l);
                         }
                         LogMessage::Flush(done) => {
-                            let _ = err.flush();
+                            let _ = std::io::stderr().flush();
                             let _ = done.send(());
                         }
                     }

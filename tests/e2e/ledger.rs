@@ -188,8 +188,13 @@ async fn round_trip(db: TestDb) {
     let exported = commands::export(&s, &SystemClock, &out, |_| {}).unwrap();
     assert_eq!(exported.entries, 305);
     let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
-    let report =
-        accord_audit::export::verify_export(file, std::slice::from_ref(&note), None).unwrap();
+    let report = accord_audit::export::verify_export(
+        file,
+        std::slice::from_ref(&note),
+        None,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(report.entries, 305);
     assert_eq!(report.pins, 1);
 

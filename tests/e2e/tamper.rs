@@ -105,7 +105,7 @@ fn both_fail(s: &Settings, dir: &Path, pins: &[String]) -> (Failure, Failure) {
     let offline = match commands::export(s, &SystemClock, &out, |_| {}) {
         Ok(_) => {
             let f = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
-            accord_audit::export::verify_export(f, pins, None)
+            accord_audit::export::verify_export(f, pins, None, Default::default())
                 .expect_err("offline verification must fail")
         }
         Err(e) => panic!("export of the tampered ledger failed: {e}"),
@@ -408,7 +408,7 @@ async fn rolled_back_tree_state(db: TestDb) {
     let out = data.path().join("export.jsonl");
     commands::export(&s, &SystemClock, &out, |_| {}).unwrap();
     let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
-    let report = accord_audit::export::verify_export(file, &[], None).unwrap();
+    let report = accord_audit::export::verify_export(file, &[], None, Default::default()).unwrap();
     assert_eq!(report.entries, 43);
 }
 

@@ -75,6 +75,14 @@ impl LoginLimiter {
         }
         push(&mut addresses, address, now);
         let account_attempts = push(&mut accounts, account, now);
+        if account_attempts == ACCOUNT_LIMIT
+            && let Some(v) = accounts.get_mut(account)
+        {
+            // The attempt that reaches the limit starts the lockout: the account's attempts all
+            // count from now, so none is given back until the lockout ends, and the limit
+            // cannot be reached again (a second lockout entry) while it lasts.
+            v.iter_mut().for_each(|t| *t = now);
+        }
         Ok(Reservation { account_attempts })
     }
 

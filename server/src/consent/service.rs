@@ -927,6 +927,11 @@ impl ConsentService {
             match result {
                 Ok(out) => {
                     let a = first(&out)?;
+                    // A redaction counts for the verifiers only once a checkpoint signs its
+                    // erasure: sign one now rather than at the next interval.
+                    if let Err(e) = self.ledger.publish_checkpoint().await {
+                        tracing::warn!(error = %e, "cannot publish a checkpoint after an erasure");
+                    }
                     return Ok(Erased {
                         seq: a.seq,
                         leaf_hash: a.leaf_hash.clone(),

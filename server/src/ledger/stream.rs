@@ -102,12 +102,25 @@ fn payload_record(e: &EntryRow) -> Result<PayloadRecord, String> {
         return Err("the payload row is missing".into());
     }
     match (&e.salt, &e.payload, e.redacted_by) {
-        (Some(salt), Some(data), None) => serde_json::from_str(data)
-            .map(|data| PayloadRecord::Open {
-                salt: salt.clone(),
-                data,
-            })
-            .map_err(|err| format!("the stored payload is not JSON: {err}")),
+        (Some(salt), Some(data), None) => {
+            // A repeated member name would read one way here and another way elsewhere.
+            match accord_audit::canon::duplicate_member(data) {
+                Ok(None) => {}
+                Ok(Some(d)) => {
+                    return Err(format!(
+                        "the stored payload repeats the member {:?} at {}",
+                        d.name, d.path
+                    ));
+                }
+                Err(err) => return Err(format!("the stored payload is not JSON: {err}")),
+            }
+            serde_json::from_str(data)
+                .map(|data| PayloadRecord::Open {
+                    salt: salt.clone(),
+                    data,
+                })
+                .map_err(|err| format!("the stored payload is not JSON: {err}"))
+        }
         (None, None, Some(by)) if by >= 0 => Ok(PayloadRecord::Redacted {
             redacted_by: by as u64,
         }),
