@@ -236,18 +236,16 @@ fn verify_exits_1_and_names_the_seq_when_the_ledger_is_damaged() {
     assert!(child.wait().unwrap().success());
 
     // Damage seq 1 directly in the file, past the triggers, as someone with the file could.
-    let db = d.join("accord.db");
-    let script = format!(
-        "import sqlite3; c = sqlite3.connect('{}'); \
-         c.execute('DROP TRIGGER ledger_entries_no_update'); \
-         c.execute(\"UPDATE ledger_entries SET body = replace(body, 'server.started', 'server.stopped') WHERE seq = 1\"); \
-         c.commit()",
-        db.display()
-    );
-    let ok = Command::new("python3").args(["-c", &script]).status();
-    if !ok.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED (python3 with sqlite3 unavailable)");
-        return;
+    {
+        use diesel::connection::SimpleConnection;
+        let url = accord::db::DatabaseUrl::Sqlite(d.join("accord.db"));
+        let mut c = accord::commands::open(&url, false).unwrap();
+        c.batch_execute(
+            "DROP TRIGGER ledger_entries_no_update; \
+             UPDATE ledger_entries SET body = replace(body, 'server.started', 'server.stopped') \
+             WHERE seq = 1",
+        )
+        .unwrap();
     }
     let out = accord(d, &["ledger", "verify"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -651,7 +649,7 @@ fn purposes_load_and_consent_import_from_the_command_line() {
     let bad = d.join("bad.ndjson");
     std::fs::write(
         &bad,
-        row("alice", "cli.newsletter") + &row("bob", "no.such.purpose"),
+        row("alice", "cli.newsletter") + row("bob", "no.such.purpose").as_str(),
     )
     .unwrap();
     let out = accord(d, &["consent", "import", bad.to_str().unwrap()]);
@@ -666,7 +664,7 @@ fn purposes_load_and_consent_import_from_the_command_line() {
     let good = d.join("good.ndjson");
     std::fs::write(
         &good,
-        row("alice", "cli.newsletter") + &row("bob", "cli.newsletter"),
+        row("alice", "cli.newsletter") + row("bob", "cli.newsletter").as_str(),
     )
     .unwrap();
     let out = accord_says(

@@ -1130,6 +1130,10 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy(db: TestDb) {
             logged_in["payload"]["data"]["address"], expected,
             "trusted proxies {proxies:?}"
         );
+        // The sign-in entry carries the request's id, like every entry a request writes.
+        let body: serde_json::Value =
+            serde_json::from_str(logged_in["body"].as_str().unwrap()).unwrap();
+        assert!(body["request_id"].is_string(), "{body}");
         app.stop().await;
     }
 }

@@ -269,30 +269,59 @@ async fn stop_drains_and_checkpoints(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
     let s = settings(&db, data.path());
     let app = TestApp::spawn(s.clone()).await.unwrap();
-    let appends: Vec<_> = (0..50u64)
+    let before = app.ledger.size();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = 2000u64;
+    let appends: Vec<_> = (0..total)
         .map(|i| {
-            let l = app.ledger.clone();
-            actix_web::rt::spawn(
-                async move { l.record(Actor::system(), None, &Noted::new(i)).await },
-            )
+            let (l, done) = (app.ledger.clone(), done.clone());
+            actix_web::rt::spawn(async move {
+                let r = l.record(Actor::system(), None, &Noted::new(i)).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r
+            })
         })
         .collect();
-    for a in appends {
-        a.await.unwrap().unwrap();
+    // Stop once some appends are written and others are still queued or in flight.
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(1)).await;
     }
+    let at_stop = done.load(std::sync::atomic::Ordering::SeqCst);
     app.stop().await;
+    assert!(
+        (at_stop as u64) < total,
+        "every append had finished before the stop: nothing was in flight"
+    );
+    let mut acknowledged = 0u64;
+    for a in appends {
+        if a.await.unwrap().is_ok() {
+            acknowledged += 1;
+        }
+    }
     let mut conn = db.connect();
+    let state = accord::ledger::store::read_tree_state(&mut conn)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state.size(),
+        before + acknowledged,
+        "exactly the acknowledged appends were written"
+    );
     let latest = accord::ledger::store::latest_checkpoint(&mut conn)
         .unwrap()
         .unwrap();
-    assert_eq!(latest.size, 53, "the final checkpoint covers every entry");
+    assert_eq!(
+        latest.size as u64,
+        state.size(),
+        "the final checkpoint covers every entry"
+    );
     // A restart records a new start (and, still with no user, a new first-administrator link)
     // and keeps the log verifiable.
     let app = TestApp::spawn(s.clone()).await.unwrap();
-    assert_eq!(app.ledger.size(), 55);
+    assert_eq!(app.ledger.size(), state.size() + 2);
     app.stop().await;
     let summary = commands::verify(&s, &[]).unwrap().unwrap();
-    assert_eq!(summary.entries, 55);
+    assert_eq!(summary.entries, state.size() + 2);
     assert_eq!(summary.unsigned_tail, 0);
 }
 

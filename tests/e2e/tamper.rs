@@ -323,7 +323,7 @@ on_both_backends!(tamper_fork_from_pin, super::fork_from_pinned_checkpoint);
 /// Without dropping the triggers, the database itself refuses changes other than redaction.
 async fn triggers_refuse_changes(db: TestDb) {
     let data = tempfile::tempdir().unwrap();
-    build_ledger(&db, data.path()).await;
+    let s = build_ledger(&db, data.path()).await;
     let mut c = db.connect();
     for stmt in [
         "UPDATE ledger_entries SET kind = 'x' WHERE seq = 3",
@@ -365,11 +365,13 @@ async fn triggers_refuse_changes(db: TestDb) {
         c.batch_execute("SET session_replication_role = origin")
             .unwrap();
     }
-    // Redaction is the one permitted change.
+    // Redaction is the one change the triggers permit; it is still caught by both verifiers,
+    // since entry 40 is no erasure listing seq 4.
     c.batch_execute(
         "UPDATE ledger_payloads SET salt = NULL, payload = NULL, redacted_by = 40 WHERE seq = 4",
     )
     .unwrap();
+    both_fail_naming(&s, data.path(), &[], Some(4), None, "redaction");
 }
 
 on_both_backends!(append_only_triggers, super::triggers_refuse_changes);

@@ -585,6 +585,7 @@ impl AccessService {
     /// Uses a first-admin link: creates the administrator.
     pub async fn complete_first_admin(
         &self,
+        request_id: Option<String>,
         raw: &str,
         email: &str,
         name: &str,
@@ -602,7 +603,7 @@ impl AccessService {
         let hash = hash_blocking(password).await?;
         self.create_user_hashed(
             Actor::system(),
-            None,
+            request_id,
             email,
             name,
             vec![Role::Admin],
@@ -613,7 +614,12 @@ impl AccessService {
     }
 
     /// Uses a set-password link.
-    pub async fn complete_set_password(&self, raw: &str, password: &str) -> Result<(), AppError> {
+    pub async fn complete_set_password(
+        &self,
+        request_id: Option<String>,
+        raw: &str,
+        password: &str,
+    ) -> Result<(), AppError> {
         let link = self.usable_link(raw).await?;
         let Some(uid) = link
             .user_id
@@ -630,7 +636,7 @@ impl AccessService {
         let token_hash = link.token_hash.clone();
         self.record(
             Actor::user(&uid),
-            None,
+            request_id,
             vec![
                 AccessEvent::SetupLinkUsed {
                     token_hash: token_hash.clone(),
@@ -662,6 +668,7 @@ impl AccessService {
         email: &str,
         password: &str,
         address: &str,
+        request_id: Option<String>,
     ) -> Result<UserRow, LoginError> {
         let now = self.clock.now().micros();
         // Nothing that cannot be an address reaches the counters.
@@ -715,7 +722,7 @@ impl AccessService {
                 let locked = self
                     .record(
                         Actor::system(),
-                        None,
+                        request_id.clone(),
                         vec![AccessEvent::LockedOut {
                             user_id: uid.clone(),
                             until,
@@ -738,7 +745,7 @@ impl AccessService {
         let recorded = self
             .record(
                 Actor::user(&uid),
-                None,
+                request_id,
                 vec![AccessEvent::LoggedIn {
                     user_id: uid,
                     address: Some(address.to_string()),

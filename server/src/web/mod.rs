@@ -212,12 +212,19 @@ pub const LOGIN_FAILED: &str =
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
+    rid: RequestId,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, UiError> {
     check_form(&req, &state, &form.csrf)?;
     let address = client(&req, &state).address();
     let outcome = service(&state)
-        .login(&state.access, &form.email, &form.password, &address)
+        .login(
+            &state.access,
+            &form.email,
+            &form.password,
+            &address,
+            Some(rid.0),
+        )
         .await;
     match outcome {
         Ok(user) => {
@@ -314,6 +321,7 @@ struct SetupForm {
 async fn setup(
     req: HttpRequest,
     state: web::Data<AppState>,
+    rid: RequestId,
     form: web::Form<SetupForm>,
 ) -> Result<HttpResponse, UiError> {
     check_form(&req, &state, &form.csrf)?;
@@ -322,6 +330,7 @@ async fn setup(
     let first_admin = link.purpose == PURPOSE_FIRST_ADMIN;
     let result = if first_admin {
         svc.complete_first_admin(
+            Some(rid.0.clone()),
             &form.token,
             form.email.as_deref().unwrap_or(""),
             form.name.as_deref().unwrap_or(""),
@@ -330,7 +339,7 @@ async fn setup(
         .await
         .map(|_| "created")
     } else {
-        svc.complete_set_password(&form.token, &form.password)
+        svc.complete_set_password(Some(rid.0.clone()), &form.token, &form.password)
             .await
             .map(|_| "password-set")
     };
