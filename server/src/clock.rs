@@ -15,6 +15,22 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
+/// In the OpenAPI document: the integer it serialises to (microseconds since the Unix epoch, UTC).
+/// Answers that show instants as text mark those fields as RFC 3339 strings instead.
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Int64,
+            )))
+            .description(Some("Microseconds since 1970-01-01T00:00:00Z (UTC)."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl Timestamp {
     /// The earliest instant the ledger can hold: canonical JSON carries integers of at most
     /// 2^53 − 1 in magnitude (1684-12-… in microseconds).

@@ -1,10 +1,82 @@
 //! The OpenAPI 3.1 document served at `/v1/openapi.json`. Each operation is described here; who
-//! may call it comes from the routes as registered, so the two cannot disagree, and a test checks
-//! that every API route is described and every description is a route.
+//! may call it comes from the routes as registered, and every body's schema is generated from the
+//! Rust type that (de)serialises it (`utoipa::ToSchema`), so document and code cannot drift. A test
+//! checks that every API route is described and every description is a route; schemathesis checks
+//! the server against the document (`.ci/schemathesis`).
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
+use crate::auth::api::{IssueRequest, Me, PolicyView, TokenView};
+use crate::auth::service::IssuedToken;
 use crate::authz::{Access, RouteSpec};
+use crate::consent::api::{
+    BatchAnswer, BatchRequest, EraseRequest, FilterTrailer, NoticeList, PurposeDetail, PurposeList,
+    SubjectConsents, SubjectHistory,
+};
+use crate::consent::model::{CheckAnswer, NoticeDef, PurposeDef};
+use crate::consent::service::{
+    ConsentInput, Defined, Erased, ImportSummary, NoticeInput, PurposeInput, Recorded,
+};
+use crate::error::Problem;
+use crate::ledger::api::{ConsistencyProof, EntriesPage, InclusionProof};
+use crate::ops::{Health, Readiness};
+
+/// The component schemas an operation list refers to, generated from the types.
+#[derive(Default)]
+pub struct Schemas(BTreeMap<String, Value>);
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl Schemas {
+    /// Adds `T` and every schema it refers to.
+    fn add<T: ToSchema>(&mut self) {
+        let name = T::name().into_owned();
+        if self.0.contains_key(&name) {
+            return;
+        }
+        self.0.insert(name, to_json(&T::schema()));
+        let mut deps = Vec::new();
+        T::schemas(&mut deps);
+        for (name, schema) in deps {
+            self.0.entry(name).or_insert_with(|| to_json(&schema));
+        }
+    }
+
+    /// A reference to `T`'s component schema.
+    fn of<T: ToSchema>(&mut self) -> Value {
+        self.add::<T>();
+        json!({"$ref": format!("#/components/schemas/{}", T::name())})
+    }
+
+    /// `T`'s schema written in place (for generic wrappers, whose names would collide).
+    fn inline<T: ToSchema>(&mut self) -> Value {
+        let mut deps = Vec::new();
+        T::schemas(&mut deps);
+        for (name, schema) in deps {
+            self.0.entry(name).or_insert_with(|| to_json(&schema));
+        }
+        to_json(&T::schema())
+    }
+
+    /// A purpose or notice change: `Defined<T>`, written in place, with `T` among the components.
+    fn defined<T: ToSchema>(&mut self) -> Value
+    where
+        Defined<T>: ToSchema,
+    {
+        self.add::<T>();
+        self.inline::<Defined<T>>()
+    }
+
+    /// An array of `T`.
+    fn array_of<T: ToSchema>(&mut self) -> Value {
+        json!({"type": "array", "items": self.of::<T>()})
+    }
+}
 
 /// A path parameter, query parameter or header of an operation.
 struct Param {
@@ -51,10 +123,14 @@ pub struct Op {
     pub path: &'static str,
     summary: &'static str,
     params: Vec<Param>,
-    /// Request media type and schema.
-    body: Option<(&'static str, Value)>,
+    /// Request media types and their schemas; whether a body is required.
+    body: Vec<(&'static str, Value)>,
+    body_required: bool,
     /// Success status, media type and schema.
     ok: (u16, &'static str, Value),
+    /// Further statuses this operation answers with, beyond those every operation of its kind
+    /// can (see [`error_statuses`]).
+    also: Vec<u16>,
 }
 
 fn op(method: &'static str, path: &'static str, summary: &'static str) -> Op {
@@ -63,8 +139,10 @@ fn op(method: &'static str, path: &'static str, summary: &'static str) -> Op {
         path,
         summary,
         params: Vec::new(),
-        body: None,
+        body: Vec::new(),
+        body_required: true,
         ok: (200, "application/json", json!({"type": "object"})),
+        also: Vec::new(),
     }
 }
 
@@ -74,17 +152,21 @@ impl Op {
         self
     }
     fn body(mut self, media: &'static str, schema: Value) -> Self {
-        self.body = Some((media, schema));
+        self.body.push((media, schema));
+        self
+    }
+    fn optional_body(mut self) -> Self {
+        self.body_required = false;
         self
     }
     fn ok(mut self, status: u16, media: &'static str, schema: Value) -> Self {
         self.ok = (status, media, schema);
         self
     }
-}
-
-fn r(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
+    fn also(mut self, statuses: &[u16]) -> Self {
+        self.also.extend_from_slice(statuses);
+        self
+    }
 }
 
 fn text() -> Value {
@@ -92,7 +174,7 @@ fn text() -> Value {
 }
 
 fn seq() -> Value {
-    json!({"type": "integer", "minimum": 0})
+    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
 }
 
 fn instant() -> Value {
@@ -110,11 +192,11 @@ fn min_seq() -> Param {
         "min_seq",
         false,
         seq(),
-        "Wait (at most 5 s) until this instance has applied this ledger seq: read your own writes on any instance.",
+        "Wait (at most 5 s) until this instance has applied this ledger seq: read your own writes on any instance. A seq the ledger does not hold is a 409.",
     )
 }
 
-fn check_params(required: bool) -> Vec<Param> {
+fn check_params(s: &mut Schemas, required: bool) -> Vec<Param> {
     let mut v = vec![
         query(
             "purpose",
@@ -125,7 +207,7 @@ fn check_params(required: bool) -> Vec<Param> {
         query(
             "channel",
             true,
-            r("Channel"),
+            s.of::<crate::consent::model::Channel>(),
             "Channel; `any` matches records for any channel only.",
         ),
         query(
@@ -143,144 +225,177 @@ fn check_params(required: bool) -> Vec<Param> {
 }
 
 /// Every API operation Accord serves (the web UI's pages are not part of the API).
-pub fn operations() -> Vec<Op> {
+pub fn operations(s: &mut Schemas) -> Vec<Op> {
+    let json = "application/json";
     let ndjson = "application/x-ndjson";
+    let plain = "text/plain";
     vec![
-        op("GET", "/healthz", "The process is up").ok(200, "application/json", json!({"type": "object"})),
-        op("GET", "/readyz", "Database reachable, migrations current, sequencer running"),
-        op("GET", "/metrics", "Prometheus metrics").ok(200, "text/plain", text()),
-        op("GET", "/v1/openapi.json", "This document"),
+        op("GET", "/healthz", "The process is up").ok(200, json, s.of::<Health>()),
+        op("GET", "/readyz", "Database reachable, migrations current, sequencer running (503 otherwise)")
+            .ok(200, json, s.of::<Readiness>()),
+        op("GET", "/metrics", "Prometheus metrics").ok(200, plain, text()),
+        op("GET", "/v1/openapi.json", "This document").ok(200, json, json!({"type": "object"})),
         op("GET", "/v1/ledger/checkpoint", "The latest signed checkpoint (C2SP signed note)")
-            .ok(200, "text/plain", text()),
+            .ok(200, plain, text())
+            .also(&[404]),
         op("GET", "/v1/ledger/entries", "Ledger entries in seq order, with payloads or redaction markers")
             .params(vec![
                 query("from", false, seq(), "First seq (default 0)."),
-                query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size."),
-            ]),
+                query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size (default 100)."),
+            ])
+            .ok(200, json, s.of::<EntriesPage>()),
         op("GET", "/v1/ledger/proofs/inclusion", "RFC 9162 inclusion proof of an entry")
             .params(vec![
                 query("seq", true, seq(), "The entry."),
                 query("size", false, seq(), "Tree size (default: the latest checkpoint's)."),
-            ]),
+            ])
+            .ok(200, json, s.of::<InclusionProof>())
+            .also(&[404]),
         op("GET", "/v1/ledger/proofs/consistency", "RFC 9162 consistency proof between two tree sizes")
             .params(vec![
                 query("from", true, seq(), "Older tree size."),
                 query("to", false, seq(), "Newer tree size (default: the latest checkpoint's)."),
-            ]),
-        op("GET", "/v1/ledger/key", "The ledger's verifier key (signed-note vkey)").ok(200, "text/plain", text()),
-        op("GET", "/v1/access/me", "Who the caller is: roles and permissions"),
-        op("GET", "/v1/access/policy", "The access model and rules in force"),
-        op("GET", "/v1/tokens", "API tokens issued (never their text)"),
-        op("POST", "/v1/tokens", "Issue an API token for a service")
-            .body("application/json", json!({"type": "object", "required": ["client", "roles"],
-                "properties": {"client": text(), "roles": {"type": "array", "items": text()}, "ttl": text()}}))
-            .ok(201, "application/json", json!({"type": "object"})),
-        op("DELETE", "/v1/tokens/{jti}", "Revoke an API token").params(vec![path("jti", "The token's id.")]),
-        op("GET", "/v1/purposes", "Every purpose at its latest version")
-            .ok(200, "application/json", json!({"type": "object", "properties": {"purposes": {"type": "array", "items": r("Purpose")}}})),
+            ])
+            .ok(200, json, s.of::<ConsistencyProof>())
+            .also(&[404]),
+        op("GET", "/v1/ledger/key", "The ledger's verifier key (signed-note vkey)").ok(200, plain, text()),
+        op("GET", "/v1/access/me", "Who the caller is: roles and permissions").ok(200, json, s.of::<Me>()),
+        op("GET", "/v1/access/policy", "The access model and rules in force").ok(200, json, s.of::<PolicyView>()),
+        op("GET", "/v1/tokens", "API tokens issued (never their text)").ok(200, json, s.array_of::<TokenView>()),
+        op("POST", "/v1/tokens", "Issue an API token for a service (each role needs the caller's `role:<name>:grant`)")
+            .body(json, s.of::<IssueRequest>())
+            .ok(201, json, s.of::<IssuedToken>()),
+        op("DELETE", "/v1/tokens/{jti}", "Revoke an API token and every token minted with it")
+            .params(vec![path("jti", "The token's id.")])
+            .ok(204, json, json!({})),
+        op("GET", "/v1/purposes", "Every purpose at its latest version").ok(200, json, s.of::<PurposeList>()),
         op("POST", "/v1/purposes", "Register a purpose")
-            .body("application/json", r("PurposeInput"))
-            .ok(201, "application/json", r("PurposeChange")),
+            .body(json, s.of::<PurposeInput>())
+            .ok(201, json, s.defined::<PurposeDef>()),
         op("GET", "/v1/purposes/{key}", "A purpose and every version of it")
-            .params(vec![path("key", "Purpose key.")]),
+            .params(vec![path("key", "Purpose key.")])
+            .ok(200, json, s.of::<PurposeDetail>()),
         op("PUT", "/v1/purposes/{key}", "Record a new version of a purpose (unchanged: nothing recorded)")
             .params(vec![path("key", "Purpose key.")])
-            .body("application/json", r("PurposeInput"))
-            .ok(200, "application/json", r("PurposeChange")),
+            .body(json, s.of::<PurposeInput>())
+            .ok(200, json, s.defined::<PurposeDef>()),
         op("POST", "/v1/purposes/{key}/retire", "Retire a purpose; its history stays")
             .params(vec![path("key", "Purpose key.")])
-            .ok(200, "application/json", r("PurposeChange")),
-        op("GET", "/v1/notices", "Privacy-notice versions"),
+            .ok(200, json, s.defined::<PurposeDef>()),
+        op("GET", "/v1/notices", "Privacy-notice versions").ok(200, json, s.of::<NoticeList>()),
         op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published)")
-            .body("application/json", r("NoticeInput"))
-            .ok(201, "application/json", json!({"type": "object"})),
-        op("POST", "/v1/consents", "Record a consent decision")
+            .body(json, s.of::<NoticeInput>())
+            .ok(201, json, s.defined::<NoticeDef>()),
+        op("POST", "/v1/consents", "Record a consent decision (200 with `duplicate` when it was already recorded)")
             .params(vec![
                 header("Idempotency-Key", "Retries with the same key get the first answer and write nothing."),
                 header("Sec-GPC", "`1`: a Global Privacy Control signal; recorded as an opt-out where the purpose honours GPC, and a grant is refused."),
             ])
-            .body("application/json", r("ConsentInput"))
-            .ok(201, "application/json", r("Recorded")),
-        op("POST", "/v1/consents/import", "Import consent decisions in bulk (validated first; all or nothing; re-runs write nothing new)")
-            .body(ndjson, r("ConsentInput"))
-            .ok(200, "application/json", r("ImportSummary")),
+            .body(json, s.of::<ConsentInput>())
+            .ok(201, json, s.of::<Recorded>())
+            .also(&[200]),
+        op("POST", "/v1/consents/import", "Import consent decisions in bulk: NDJSON (one decision per line) or CSV; validated first, all or nothing; re-runs write nothing new")
+            .body(ndjson, s.array_of::<ConsentInput>())
+            .body("text/csv", s.array_of::<ConsentInput>())
+            .ok(200, json, s.of::<ImportSummary>()),
         op("GET", "/v1/consents/check", "May we? One subject, purpose and channel, now or as of a moment")
-            .params(check_params(true))
-            .ok(200, "application/json", r("CheckAnswer")),
-        op("POST", "/v1/consents/check", "May we? Up to 10,000 checks, answered in order")
-            .body("application/json", r("BatchRequest"))
-            .ok(200, "application/json", r("BatchAnswer")),
-        op("POST", "/v1/consents/filter", "Send list in (NDJSON subject ids), permitted subset out, then a trailer line with counts per reason")
-            .params(check_params(false))
-            .body(ndjson, text())
-            .ok(200, ndjson, text()),
-        op("GET", "/v1/consents/receipts/{seq}", "A consent receipt (ISO/IEC TS 27560 fields) with its inclusion proof and signed checkpoint; check it with `accord-audit verify-receipt`")
-            .params(vec![path("seq", "The consent record's ledger seq.")]),
+            .params(check_params(s, true))
+            .ok(200, json, s.of::<CheckAnswer>())
+            .also(&[404, 409]),
+        op("POST", "/v1/consents/check", "May we? A batch of checks (at most `limits.batch_items`), answered in order")
+            .body(json, s.of::<BatchRequest>())
+            .ok(200, json, s.of::<BatchAnswer>())
+            .also(&[409]),
+        op("POST", "/v1/consents/filter", "Send list in (NDJSON: one subject id per line), permitted subset out, then a trailer line with counts per reason")
+            .params(check_params(s, false))
+            .body(ndjson, json!({"type": "array", "items": text()}))
+            .body(plain, text())
+            .ok(200, ndjson, json!({"type": "array", "items": {"oneOf": [
+                text(),
+                {"type": "object", "required": ["trailer"], "properties": {"trailer": s.of::<FilterTrailer>()}},
+            ]}}))
+            .also(&[404, 409]),
+        op("GET", "/v1/consents/receipts/{seq}", "A consent receipt (ISO/IEC TS 27560 fields) with its inclusion proof and signed checkpoint; check it with `accord-audit verify-receipt`. Without `consent:receipt`, name the record's subject.")
+            .params(vec![
+                path("seq", "The consent record's ledger seq."),
+                query("subject", false, text(), "The record's subject: required without the permission consent:receipt."),
+            ])
+            .ok(200, json, json!({"type": "object"})),
         op("GET", "/v1/subjects/{id}/consents", "A subject's current consent per purpose and channel")
-            .params(subject_params(vec![min_seq()])),
+            .params(subject_params(vec![min_seq()]))
+            .ok(200, json, s.of::<SubjectConsents>())
+            .also(&[409]),
         op("GET", "/v1/subjects/{id}/consents/history", "Every consent event of a subject, with notice and ledger reference")
-            .params(subject_params(vec![])),
+            .params(subject_params(vec![]))
+            .ok(200, json, s.of::<SubjectHistory>()),
         op("POST", "/v1/subjects/{id}/erase", "Erase a data subject (GDPR Art. 17): records removed, payloads redacted, an erasure entry lists them")
             .params(subject_params(vec![]))
-            .body("application/json", json!({"type": "object", "properties": {"reason": text()}}))
-            .ok(200, "application/json", r("Erased")),
+            .body(json, s.of::<EraseRequest>())
+            .optional_body()
+            .ok(200, json, s.of::<Erased>()),
     ]
 }
 
-fn schemas() -> Value {
-    let opt_text = json!({"type": ["string", "null"]});
-    json!({
-        "Problem": {"type": "object", "description": "RFC 9457 problem details",
-            "properties": {"type": text(), "title": text(), "status": {"type": "integer"}, "detail": text(),
-                "errors": {"type": "array", "items": {"type": "object", "properties": {
-                    "field": text(), "message": text(), "line": {"type": "integer"}}}}}},
-        "Channel": {"type": "string", "enum": ["email", "sms", "phone", "post", "push", "web", "ads", "any"]},
-        "Decision": {"type": "string", "enum": ["granted", "withdrawn", "denied"]},
-        "LegalBasis": {"type": "string", "enum": ["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interests"]},
-        "Method": {"type": "string", "enum": ["web_form", "api", "import", "gpc", "app", "email", "phone", "paper", "in_person", "other"]},
-        "PurposeInput": {"type": "object", "required": ["title"], "properties": {
-            "key": text(), "title": text(), "description": text(), "legal_basis": r("LegalBasis"),
-            "consent_required": {"type": "boolean"}, "lifetime_days": {"type": "integer", "minimum": 1},
-            "gpc_applies": {"type": "boolean"}, "dpv_iri": text(),
-            "status": {"type": "string", "enum": ["active", "retired"]}}},
-        "Purpose": {"allOf": [r("PurposeInput"), {"type": "object", "properties": {"version": {"type": "integer"}, "seq": seq()}}]},
-        "PurposeChange": {"type": "object", "properties": {"seq": seq(), "leaf_hash": text(), "changed": {"type": "boolean"}}},
-        "NoticeInput": {"type": "object", "required": ["key", "version", "url"], "properties": {
-            "key": text(), "version": text(), "text_hash": text(), "text": text(), "url": text(), "effective_at": instant()}},
-        "Evidence": {"type": "object", "additionalProperties": false, "properties": {
-            "form_id": text(), "ip": text(), "user_agent": text(), "page_url": text(), "reference": text()}},
-        "ConsentInput": {"type": "object", "additionalProperties": false, "required": ["subject", "purpose", "channel"],
-            "properties": {"subject": text(), "purpose": text(), "channel": r("Channel"), "decision": r("Decision"),
-                "legal_basis": r("LegalBasis"), "method": r("Method"), "notice_key": text(), "notice_version": text(),
-                "collected_at": instant(), "expires_at": instant(), "jurisdiction": text(), "source": text(),
-                "evidence": r("Evidence")}},
-        "Recorded": {"type": "object", "properties": {"seq": seq(), "leaf_hash": text(), "recorded_at": instant(),
-            "duplicate": {"type": "boolean"}, "record": {"type": "object"}}},
-        "CheckAnswer": {"type": "object", "properties": {
-            "allowed": {"type": "boolean"}, "decision": {"type": ["string", "null"]},
-            "reason": {"type": "string", "description": "granted, withdrawn, denied, expired, no_record, purpose_retired or not_required:<legal basis>"},
-            "legal_basis": opt_text, "channel": {"type": ["string", "null"]}, "collected_at": {"type": ["string", "null"]},
-            "expires_at": {"type": ["string", "null"]}, "seq": {"type": ["integer", "null"]}}},
-        "BatchRequest": {"type": "object", "required": ["items"], "properties": {
-            "items": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["subject", "purpose", "channel"],
-                "properties": {"subject": text(), "purpose": text(), "channel": r("Channel"), "at": instant()}}},
-            "min_seq": seq()}},
-        "BatchAnswer": {"type": "object", "properties": {"results": {"type": "array", "items": r("CheckAnswer")}, "applied_seq": seq()}},
-        "ImportSummary": {"type": "object", "properties": {"rows": {"type": "integer"}, "recorded": {"type": "integer"},
-            "duplicates": {"type": "integer"}, "first_seq": {"type": ["integer", "null"]}, "last_seq": {"type": ["integer", "null"]}}},
-        "Erased": {"type": "object", "properties": {"seq": seq(), "leaf_hash": text(),
-            "redacted_seqs": {"type": "array", "items": seq()}, "records_removed": {"type": "integer"}}},
-    })
+/// The statuses an operation can answer with besides its success: refusals of credentials and
+/// permissions, bad input of each kind it takes, conflicts of writes, and the server's own
+/// trouble.
+fn error_statuses(o: &Op, access: Option<Access>) -> Vec<u16> {
+    let mut v: Vec<u16> = Vec::new();
+    if matches!(
+        access,
+        Some(Access::Authenticated) | Some(Access::Permission(_))
+    ) {
+        v.extend([401, 403]);
+    }
+    let takes_input = !o.params.is_empty() || !o.body.is_empty();
+    if takes_input {
+        v.extend([400, 422]);
+    }
+    if !o.body.is_empty() {
+        v.extend([413, 415]);
+    }
+    if o.path.contains('{') {
+        v.push(404);
+    }
+    if o.method != "GET" {
+        v.push(409);
+    }
+    v.extend(o.also.iter().copied().filter(|s| *s != o.ok.0));
+    v.extend([500, 503]);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "Success",
+        400 => "The request could not be understood (bad JSON, query string or encoding)",
+        401 => "Credentials are missing or refused",
+        403 => "The caller's roles do not grant this",
+        404 => "No such record",
+        409 => {
+            "Conflict with the current state (already done, changed meanwhile, or a seq the ledger does not hold)"
+        }
+        413 => "The body is past a limit; the problem names it",
+        415 => "Unsupported content type",
+        422 => "Invalid fields; the problem lists each with what is wrong",
+        500 => "The server failed; the cause is in its log",
+        503 => "A dependency (database, sequencer) is unavailable; retry later",
+        _ => "Answer",
+    }
 }
 
 /// The document, with each operation's access taken from the registered routes.
 pub fn document(routes: &[RouteSpec]) -> Value {
+    let mut s = Schemas::default();
+    let problem = s.of::<Problem>();
     let mut paths = Map::new();
-    for o in operations() {
+    for o in operations(&mut s) {
         let access = routes
             .iter()
-            .find(|s| s.method.as_str() == o.method && s.path == o.path)
-            .map(|s| s.access);
+            .find(|r| r.method.as_str() == o.method && r.path == o.path)
+            .map(|r| r.access);
         let mut operation = Map::new();
         operation.insert("summary".into(), json!(o.summary));
         if !o.params.is_empty() {
@@ -297,22 +412,37 @@ pub fn document(routes: &[RouteSpec]) -> Value {
                 ),
             );
         }
-        if let Some((media, schema)) = &o.body {
+        if !o.body.is_empty() {
+            let content: Map<String, Value> = o
+                .body
+                .iter()
+                .map(|(media, schema)| (media.to_string(), json!({"schema": schema})))
+                .collect();
             operation.insert(
                 "requestBody".into(),
-                json!({"required": true, "content": {*media: {"schema": schema}}}),
+                json!({"required": o.body_required, "content": content}),
             );
         }
+        let mut responses = Map::new();
         let (status, media, schema) = &o.ok;
-        let problem = json!({"content": {"application/problem+json": {"schema": r("Problem")}}});
-        operation.insert(
-            "responses".into(),
-            json!({
-                status.to_string(): {"description": "Success", "content": {*media: {"schema": schema}}},
-                "4XX": {"description": "The request was refused; the problem says why and where", "content": problem["content"]},
-                "5XX": {"description": "Temporarily unavailable or failed", "content": problem["content"]},
-            }),
+        responses.insert(
+            status.to_string(),
+            if *status == 204 {
+                json!({"description": "Done; no body"})
+            } else {
+                json!({"description": reason(*status), "content": {*media: {"schema": schema}}})
+            },
         );
+        for code in error_statuses(&o, access) {
+            let body = if code == 200 {
+                json!({"description": reason(code), "content": {*media: {"schema": schema}}})
+            } else {
+                json!({"description": reason(code),
+                       "content": {"application/problem+json": {"schema": problem}}})
+            };
+            responses.insert(code.to_string(), body);
+        }
+        operation.insert("responses".into(), Value::Object(responses));
         match access {
             Some(Access::Public) | None => {
                 operation.insert("security".into(), json!([]));
@@ -345,7 +475,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (EdDSA), from `accord token issue` or POST /v1/tokens"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "accord_session"},
             },
-            "schemas": schemas(),
+            "schemas": s.0,
         },
     })
 }

@@ -26,13 +26,20 @@ async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::document(routes))
 }
 
-/// The process is up and serving.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(value_type = String)]
+    status: &'static str,
 }
 
-#[derive(Debug, Serialize)]
-struct Readiness {
+/// The process is up and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
     ready: bool,
     database: String,
     migrations: String,

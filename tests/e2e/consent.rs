@@ -863,6 +863,34 @@ async fn openapi_document_matches_the_routes() {
     let (status, doc) = app.get_json("/v1/openapi.json").await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
+    // Schemas come from the types: bodies that refuse unknown fields say so, and answers have the
+    // shape the handlers give them.
+    let schemas = &doc["components"]["schemas"];
+    for body in [
+        "ConsentInput",
+        "PurposeInput",
+        "NoticeInput",
+        "IssueRequest",
+        "BatchRequest",
+    ] {
+        assert_eq!(
+            schemas[body]["additionalProperties"],
+            json!(false),
+            "{body}: {}",
+            schemas[body]
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/v1/tokens"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["type"],
+        "array"
+    );
+    assert!(
+        doc["paths"]["/v1/consents"]["post"]["responses"]
+            .get("422")
+            .is_some(),
+        "every status is documented with its body"
+    );
     let mut described = std::collections::BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {

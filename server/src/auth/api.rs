@@ -37,8 +37,8 @@ pub fn service(state: &AppState) -> AccessService {
     )
 }
 
-#[derive(Debug, Serialize)]
-struct Me {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
     id: String,
     kind: &'static str,
     name: String,
@@ -86,10 +86,13 @@ async fn me(state: web::Data<AppState>, p: Principal) -> web::Json<Me> {
     })
 }
 
-#[derive(Debug, Serialize)]
-struct PolicyView<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyView<'a> {
+    #[schema(value_type = String)]
     model: &'a str,
+    #[schema(value_type = Vec<Rule>)]
     rules: &'a [Rule],
+    #[schema(value_type = Vec<Role>)]
     roles: Vec<&'static str>,
 }
 
@@ -102,8 +105,8 @@ async fn policy(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-#[derive(Debug, Serialize)]
-struct TokenView {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenView {
     jti: String,
     client: String,
     roles: Vec<Role>,
@@ -133,10 +136,13 @@ async fn list_tokens(state: web::Data<AppState>) -> Result<web::Json<Vec<TokenVi
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct IssueRequest {
+pub struct IssueRequest {
+    /// The service's name: 1 to 64 characters of a-z, 0-9, '.', '_' or '-'.
+    #[schema(pattern = r"^\s*[a-z0-9._-]{1,64}\s*$")]
     client: String,
+    #[schema(value_type = Vec<Role>, min_items = 1)]
     roles: Vec<String>,
     /// Lifetime such as `90d`; default 90 days.
     ttl: Option<String>,

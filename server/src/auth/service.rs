@@ -41,7 +41,7 @@ pub struct AccessService {
 }
 
 /// A token just issued: the only moment its text exists outside the caller.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub token: String,
     pub jti: String,

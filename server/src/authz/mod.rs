@@ -47,7 +47,7 @@ pub enum Access {
 }
 
 /// One `p` line of policy.csv.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub struct Rule {
     pub role: String,
     pub resource: String,

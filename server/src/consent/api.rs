@@ -82,11 +82,50 @@ pub fn service(state: &AppState) -> ConsentService {
 
 // ----- purposes and notices -----
 
-#[derive(Debug, Serialize)]
-struct PurposeView {
+/// A purpose at its latest version, with the entry that recorded it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PurposeView {
     #[serde(flatten)]
     def: model::PurposeDef,
     seq: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PurposeList {
+    purposes: Vec<PurposeView>,
+}
+
+/// One version of a purpose.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PurposeVersion {
+    definition: model::PurposeDef,
+    seq: i64,
+    #[schema(value_type = String, format = DateTime)]
+    recorded_at: String,
+}
+
+/// A purpose now, and every version of it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PurposeDetail {
+    purpose: model::PurposeDef,
+    versions: Vec<PurposeVersion>,
+}
+
+/// A privacy-notice version as listed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NoticeView {
+    key: String,
+    version: String,
+    text_hash: String,
+    url: String,
+    #[schema(value_type = String, format = DateTime)]
+    effective_at: String,
+    seq: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NoticeList {
+    notices: Vec<NoticeView>,
 }
 
 async fn list_purposes(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -96,7 +135,7 @@ async fn list_purposes(state: web::Data<AppState>) -> Result<HttpResponse, AppEr
         .into_iter()
         .map(|(def, seq)| PurposeView { def, seq })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "purposes": purposes })))
+    Ok(HttpResponse::Ok().json(PurposeList { purposes }))
 }
 
 async fn get_purpose(
@@ -107,11 +146,11 @@ async fn get_purpose(
     let versions = rows
         .iter()
         .map(|r| {
-            Ok(serde_json::json!({
-                "definition": r.def()?,
-                "seq": r.seq,
-                "recorded_at": Timestamp(r.at).to_rfc3339(),
-            }))
+            Ok(PurposeVersion {
+                definition: r.def()?,
+                seq: r.seq,
+                recorded_at: Timestamp(r.at).to_rfc3339(),
+            })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
     let current = rows
@@ -119,10 +158,10 @@ async fn get_purpose(
         .map(|r| r.def())
         .transpose()?
         .ok_or_else(|| AppError::NotFound(format!("no purpose {:?}", key.as_str())))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "purpose": current,
-        "versions": versions,
-    })))
+    Ok(HttpResponse::Ok().json(PurposeDetail {
+        purpose: current,
+        versions,
+    }))
 }
 
 async fn create_purpose(
@@ -173,22 +212,20 @@ async fn retire_purpose(
 }
 
 async fn list_notices(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let notices: Vec<serde_json::Value> = service(&state)
+    let notices: Vec<NoticeView> = service(&state)
         .notices()
         .await?
         .into_iter()
-        .map(|n| {
-            serde_json::json!({
-                "key": n.key,
-                "version": n.version,
-                "text_hash": n.text_hash,
-                "url": n.url,
-                "effective_at": Timestamp(n.effective_at).to_rfc3339(),
-                "seq": n.seq,
-            })
+        .map(|n| NoticeView {
+            key: n.key,
+            version: n.version,
+            text_hash: n.text_hash,
+            url: n.url,
+            effective_at: Timestamp(n.effective_at).to_rfc3339(),
+            seq: n.seq,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "notices": notices })))
+    Ok(HttpResponse::Ok().json(NoticeList { notices }))
 }
 
 async fn publish_notice(
@@ -402,24 +439,26 @@ async fn check_one(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchItem {
+pub struct BatchItem {
     subject: String,
     purpose: String,
+    #[schema(value_type = Channel)]
     channel: String,
+    #[schema(value_type = Option<String>, format = DateTime)]
     at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub struct BatchRequest {
     items: Vec<BatchItem>,
     min_seq: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct BatchAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchAnswer {
     results: Vec<CheckAnswer>,
     applied_seq: u64,
 }
@@ -492,8 +531,8 @@ async fn check_batch(
 }
 
 /// Counts per reason, for the filter's trailer.
-#[derive(Debug, Default, Serialize)]
-struct FilterTrailer {
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct FilterTrailer {
     checked: u64,
     allowed: u64,
     reasons: BTreeMap<String, u64>,
@@ -502,8 +541,8 @@ struct FilterTrailer {
     error: Option<FilterError>,
 }
 
-#[derive(Debug, Serialize)]
-struct FilterError {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FilterError {
     line: u64,
     message: String,
 }
@@ -691,19 +730,55 @@ async fn subject_consents(
     let min_seq = parse_min_seq(&mut p, "min_seq", q.min_seq.as_deref());
     p.into_result()?;
     await_min_seq(&state, min_seq).await?;
-    let state_now: Vec<serde_json::Value> = state
+    let consents: Vec<SubjectConsent> = state
         .consent
         .subject_state(&id, state.clock.now())
         .into_iter()
-        .map(|(purpose, channel, answer)| {
-            serde_json::json!({ "purpose": purpose, "channel": channel, "state": answer })
+        .map(|(purpose, channel, answer)| SubjectConsent {
+            purpose,
+            channel,
+            state: answer,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "subject": id.as_str(),
-        "consents": state_now,
-        "applied_seq": state.consent.applied(),
-    })))
+    Ok(HttpResponse::Ok().json(SubjectConsents {
+        subject: id.into_inner(),
+        consents,
+        applied_seq: state.consent.applied(),
+    }))
+}
+
+/// A subject's consent now, per purpose and channel.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubjectConsents {
+    subject: String,
+    consents: Vec<SubjectConsent>,
+    /// The ledger size the answer reflects.
+    applied_seq: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubjectConsent {
+    purpose: String,
+    channel: Channel,
+    state: CheckAnswer,
+}
+
+/// Every consent event of a subject.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubjectHistory {
+    subject: String,
+    history: Vec<HistoryEvent>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    seq: i64,
+    leaf_hash: String,
+    #[schema(value_type = String, format = DateTime)]
+    recorded_at: String,
+    record: super::service::RecordView,
+    /// Where its receipt is.
+    receipt: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -721,24 +796,24 @@ async fn subject_history(
         .into_iter()
         .map(|(row, leaf_hash, recorded_at)| {
             let record = row.record()?;
-            Ok(serde_json::json!({
-                "seq": row.seq,
-                "leaf_hash": leaf_hash,
-                "recorded_at": Timestamp(recorded_at).to_rfc3339(),
-                "record": super::service::RecordView::from(&record),
-                "receipt": format!("/v1/consents/receipts/{}", row.seq),
-            }))
+            Ok(HistoryEvent {
+                seq: row.seq,
+                leaf_hash,
+                recorded_at: Timestamp(recorded_at).to_rfc3339(),
+                record: super::service::RecordView::from(&record),
+                receipt: format!("/v1/consents/receipts/{}", row.seq),
+            })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "subject": id.as_str(),
-        "history": events,
-    })))
+    Ok(HttpResponse::Ok().json(SubjectHistory {
+        subject: id.into_inner(),
+        history: events,
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EraseRequest {
+pub struct EraseRequest {
     reason: Option<String>,
 }
 

@@ -96,7 +96,7 @@ pub const COLLECTED_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
 pub const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
 
 /// A purpose as defined (one version of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PurposeDef {
     pub key: String,
     pub version: i32,
@@ -112,7 +112,7 @@ pub struct PurposeDef {
 }
 
 /// A privacy-notice version: proof of what the person was shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoticeDef {
     pub key: String,
     pub version: String,
@@ -129,7 +129,7 @@ pub struct NoticeRef {
 }
 
 /// Evidence of how a decision was captured. Personal data: erased with the subject.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,18 +208,21 @@ impl ConsentRecord {
 }
 
 /// The answer to "may we?" for one (subject, purpose, channel) at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CheckAnswer {
     pub allowed: bool,
     pub decision: Option<Decision>,
     /// `granted`, `withdrawn`, `denied`, `expired`, `no_record`, `purpose_retired`, or
     /// `not_required:<legal basis>`.
+    #[schema(value_type = String)]
     pub reason: ReasonCode,
     pub legal_basis: Option<LegalBasis>,
     pub channel: Option<Channel>,
     #[serde(serialize_with = "crate::clock::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub collected_at: Option<Timestamp>,
     #[serde(serialize_with = "crate::clock::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// The ledger entry of the record the answer rests on.
     pub seq: Option<u64>,

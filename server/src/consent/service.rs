@@ -28,17 +28,22 @@ const APPLY_WAIT: Duration = Duration::from_secs(5);
 pub const IMPORT_CHUNK: usize = 1000;
 
 /// A purpose as callers send it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurposeInput {
+    /// The purpose's key (in the path for `PUT`).
     pub key: Option<String>,
+    #[schema(required = true, value_type = String)]
     pub title: Option<String>,
     pub description: Option<String>,
+    #[schema(value_type = Option<LegalBasis>)]
     pub legal_basis: Option<String>,
     pub consent_required: Option<bool>,
+    #[schema(minimum = 1, maximum = 36500)]
     pub lifetime_days: Option<i64>,
     pub gpc_applies: Option<bool>,
     pub dpv_iri: Option<String>,
+    #[schema(value_type = Option<PurposeStatus>)]
     pub status: Option<String>,
 }
 
@@ -108,15 +113,19 @@ impl PurposeInput {
 }
 
 /// A notice version as callers send it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeInput {
+    #[schema(required = true, value_type = String)]
     pub key: Option<String>,
+    #[schema(required = true, value_type = String)]
     pub version: Option<String>,
     /// SHA-256 of the notice text (hex); or the text itself, which is hashed and not kept.
     pub text_hash: Option<String>,
     pub text: Option<String>,
+    #[schema(required = true, value_type = String)]
     pub url: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub effective_at: Option<String>,
 }
 
@@ -162,18 +171,26 @@ impl NoticeInput {
 }
 
 /// A consent decision as callers send it (JSON, an NDJSON line or a CSV row).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentInput {
+    #[schema(required = true, value_type = String)]
     pub subject: Option<String>,
+    #[schema(required = true, value_type = String)]
     pub purpose: Option<String>,
+    #[schema(required = true, value_type = Channel)]
     pub channel: Option<String>,
+    #[schema(value_type = Option<Decision>)]
     pub decision: Option<String>,
+    #[schema(value_type = Option<LegalBasis>)]
     pub legal_basis: Option<String>,
+    #[schema(value_type = Option<Method>)]
     pub method: Option<String>,
     pub notice_key: Option<String>,
     pub notice_version: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub collected_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
     pub jurisdiction: Option<String>,
     pub source: Option<String>,
@@ -394,7 +411,7 @@ fn required(p: &mut Problems, field: &str, v: &Option<String>) -> Option<String>
 }
 
 /// A consent record as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     pub subject: String,
     pub purpose: String,
@@ -405,8 +422,10 @@ pub struct RecordView {
     pub notice_key: Option<String>,
     pub notice_version: Option<String>,
     #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub collected_at: Timestamp,
     #[serde(serialize_with = "crate::clock::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     pub jurisdiction: Option<String>,
     pub source: Option<String>,
@@ -436,11 +455,12 @@ impl From<&ConsentRecord> for RecordView {
 }
 
 /// The answer to a consent write.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recorded {
     pub seq: u64,
     pub leaf_hash: String,
     #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub recorded_at: Timestamp,
     /// The same decision was already recorded; `seq` is that record's.
     pub duplicate: bool,
@@ -448,7 +468,7 @@ pub struct Recorded {
 }
 
 /// What a bulk import did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportSummary {
     pub rows: u64,
     pub recorded: u64,
@@ -459,7 +479,7 @@ pub struct ImportSummary {
 }
 
 /// A purpose or notice change and the entry that made it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Defined<T> {
     pub seq: u64,
     pub leaf_hash: String,
@@ -469,7 +489,7 @@ pub struct Defined<T> {
 }
 
 /// What an erasure did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Erased {
     pub seq: u64,
     pub leaf_hash: String,

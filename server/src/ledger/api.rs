@@ -49,17 +49,35 @@ struct EntriesQuery {
     limit: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct EntryView {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EntryView {
     seq: u64,
     /// The canonical leaf body, exactly as hashed.
     body: String,
     leaf_hash: String,
+    #[schema(value_type = Option<PayloadView>)]
     payload: Option<PayloadRecord>,
 }
 
-#[derive(Debug, Serialize)]
-struct EntriesPage {
+/// An entry's payload as the ledger holds it: open (with its salt) or redacted by an erasure.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PayloadView {
+    Open {
+        /// The commitment salt, 64 lowercase hex characters.
+        salt: String,
+        /// The event, as JSON.
+        data: serde_json::Value,
+    },
+    Redacted {
+        /// The erasure entry that removed it.
+        redacted_by: u64,
+    },
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EntriesPage {
     size: u64,
     entries: Vec<EntryView>,
     /// The `from` of the next page, absent on the last page.
@@ -130,8 +148,8 @@ struct InclusionQuery {
     size: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct InclusionProof {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InclusionProof {
     seq: u64,
     size: u64,
     leaf_hash: String,
@@ -195,8 +213,8 @@ struct ConsistencyQuery {
     to: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct ConsistencyProof {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConsistencyProof {
     from: u64,
     to: u64,
     from_root: String,
