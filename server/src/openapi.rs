@@ -283,9 +283,10 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
             .params(vec![path("key", "Purpose key.")])
             .ok(200, json, s.defined::<PurposeDef>()),
         op("GET", "/v1/notices", "Privacy-notice versions").ok(200, json, s.of::<NoticeList>()),
-        op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published)")
+        op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published; the same version again is a 200 that records nothing)")
             .body(json, s.of::<NoticeInput>())
-            .ok(201, json, s.defined::<NoticeDef>()),
+            .ok(201, json, s.defined::<NoticeDef>())
+            .also(&[200]),
         op("POST", "/v1/consents", "Record a consent decision (200 with `duplicate` when it was already recorded)")
             .params(vec![
                 header("Idempotency-Key", "Retries with the same key get the first answer and write nothing."),
