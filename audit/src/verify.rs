@@ -1326,10 +1326,8 @@ mod tests {
         expect_seq(e.run(&[]), 7, "more entries than its header says (7)");
     }
 
-    /// `lines` fed one by one to a verifier with the log key, as the server feeds its database,
-    /// ended by `finish` (`None`) or `finish_with`.
-    fn online(lines: &[ExportLine], allow_unsigned_tail: Option<bool>) -> Result<Report, Failure> {
-        let mut v = LedgerVerifier::new(ORIGIN, signer(1).verifier());
+    /// Feeds entry and checkpoint lines one by one, as the server feeds its database.
+    pub(super) fn feed_lines(v: &mut LedgerVerifier, lines: &[ExportLine]) -> Result<(), Failure> {
         for line in lines {
             match line {
                 ExportLine::Entry {
@@ -1342,6 +1340,14 @@ mod tests {
                 ExportLine::Header { .. } => unreachable!(),
             }
         }
+        Ok(())
+    }
+
+    /// `lines` fed one by one to a verifier with the log key, as the server feeds its database,
+    /// ended by `finish` (`None`) or `finish_with`.
+    fn online(lines: &[ExportLine], allow_unsigned_tail: Option<bool>) -> Result<Report, Failure> {
+        let mut v = LedgerVerifier::new(ORIGIN, signer(1).verifier());
+        feed_lines(&mut v, lines)?;
         match allow_unsigned_tail {
             None => v.finish(),
             Some(allow) => v.finish_with(allow),
@@ -1941,18 +1947,7 @@ mod batch_tests {
     /// Entry by entry.
     fn one_by_one(lines: &[ExportLine]) -> Result<Report, Failure> {
         let mut v = verifier();
-        for line in lines {
-            match line {
-                ExportLine::Entry {
-                    seq,
-                    body,
-                    leaf_hash,
-                    payload,
-                } => v.entry(*seq, body, leaf_hash, payload)?,
-                ExportLine::Checkpoint { note } => v.checkpoint(note)?,
-                ExportLine::Header { .. } => unreachable!(),
-            }
-        }
+        super::tests::feed_lines(&mut v, lines)?;
         v.finish()
     }
 

@@ -52,6 +52,9 @@ fn bench_routes(r: &mut Routes) {
 
 /// The server process: starts on `dir`, prints its address and a service token, serves.
 fn serve_child(dir: PathBuf) {
+    // Logging as `accord serve` sets it up (default filter and access log), so its cost is in
+    // the figures; the parent sends the lines to a file, as a log collector would take them.
+    accord::telemetry::init_logging(accord::config::LogFormat::Text);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build_with_routes(
             settings(&dir),
@@ -75,10 +78,12 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        let log = std::fs::File::create(dir.join("server.log")).expect("server log");
         let mut child = Command::new(std::env::current_exe().expect("own path"))
             .env(SERVE_ENV, dir)
-            .env("RUST_LOG", "warn")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("server process");
         let out = child.stdout.take().expect("stdout");

@@ -200,20 +200,7 @@ async fn tokens_are_issued_used_and_revoked_over_http(db: TestDb) {
     assert_eq!(res.status().as_u16(), 409);
 
     // A token not on record (signed with the key, but never issued through the ledger) is refused.
-    let rogue = app
-        .state
-        .access
-        .tokens
-        .sign(&accord::auth::tokens::ApiClaims {
-            iss: app.state.access.tokens.issuer().to_string(),
-            aud: accord::auth::tokens::API_AUDIENCE.into(),
-            sub: "service:rogue".into(),
-            exp: 4_000_000_000,
-            iat: 1,
-            jti: "t_rogue".into(),
-            roles: vec![Role::Admin],
-        })
-        .unwrap();
+    let rogue = app.unrecorded_token(&[Role::Admin]);
     let (status, _) = app.get_json_with("/v1/access/me", &rogue).await;
     assert_eq!(status, 401);
 
@@ -945,46 +932,13 @@ async fn session_cookies_are_secure_over_tls(db: TestDb) {
     let second = accord_tests::TestDb::new(db.kind()).expect("a second database");
     for (db, proxies, secure) in [(db, vec![], false), (second, vec!["127.0.0.1/32"], true)] {
         let data = tempfile::tempdir().unwrap();
-        let mut s = settings(&db, data.path());
-        s.trusted_proxies = proxies
+        let app = behind_proxies(&db, data.path(), &proxies).await;
+        let (status, cookies) = sign_in_with(&app, &[("x-forwarded-proto", "https")]).await;
+        assert_eq!(status, 303);
+        let cookie = cookies
             .iter()
-            .map(|p| accord::config::Cidr::parse(p).unwrap())
-            .collect();
-        let app = TestApp::spawn(s).await.unwrap();
-        accord::auth::api::service(&app.state)
-            .create_user(
-                Actor::cli(),
-                None,
-                "tls@example.org",
-                "T",
-                &[],
-                Some("a long enough password"),
-            )
-            .await
-            .unwrap();
-        let mut b = Browser::new(&app);
-        let (_, _, page) = b.get("/ui/login").await;
-        let csrf = csrf_of(&page);
-        let res = app
-            .client()
-            .post(app.url("/ui/login"))
-            .insert_header(("cookie", b.cookie_header()))
-            .insert_header(("x-forwarded-proto", "https"))
-            .send_form(&[
-                ("email", "tls@example.org"),
-                ("password", "a long enough password"),
-                ("csrf", csrf.as_str()),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 303);
-        let cookie = res
-            .headers()
-            .get_all("set-cookie")
-            .filter_map(|v| v.to_str().ok())
             .find(|c| c.starts_with("accord_session="))
-            .unwrap()
-            .to_string();
+            .unwrap();
         assert_eq!(
             cookie.contains("Secure"),
             secure,
@@ -1082,40 +1036,17 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy(db: TestDb) {
         (second, vec!["127.0.0.1/32"], "203.0.113.5"),
     ] {
         let data = tempfile::tempdir().unwrap();
-        let mut s = settings(&db, data.path());
-        s.trusted_proxies = proxies
-            .iter()
-            .map(|p| accord::config::Cidr::parse(p).unwrap())
-            .collect();
-        let app = TestApp::spawn(s).await.unwrap();
-        accord::auth::api::service(&app.state)
-            .create_user(
-                Actor::cli(),
-                None,
-                "dan@example.org",
-                "Dan",
-                &[],
-                Some("dan's own passphrase"),
-            )
-            .await
-            .unwrap();
-        let mut b = Browser::new(&app);
-        let (_, _, page) = b.get("/ui/login").await;
-        let csrf = csrf_of(&page);
-        let res = app
-            .client()
-            .post(app.url("/ui/login"))
-            .insert_header(("cookie", b.cookie_header()))
-            .insert_header(("origin", app.address.as_str()))
-            .insert_header(("x-forwarded-for", "203.0.113.5"))
-            .send_form(&[
-                ("email", "dan@example.org"),
-                ("password", "dan's own passphrase"),
-                ("csrf", csrf.as_str()),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 303);
+        let app = behind_proxies(&db, data.path(), &proxies).await;
+        let origin = app.address.clone();
+        let (status, _) = sign_in_with(
+            &app,
+            &[
+                ("origin", origin.as_str()),
+                ("x-forwarded-for", "203.0.113.5"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 303);
         let auditor = app.token(&[Role::Auditor]).await;
         let (_, page) = app
             .get_json_with("/v1/ledger/entries?from=0&limit=1000", &auditor)
@@ -1136,4 +1067,56 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy(db: TestDb) {
         assert!(body["request_id"].is_string(), "{body}");
         app.stop().await;
     }
+}
+
+/// A server that trusts the forwarding headers of `proxies`, with one user who can sign in.
+async fn behind_proxies(db: &TestDb, data: &std::path::Path, proxies: &[&str]) -> TestApp {
+    let mut s = settings(db, data);
+    s.trusted_proxies = proxies
+        .iter()
+        .map(|p| accord::config::Cidr::parse(p).unwrap())
+        .collect();
+    let app = TestApp::spawn(s).await.unwrap();
+    accord::auth::api::service(&app.state)
+        .create_user(
+            Actor::cli(),
+            None,
+            "proxied@example.org",
+            "P",
+            &[],
+            Some("a long enough password"),
+        )
+        .await
+        .unwrap();
+    app
+}
+
+/// Signs in as the user of [`behind_proxies`], sending `headers` with the form; the status and
+/// the cookies set.
+async fn sign_in_with(app: &TestApp, headers: &[(&str, &str)]) -> (u16, Vec<String>) {
+    let mut b = Browser::new(app);
+    let (_, _, page) = b.get("/ui/login").await;
+    let csrf = csrf_of(&page);
+    let mut req = app
+        .client()
+        .post(app.url("/ui/login"))
+        .insert_header(("cookie", b.cookie_header()));
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    let res = req
+        .send_form(&[
+            ("email", "proxied@example.org"),
+            ("password", "a long enough password"),
+            ("csrf", csrf.as_str()),
+        ])
+        .await
+        .unwrap();
+    let cookies = res
+        .headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    (res.status().as_u16(), cookies)
 }

@@ -268,20 +268,7 @@ async fn minted_elsewhere(db: TestDb) {
         let (status, me) = app.get_json_with("/v1/access/me", &issued.token).await;
         assert_eq!(status, 200, "a fresh token is refused: {me}");
     }
-    let rogue = app
-        .state
-        .access
-        .tokens
-        .sign(&accord::auth::tokens::ApiClaims {
-            iss: app.state.access.tokens.issuer().to_string(),
-            aud: accord::auth::tokens::API_AUDIENCE.into(),
-            sub: "service:rogue".into(),
-            exp: 4_000_000_000,
-            iat: 1,
-            jti: "t_rogue".into(),
-            roles: vec![Role::Admin],
-        })
-        .unwrap();
+    let rogue = app.unrecorded_token(&[Role::Admin]);
     for _ in 0..3 {
         let (status, p) = app.get_json_with("/v1/access/me", &rogue).await;
         assert_eq!(status, 401, "{p}");

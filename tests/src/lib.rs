@@ -286,6 +286,23 @@ impl TestApp {
             .token
     }
 
+    /// A token signed with this server's key but never issued through the ledger (as someone
+    /// holding the key file could make): it must be refused.
+    pub fn unrecorded_token(&self, roles: &[accord::auth::model::Role]) -> String {
+        let tokens = &self.state.access.tokens;
+        tokens
+            .sign(&accord::auth::tokens::ApiClaims {
+                iss: tokens.issuer().to_string(),
+                aud: accord::auth::tokens::API_AUDIENCE.into(),
+                sub: "service:rogue".into(),
+                exp: 4_000_000_000,
+                iat: 1,
+                jti: "t_rogue".into(),
+                roles: roles.to_vec(),
+            })
+            .expect("sign")
+    }
+
     /// GET with a bearer token: status, content type, body.
     pub async fn get_with(&self, path: &str, token: &str) -> (u16, String, String) {
         self.fetch(path, Some(token)).await
