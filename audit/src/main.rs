@@ -132,7 +132,7 @@ fn main() -> ExitCode {
 fn warn_unpinned(what: &str) {
     let _ = writeln!(
         io::stderr(),
-        "accord-audit: warning: no --key given, so the verifier key in the {what} itself was trusted: anyone can make a {what} that verifies this way; pass --key with the log's key"
+        "accord-audit: warning: no --key given, so the verifier key in the {what} itself was trusted: anyone can make one that verifies this way; pass --key with the log's key"
     );
 }
 
