@@ -129,10 +129,9 @@ impl Application {
             tracing::info!(migration = %m, "applied migration");
         }
         let manager = Manager::new(settings.database.clone());
-        let ledger = fresh.check(
-            Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())
-                .map_err(StartError::from),
-        )?;
+        // Not removed past this point: once the ledger may have recorded its initialisation
+        // (in PostgreSQL, outside the data directory), its keys must stay.
+        let ledger = Ledger::open(&manager, &settings.ledger, keys.clone(), clock.clone())?;
         let start = Start {
             settings: settings.clone(),
             files,
