@@ -138,8 +138,9 @@ pub struct CliAccess {
 
 impl CliAccess {
     /// Opens (creating and migrating on first use) the data directory and database.
-    /// The purposes and notices of the policy files in force are recorded as a server start would
-    /// (unchanged ones record nothing), so a command run before the first start sees them.
+    /// On a ledger this command creates, the purposes and notices of the policy files in force
+    /// are recorded as a first server start would, so a command run before the first start sees
+    /// them. An existing ledger is left alone: the CLI's policies may not be the server's.
     pub async fn open(settings: &Settings) -> Result<CliAccess, StartError> {
         let files = crate::policies::PolicyFiles::load(settings.policies_dir.as_deref())?;
         let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
@@ -158,6 +159,14 @@ impl CliAccess {
                 .map_err(|e| StartError(format!("no database connection: {e}")))?;
             db::run_migrations(&mut c).map_err(|e| StartError(format!("{e:#}")))?;
         }
+        let new_ledger = {
+            let mut c = pool
+                .get()
+                .map_err(|e| StartError(format!("no database connection: {e}")))?;
+            store::read_tree_state(&mut c)
+                .map_err(|e| StartError(format!("cannot read the ledger: {e}")))?
+                .is_none()
+        };
         let ledger = crate::ledger::Ledger::open(
             &Manager::new(settings.database.clone()),
             &settings.ledger,
@@ -169,7 +178,7 @@ impl CliAccess {
             &keys.token,
             &settings.auth.external_issuers,
         )?;
-        if let Some(defs) = &files.definitions {
+        if let Some(defs) = files.definitions.as_ref().filter(|_| new_ledger) {
             let loaded =
                 crate::load_definitions(&ledger, &pool, &clock, crate::ledger::Actor::cli(), defs)
                     .await;

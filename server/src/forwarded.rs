@@ -47,16 +47,22 @@ impl Client {
         };
         // The client is the nearest address that is not one of our proxies: walk the list from
         // the right, where our own proxies appended what they saw.
+        // An entry that is not a plain address (a port, a name, garbage) ends the walk at the
+        // last address our proxies vouch for: nothing left of it can be trusted.
         let mut ip = proxy;
-        let mut hops: Vec<IpAddr> = Vec::new();
+        let mut hops: Vec<&str> = Vec::new();
         for value in headers.get_all("x-forwarded-for") {
-            if let Ok(v) = value.to_str() {
-                hops.extend(v.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+            match value.to_str() {
+                Ok(v) => hops.extend(v.split(',').map(str::trim)),
+                Err(_) => hops.push(""),
             }
         }
         for hop in hops.iter().rev() {
-            ip = *hop;
-            if !trusted(*hop, proxies) {
+            let Ok(hop) = hop.parse::<IpAddr>() else {
+                break;
+            };
+            ip = hop;
+            if !trusted(hop, proxies) {
                 break;
             }
         }
@@ -132,6 +138,10 @@ mod tests {
         let forged = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9")]);
         let via = Client::of(&forged, peer("10.0.0.1"), &proxies);
         assert_eq!(via.address(), "203.0.113.9");
+        // An entry that is no address stops the walk at the last trusted hop.
+        let odd = headers(&[("x-forwarded-for", "203.0.113.7, 198.51.100.9:4711")]);
+        let via = Client::of(&odd, peer("10.0.0.1"), &proxies);
+        assert_eq!(via.address(), "10.0.0.1");
         // IPv4-mapped IPv6 peers match IPv4 networks.
         let mapped = Client::of(&h, peer("::ffff:10.0.0.1"), &proxies);
         assert_eq!(mapped.address(), "203.0.113.7");

@@ -107,7 +107,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", settings.listen)))?;
 
-        let fresh = FreshDataDir::note(&settings.data_dir);
+        let fresh = FreshDataDir::claim(&settings.data_dir);
         let keys = Arc::new(fresh.check(
             Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string())),
         )?);
@@ -338,13 +338,24 @@ struct Start {
     listener: TcpListener,
 }
 
-/// Remembers whether the data directory existed before this start, so that a start failing before
-/// the ledger is opened (nothing recorded yet) leaves no directory behind.
+/// Whether this start created the data directory, so that a start failing before the ledger is
+/// opened (nothing recorded yet) leaves no directory behind. The directory is claimed with one
+/// `create_dir`: of two instances starting on a new directory, only the one that created it may
+/// remove it.
 struct FreshDataDir(Option<std::path::PathBuf>);
 
 impl FreshDataDir {
-    fn note(dir: &Path) -> FreshDataDir {
-        FreshDataDir((!dir.exists()).then(|| dir.to_path_buf()))
+    fn claim(dir: &Path) -> FreshDataDir {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        FreshDataDir(builder.create(dir).is_ok().then(|| dir.to_path_buf()))
     }
 
     /// Passes `r` through; on an error, removes the data directory if this start created it.

@@ -60,6 +60,13 @@ impl PolicyFiles {
     /// Reads the files from `dir`, or takes the embedded defaults when `dir` is `None`. Every
     /// problem is one sentence naming the file.
     pub fn load(dir: Option<&Path>) -> Result<PolicyFiles, StartError> {
+        if dir.is_none() && Path::new("policies").join(POLICY_FILE).is_file() {
+            tracing::warn!(
+                "a policies/ folder is in the working directory but policies_dir is not set: \
+                 the built-in policies are in force; set policies_dir (or ACCORD_POLICIES_DIR) \
+                 to use that folder"
+            );
+        }
         let (source, model, policy, purposes) = match dir {
             None => (
                 PolicySource::Embedded,

@@ -75,8 +75,21 @@ fn log_queue() -> &'static std::sync::mpsc::SyncSender<LogMessage> {
 /// Waits (at most a second) until every queued log line is written.
 pub fn flush_logs() {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    if log_queue().send(LogMessage::Flush(tx)).is_ok() {
-        let _ = rx.recv_timeout(std::time::Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut msg = LogMessage::Flush(tx);
+    // The queue may be full while standard error stalls: never wait past the deadline.
+    loop {
+        match log_queue().try_send(msg) {
+            Ok(()) => {
+                let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                return;
+            }
+            Err(std::sync::mpsc::TrySendError::Full(m)) if Instant::now() < deadline => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
     }
 }
 

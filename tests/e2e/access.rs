@@ -715,6 +715,21 @@ async fn sign_in_csrf_lockout_and_sign_out(db: TestDb) {
             "same-origin fetch with the header",
         ),
     ];
+    // An encoded path reaches the same handler, and gets the same rule.
+    let cookie = b.cookie_header();
+    let r = app
+        .send(
+            "POST",
+            "/%761/purposes",
+            None,
+            &[
+                ("origin", "https://evil.example"),
+                ("cookie", cookie.as_str()),
+            ],
+            Some(("application/json", purpose(99).into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 403, "an encoded path: {}", r.body);
     for (n, (headers, want, what)) in attempts.into_iter().enumerate() {
         let mut all = headers.clone();
         let cookie = b.cookie_header();
@@ -1004,20 +1019,35 @@ async fn parallel_wrong_passwords_meet_the_limit_first(db: TestDb) {
         .filter(|k| k == "access.locked_out")
         .count();
     assert_eq!(lockouts, 1);
-    // An address longer than any e-mail address is refused before it is counted.
+    // Addresses longer than any e-mail address are refused before they are counted: more of
+    // them than the address limit leave this address free to try.
     let long = format!("{}@example.org", "x".repeat(300));
+    for _ in 0..21 {
+        let (status, _, _) = b
+            .post(
+                "/ui/login",
+                &[
+                    ("email", &long),
+                    ("password", "whatever it is"),
+                    ("csrf", &csrf),
+                ],
+                Some(&origin),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
     let (status, _, _) = b
         .post(
             "/ui/login",
             &[
-                ("email", &long),
-                ("password", "whatever it is"),
+                ("email", "someone.else@example.org"),
+                ("password", "a wrong passphrase"),
                 ("csrf", &csrf),
             ],
             Some(&origin),
         )
         .await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 401, "the address was not counted");
     app.stop().await;
 }
 

@@ -189,6 +189,22 @@ async fn cascade(db: TestDb) {
             "{r}"
         );
     }
+    // A mint that was on its way when the minter was disabled mints nothing: checked again
+    // under the ledger's lock.
+    let late = svc
+        .issue_token(
+            Actor::user(&user.id),
+            None,
+            &app.state.access.tokens,
+            "too-late",
+            &[Role::Service],
+            Duration::from_secs(3600),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(accord::error::AppError::Forbidden(_))),
+        "{late:?}"
+    );
     // Other tokens are untouched.
     let (status, _) = app.get_json_with("/v1/access/me", &child).await;
     assert_eq!(status, 200);

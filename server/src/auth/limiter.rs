@@ -86,11 +86,16 @@ impl LoginLimiter {
         Ok(Reservation { account_attempts })
     }
 
-    /// A successful sign-in: the account's attempts are forgotten (the address keeps its count).
-    pub fn succeeded(&self, account: &str, reservation: Reservation) {
+    /// A successful sign-in: the account's attempts are forgotten, and the address gets this
+    /// attempt back (only failures count against an address).
+    pub fn succeeded(&self, account: &str, address: &str, reservation: Reservation) {
         let _ = reservation;
-        if let Ok(mut m) = self.accounts.lock() {
-            m.remove(account);
+        if let (Ok(mut addresses), Ok(mut accounts)) = (self.addresses.lock(), self.accounts.lock())
+        {
+            if let Some(v) = addresses.get_mut(address) {
+                v.pop();
+            }
+            accounts.remove(account);
         }
     }
 
@@ -152,7 +157,7 @@ mod tests {
         // Outside the window, the account may try again.
         let r = l.reserve("a@x.org", "10.0.0.1", 10 + 15 * MINUTE).unwrap();
         assert_eq!(r.account_attempts, 1);
-        l.succeeded("a@x.org", r);
+        l.succeeded("a@x.org", "10.0.0.1", r);
         assert_eq!(
             l.reserve("a@x.org", "10.0.0.1", 11 + 15 * MINUTE)
                 .unwrap()

@@ -103,7 +103,7 @@ impl Principal {
     pub fn id(&self) -> String {
         match &self.kind {
             PrincipalKind::User { user_id, .. } => format!("user:{user_id}"),
-            PrincipalKind::Service { client, jti } => store::token_actor(client, jti),
+            PrincipalKind::Service { client, .. } => format!("service:{client}"),
             PrincipalKind::External { issuer, subject } => format!("external:{issuer}#{subject}"),
         }
     }
@@ -358,14 +358,12 @@ impl AccessState {
             Ok(Ok(Some(row))) => {
                 let revoked = row.revoked_at.is_some();
                 if let Ok(mut issued) = self.issued.write() {
-                    issued.insert(
-                        row.jti.clone(),
-                        CachedToken {
-                            roles: row.role_list(),
-                            client: row.client,
-                            revoked,
-                        },
-                    );
+                    // A reload that ran meanwhile read a newer row (a revocation, say): it wins.
+                    issued.entry(row.jti.clone()).or_insert(CachedToken {
+                        roles: row.role_list(),
+                        client: row.client,
+                        revoked,
+                    });
                 }
                 if revoked {
                     revoked_token()

@@ -464,7 +464,12 @@ impl AccessService {
                     expires_at: exp * 1_000_000,
                     minted_by: row.minted_by.clone(),
                 }],
-                move |c, _| Ok(store::insert_token(c, &row)?),
+                move |c, _| {
+                    // Checked again under the ledger's lock: a minter disabled (or a minting token
+                    // revoked) while this request was on its way mints nothing.
+                    store::minter_in_force(c, &row.minted_by)?;
+                    Ok(store::insert_token(c, &row)?)
+                },
             )
             .await?;
         Ok(IssuedToken {
@@ -740,7 +745,7 @@ impl AccessService {
             }
             return Err(LoginError::Generic);
         };
-        state.limiter.succeeded(&key, reservation);
+        state.limiter.succeeded(&key, address, reservation);
         let uid = user.id.clone();
         let recorded = self
             .record(

@@ -180,6 +180,34 @@ impl TokenRow {
     }
 }
 
+/// Refuses when `minted_by` (a ledger actor) no longer holds its power: a disabled user, or a
+/// revoked token. Other actors (`cli`, `system`) always do.
+pub fn minter_in_force(
+    conn: &mut AnyConnection,
+    minted_by: &str,
+) -> Result<(), crate::error::AppError> {
+    use crate::error::AppError;
+    if let Some(uid) = minted_by.strip_prefix("user:") {
+        let user = user_by_id(conn, uid)?;
+        if user.is_none_or(|u| u.disabled) {
+            return Err(AppError::Forbidden(format!(
+                "{minted_by} is disabled and can mint no token"
+            )));
+        }
+    } else if let Some((_, jti)) = minted_by
+        .strip_prefix("service:")
+        .and_then(|rest| rest.rsplit_once('#'))
+    {
+        let revoked = token(conn, jti)?.is_none_or(|t| t.revoked_at.is_some());
+        if revoked {
+            return Err(AppError::Forbidden(format!(
+                "the token {jti} was revoked and can mint no token"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The ledger actor of a holder of token `jti` issued to `client`.
 pub fn token_actor(client: &str, jti: &str) -> String {
     format!("service:{client}#{jti}")

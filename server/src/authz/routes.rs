@@ -242,9 +242,11 @@ fn decide(req: &ServiceRequest, access: Access) -> Result<(), Refusal> {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Err(Refusal::Forbidden("access policy unavailable".into()));
     };
+    // By the route's registered pattern, never the raw path (an encoded `/%761/...` reaches
+    // the same handler). Only the web UI's own forms, which check their CSRF field, are exempt.
     if let PrincipalKind::User { session, .. } = &principal.kind
         && !req.method().is_safe()
-        && req.path().starts_with("/v1/")
+        && !req.match_pattern().is_some_and(|p| p.starts_with("/ui/"))
     {
         session_write_allowed(req, state, &session.sid).map_err(Refusal::Forbidden)?;
     }
