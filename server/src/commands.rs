@@ -144,11 +144,7 @@ impl CliAccess {
     pub async fn open(settings: &Settings) -> Result<CliAccess, StartError> {
         let files = crate::policies::PolicyFiles::load(settings.policies_dir.as_deref())?;
         let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
-        if let Some(defs) = &files.definitions {
-            defs.validate(clock.now()).map_err(|e| {
-                StartError(format!("cannot load {}: {e}", files.definitions_name()))
-            })?;
-        }
+        files.check_definitions(clock.now())?;
         let keys = std::sync::Arc::new(
             Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string()))?,
         );

@@ -93,15 +93,7 @@ impl Application {
         let policy = authz::Policy::from_parts(files.model.clone(), files.rules.clone())
             .await
             .map_err(|e| StartError(format!("access policy ({}): {e}", files.source)))?;
-        if let Some(defs) = &files.definitions {
-            defs.validate(clock.now()).map_err(|e| {
-                StartError(format!(
-                    "cannot load {}: {}",
-                    files.definitions_name(),
-                    AppErrorText(&e)
-                ))
-            })?;
-        }
+        files.check_definitions(clock.now())?;
         auth::tokens::check_external_issuers(&settings.auth.external_issuers)?;
         // Bind first: a start that cannot listen writes nothing.
         let listener = TcpListener::bind(settings.listen)
@@ -385,7 +377,7 @@ pub async fn load_definitions(
 }
 
 /// A validation error's detail with its fields, for one-line start-up messages.
-struct AppErrorText<'a>(&'a AppError);
+pub(crate) struct AppErrorText<'a>(pub(crate) &'a AppError);
 
 impl std::fmt::Display for AppErrorText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

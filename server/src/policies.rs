@@ -31,6 +31,16 @@ pub enum PolicySource {
     Dir(PathBuf),
 }
 
+impl PolicySource {
+    /// A name for one of the files, for messages.
+    fn file_name(&self, file: &str) -> String {
+        match self {
+            PolicySource::Embedded => format!("the built-in {file}"),
+            PolicySource::Dir(d) => d.join(file).display().to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for PolicySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -101,10 +111,7 @@ impl PolicyFiles {
                 )
             }
         };
-        let name = |file: &str| match &source {
-            PolicySource::Embedded => format!("the built-in {file}"),
-            PolicySource::Dir(d) => d.join(file).display().to_string(),
-        };
+        let name = |file: &str| source.file_name(file);
         let rules =
             parse_rules(&policy).map_err(|e| StartError(format!("{}: {e}", name(POLICY_FILE))))?;
         let definitions = match &purposes {
@@ -133,9 +140,21 @@ impl PolicyFiles {
 
     /// A name for the definitions file in messages.
     pub fn definitions_name(&self) -> String {
-        match &self.source {
-            PolicySource::Embedded => format!("the built-in {DEFINITIONS_FILE}"),
-            PolicySource::Dir(d) => d.join(DEFINITIONS_FILE).display().to_string(),
+        self.source.file_name(DEFINITIONS_FILE)
+    }
+
+    /// Validates the purposes and notices without recording anything: one sentence naming the
+    /// file and every bad field.
+    pub fn check_definitions(&self, now: crate::clock::Timestamp) -> Result<(), StartError> {
+        match &self.definitions {
+            Some(defs) => defs.validate(now).map(|_| ()).map_err(|e| {
+                StartError(format!(
+                    "cannot load {}: {}",
+                    self.definitions_name(),
+                    crate::AppErrorText(&e)
+                ))
+            }),
+            None => Ok(()),
         }
     }
 }

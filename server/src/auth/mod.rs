@@ -353,9 +353,11 @@ impl AccessState {
             let mut c = pool.get()?;
             Ok(store::token(&mut c, &j)?)
         })
-        .await;
+        .await
+        .map_err(AppError::from)
+        .and_then(|r| r);
         match found {
-            Ok(Ok(Some(row))) => {
+            Ok(Some(row)) => {
                 let revoked = row.revoked_at.is_some();
                 if let Ok(mut issued) = self.issued.write() {
                     // A reload that ran meanwhile read a newer row (a revocation, say): it wins.
@@ -371,7 +373,7 @@ impl AccessState {
                     Authn::Authenticated(principal)
                 }
             }
-            Ok(Ok(None)) => {
+            Ok(None) => {
                 if let Ok(mut unknown) = self.unknown.lock() {
                     if unknown.len() >= UNKNOWN_TOKENS_KEPT {
                         unknown.retain(|_, until| *until > now.micros());
@@ -382,10 +384,6 @@ impl AccessState {
                     unknown.insert(jti, now.micros() + UNKNOWN_TOKEN_MICROS);
                 }
                 not_on_record()
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot look up a token not yet loaded");
-                Authn::Refused("the token cannot be checked right now; try again".into())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look up a token not yet loaded");
