@@ -4,7 +4,7 @@
 //!
 //! - single checks (`GET /v1/consents/check`, random subjects) against a plain actix-web handler
 //!   returning a fixed small JSON body in the same server (the ceiling);
-//! - batch checks (10,000 items per request) and the filter (the whole list as NDJSON);
+//! - batch checks (10,000 items per request) and the filter (the whole list as plain text);
 //! - consent writes (`POST /v1/consents`, SQLite with synchronous=FULL);
 //! - resident memory of the loaded server against the same server with no consent, per record.
 //!
@@ -361,7 +361,7 @@ fn main() {
     if part("filter") {
         // The filter over a 1,000,000-id send list (or every subject, if fewer).
         let list_len = subjects.min(1_000_000);
-        let list_path = work.path().join("list.ndjson");
+        let list_path = work.path().join("list.txt");
         let mut list = String::with_capacity(list_len as usize * 10);
         for i in 0..list_len {
             list.push_str(&format!("s{}\n", (i * 7919) % subjects));
@@ -375,7 +375,7 @@ fn main() {
             let status = Command::new("curl")
                 .args(["-s", "-S", "-o"])
                 .arg(&out_path)
-                .args(["-H", &auth, "-H", "Content-Type: application/x-ndjson"])
+                .args(["-H", &auth, "-H", "Content-Type: text/plain"])
                 .arg("--data-binary")
                 .arg(format!("@{}", list_path.display()))
                 .arg(format!(

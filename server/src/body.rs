@@ -41,6 +41,33 @@ pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Byt
 }
 
 /// Parses a JSON body with an error that says where it went wrong.
+/// An optional whole number as JSON Schema's `integer` means it: `90` or `90.0`, not `90.5`
+/// (`#[serde(default, deserialize_with = "crate::body::whole_number")]`).
+pub fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = if let Some(i) = n.as_i64() {
+        Some(i128::from(i))
+    } else if let Some(u) = n.as_u64() {
+        Some(i128::from(u))
+    } else {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 2f64.powi(64))
+            .map(|f| f as i128)
+    };
+    whole
+        .and_then(|w| T::try_from(w).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     serde_json::from_slice(bytes).map_err(|e| AppError::BadRequest(format!("bad JSON body: {e}")))
 }
@@ -190,5 +217,25 @@ mod tests {
         let mut b = LineBuffer::new(4);
         assert!(!b.push(b"abcdef\n", |_, _| true));
         assert_eq!(b.too_long(), Some(1));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Days {
+        #[serde(default, deserialize_with = "super::whole_number")]
+        days: Option<i64>,
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_as_json_schema_counts_them() {
+        let days = |json: &str| serde_json::from_str::<Days>(json).map(|d| d.days);
+        assert_eq!(days(r#"{"days": 30}"#).unwrap(), Some(30));
+        assert_eq!(days(r#"{"days": 30.0}"#).unwrap(), Some(30));
+        assert_eq!(days(r#"{"days": -2e0}"#).unwrap(), Some(-2));
+        assert_eq!(days(r#"{"days": null}"#).unwrap(), None);
+        assert_eq!(days("{}").unwrap(), None);
+        assert!(days(r#"{"days": 30.5}"#).is_err());
+        assert!(days(r#"{"days": 1e300}"#).is_err());
+        assert!(days(r#"{"days": 18446744073709551615}"#).is_err());
+        assert!(days(r#"{"days": "30"}"#).is_err());
     }
 }

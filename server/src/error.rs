@@ -40,6 +40,14 @@ pub enum AppError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// The request is well-formed, but some fields refer to what the current state does not
+    /// allow: a purpose not registered or retired, a notice version not published, a time after
+    /// the server's clock.
+    #[error("{detail}")]
+    Unmet {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// The request cannot be understood (bad JSON, bad query string).
     #[error("{0}")]
     BadRequest(String),
@@ -72,6 +80,23 @@ impl AppError {
         }
     }
 
+    /// A well-formed field the current state does not allow (409).
+    pub fn unmet(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let e = FieldError::new(field, message);
+        AppError::Unmet {
+            detail: format!("{}: {}", e.field, e.message),
+            errors: vec![e],
+        }
+    }
+
+    /// The field-level problems of a 422 or 409 that lists them.
+    pub fn field_errors(&self) -> Option<&[FieldError]> {
+        match self {
+            AppError::Validation { errors, .. } | AppError::Unmet { errors, .. } => Some(errors),
+            _ => None,
+        }
+    }
+
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(e.into())
     }
@@ -80,6 +105,7 @@ impl AppError {
     pub fn slug(&self) -> &'static str {
         match self {
             AppError::Validation { .. } => "validation",
+            AppError::Unmet { .. } => "conflict",
             AppError::BadRequest(_) => "bad-request",
             AppError::NotFound(_) => "not-found",
             AppError::Conflict(_) => "conflict",
@@ -95,6 +121,7 @@ impl AppError {
     fn title(&self) -> &'static str {
         match self {
             AppError::Validation { .. } => "The request has invalid fields",
+            AppError::Unmet { .. } => "Conflict with the current state",
             AppError::BadRequest(_) => "The request could not be understood",
             AppError::NotFound(_) => "Not found",
             AppError::Conflict(_) => "Conflict with the current state",
@@ -121,10 +148,7 @@ impl AppError {
             title: self.title(),
             status,
             detail,
-            errors: match self {
-                AppError::Validation { errors, .. } => errors.clone(),
-                _ => Vec::new(),
-            },
+            errors: self.field_errors().map(<[_]>::to_vec).unwrap_or_default(),
         }
     }
 }
@@ -145,6 +169,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unmet { .. } => StatusCode::CONFLICT,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,

@@ -381,15 +381,15 @@ pub(crate) struct AppErrorText<'a>(pub(crate) &'a AppError);
 
 impl std::fmt::Display for AppErrorText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            AppError::Validation { errors, .. } => {
+        match self.0.field_errors() {
+            Some(errors) => {
                 let parts: Vec<String> = errors
                     .iter()
                     .map(|e| format!("{}: {}", e.field, e.message))
                     .collect();
                 f.write_str(&parts.join("; "))
             }
-            other => write!(f, "{other}"),
+            None => write!(f, "{}", self.0),
         }
     }
 }

@@ -325,7 +325,8 @@ impl Progress {
 /// A problem with its field-level errors (and row lines), for the terminal.
 fn problem_text(e: &accord::error::AppError) -> String {
     match e {
-        accord::error::AppError::Validation { detail, errors } => {
+        accord::error::AppError::Validation { detail, errors }
+        | accord::error::AppError::Unmet { detail, errors } => {
             let mut out = detail.clone();
             for f in errors {
                 out.push_str("\n  ");

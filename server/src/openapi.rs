@@ -12,10 +12,12 @@ use utoipa::ToSchema;
 use crate::auth::api::{IssueRequest, Me, PolicyView, TokenView};
 use crate::auth::service::IssuedToken;
 use crate::authz::{Access, RouteSpec};
+use crate::config::Limits;
 use crate::consent::api::{
     BatchAnswer, BatchRequest, EraseRequest, FilterTrailer, NoticeList, PurposeDetail, PurposeList,
     SubjectConsents, SubjectHistory,
 };
+use crate::consent::model::schema as rule;
 use crate::consent::model::{CheckAnswer, NoticeDef, PurposeDef};
 use crate::consent::service::{
     ConsentInput, Defined, Erased, ImportSummary, NoticeInput, PurposeInput, Recorded,
@@ -39,11 +41,20 @@ impl Schemas {
         if self.0.contains_key(&name) {
             return;
         }
-        self.0.insert(name, to_json(&T::schema()));
+        let schema = refined(&name, to_json(&T::schema()));
+        self.0.insert(name, schema);
+        self.deps::<T>();
+    }
+
+    /// Adds the schemas `T` refers to.
+    fn deps<T: ToSchema>(&mut self) {
         let mut deps = Vec::new();
         T::schemas(&mut deps);
         for (name, schema) in deps {
-            self.0.entry(name).or_insert_with(|| to_json(&schema));
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.0.entry(name) {
+                let schema = refined(slot.key(), to_json(&schema));
+                slot.insert(schema);
+            }
         }
     }
 
@@ -55,12 +66,8 @@ impl Schemas {
 
     /// `T`'s schema written in place (for generic wrappers, whose names would collide).
     fn inline<T: ToSchema>(&mut self) -> Value {
-        let mut deps = Vec::new();
-        T::schemas(&mut deps);
-        for (name, schema) in deps {
-            self.0.entry(name).or_insert_with(|| to_json(&schema));
-        }
-        to_json(&T::schema())
+        self.deps::<T>();
+        refined(&T::name(), to_json(&T::schema()))
     }
 
     /// A purpose or notice change: `Defined<T>`, written in place, with `T` among the components.
@@ -87,12 +94,12 @@ struct Param {
     description: &'static str,
 }
 
-fn path(name: &'static str, description: &'static str) -> Param {
+fn path(name: &'static str, schema: Value, description: &'static str) -> Param {
     Param {
         name,
         place: "path",
         required: true,
-        schema: json!({"type": "string"}),
+        schema,
         description,
     }
 }
@@ -107,12 +114,12 @@ fn query(name: &'static str, required: bool, schema: Value, description: &'stati
     }
 }
 
-fn header(name: &'static str, description: &'static str) -> Param {
+fn header(name: &'static str, schema: Value, description: &'static str) -> Param {
     Param {
         name,
         place: "header",
         required: false,
-        schema: json!({"type": "string"}),
+        schema,
         description,
     }
 }
@@ -131,6 +138,11 @@ pub struct Op {
     /// Further statuses this operation answers with, beyond those every operation of its kind
     /// can (see [`error_statuses`]).
     also: Vec<u16>,
+    /// Relations between two of its inputs that JSON Schema cannot state, `[a, op, b]` with `a`
+    /// and `b` written `place.field` (`query`, `path`, or `body`: each row of a list body) and op
+    /// `<`, `<=` or `==`; they hold when both are given, or the answer is a 422
+    /// (`x-accord-order`).
+    order: Vec<Value>,
 }
 
 fn op(method: &'static str, path: &'static str, summary: &'static str) -> Op {
@@ -143,6 +155,7 @@ fn op(method: &'static str, path: &'static str, summary: &'static str) -> Op {
         body_required: true,
         ok: (200, "application/json", json!({"type": "object"})),
         also: Vec::new(),
+        order: Vec::new(),
     }
 }
 
@@ -167,6 +180,11 @@ impl Op {
         self.also.extend_from_slice(statuses);
         self
     }
+    /// `a op b` must hold when both are given (see [`Op::order`]'s field).
+    fn order(mut self, a: &str, op: &str, b: &str) -> Self {
+        self.order.push(json!([a, op, b]));
+        self
+    }
 }
 
 fn text() -> Value {
@@ -178,11 +196,201 @@ fn seq() -> Value {
 }
 
 fn instant() -> Value {
-    json!({"type": "string", "format": "date-time"})
+    rule::instant()
+}
+
+/// A send list as plain text: one subject id per line; lines may be empty, and ASCII blanks
+/// around an id are ignored.
+fn send_list_text() -> Value {
+    let (c, sp) = (rule::CONTROL, rule::SPACE);
+    let line = format!("[\\t\\f\\r ]*(?:[^{c}{sp}](?:[^{c}]{{0,254}}[^{c}{sp}])?)?[\\t\\f\\r ]*");
+    json!({"type": "string", "pattern": format!("^{line}(?:\\n{line})*$")})
+}
+
+fn with_examples(mut schema: Value, examples: Value) -> Value {
+    schema["examples"] = examples;
+    schema
+}
+
+/// A tree size: 1 or more.
+fn size() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": u64::MAX})
+}
+
+/// A CSV row of an import: the consent fields, with evidence as `evidence_<field>` columns.
+fn csv_row(s: &mut Schemas) -> Value {
+    s.add::<ConsentInput>();
+    let mut row =
+        s.0.get(ConsentInput::name().as_ref())
+            .cloned()
+            .unwrap_or_default();
+    if let Some(props) = row["properties"].as_object_mut() {
+        props.remove("evidence");
+        for column in crate::consent::import::CSV_COLUMNS {
+            if column.starts_with("evidence_") {
+                props.insert(column.to_string(), nullable(rule::text(1000, false)));
+            }
+        }
+    }
+    row
+}
+
+/// What the validators check on each field that the types alone do not say: each validator's own
+/// schema (`consent::model::schema`), merged into the derived property so it stays nullable where
+/// the field is optional. (schema, property, rule)
+fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
+    let evidence = || rule::text(1000, false);
+    vec![
+        ("ConsentInput", "subject", rule::subject()),
+        ("ConsentInput", "purpose", rule::key()),
+        ("ConsentInput", "notice_key", rule::key()),
+        ("ConsentInput", "notice_version", rule::version()),
+        ("ConsentInput", "collected_at", rule::instant()),
+        ("ConsentInput", "expires_at", rule::instant()),
+        ("ConsentInput", "jurisdiction", rule::jurisdiction()),
+        ("ConsentInput", "source", rule::text(200, true)),
+        ("Evidence", "form_id", evidence()),
+        ("Evidence", "ip", evidence()),
+        ("Evidence", "user_agent", evidence()),
+        ("Evidence", "page_url", evidence()),
+        ("Evidence", "reference", evidence()),
+        ("PurposeInput", "key", rule::key()),
+        ("PurposeInput", "title", rule::text(200, true)),
+        ("PurposeInput", "description", rule::text(4000, false)),
+        ("PurposeInput", "dpv_iri", rule::url()),
+        ("NoticeInput", "key", rule::key()),
+        ("NoticeInput", "version", rule::version()),
+        ("NoticeInput", "text_hash", rule::sha256_hex()),
+        ("NoticeInput", "url", rule::url()),
+        ("NoticeInput", "effective_at", rule::instant()),
+        (
+            "IssueRequest",
+            "client",
+            crate::auth::model::client_schema(),
+        ),
+        ("IssueRequest", "ttl", crate::auth::model::ttl_schema()),
+        ("EraseRequest", "reason", rule::text(1000, false)),
+        ("BatchItem", "subject", rule::subject()),
+        ("BatchItem", "purpose", rule::key()),
+        ("BatchItem", "at", rule::instant()),
+    ]
+}
+
+/// Examples of fields that name what a fresh server holds (a built-in purpose), so generated
+/// requests reach past "not registered" too.
+fn field_examples(name: &str, field: &str) -> Option<Value> {
+    match (name, field) {
+        ("ConsentInput" | "BatchItem", "purpose") => Some(json!(["marketing.email"])),
+        ("ConsentInput" | "BatchItem", "subject") => Some(json!(["alice@example.org"])),
+        ("ConsentInput", "channel") => Some(json!(["email"])),
+        _ => None,
+    }
+}
+
+/// Rules between the fields of an object that the validators check, as JSON Schema.
+fn object_rules(name: &str) -> Vec<Value> {
+    // `given` present as a string, `absent` left out or null.
+    let fields = |given: &[&str], absent: &[&str]| {
+        let mut props = Map::new();
+        for f in given {
+            props.insert(f.to_string(), json!({"type": "string"}));
+        }
+        for f in absent {
+            props.insert(f.to_string(), json!({"type": "null"}));
+        }
+        json!({"required": given, "properties": props})
+    };
+    match name {
+        "ConsentInput" => vec![
+            // A notice is named by key and version together.
+            json!({"anyOf": [
+                fields(&[], &["notice_key", "notice_version"]),
+                fields(&["notice_key", "notice_version"], &[]),
+            ]}),
+            // Only a grant expires.
+            json!({"anyOf": [
+                fields(&[], &["expires_at"]),
+                {"properties": {"decision": {"const": "granted"}}},
+            ]}),
+        ],
+        // The text or its hash, not both.
+        "NoticeInput" => vec![json!({"anyOf": [
+            fields(&["text_hash"], &["text"]),
+            fields(&["text"], &["text_hash"]),
+        ]})],
+        // A purpose whose legal basis is consent (the default) requires consent.
+        "PurposeInput" => vec![json!({"not": {
+            "required": ["consent_required"],
+            "properties": {
+                "consent_required": {"const": false},
+                "legal_basis": {"enum": ["consent", null]},
+            },
+        }})],
+        _ => Vec::new(),
+    }
+}
+
+/// Fields the derived schema leaves optional that the validator requires: a consent decision
+/// (unless a GPC signal answers for it, see `Sec-GPC`).
+fn required_fields(name: &str) -> &'static [&'static str] {
+    if name == "ConsentInput" {
+        &["decision"]
+    } else {
+        &[]
+    }
+}
+
+/// `schema` (named `name`) with the rules above written into it.
+fn refined(name: &str, mut schema: Value) -> Value {
+    for (owner, field, rule) in field_rules() {
+        if owner != name {
+            continue;
+        }
+        if let Some(prop) = schema["properties"][field].as_object_mut()
+            && let Value::Object(rule) = rule
+        {
+            for (k, v) in rule {
+                if k != "type" {
+                    prop.insert(k, v);
+                }
+            }
+        }
+    }
+    if let Some(props) = schema["properties"].as_object_mut() {
+        for (field, prop) in props.iter_mut() {
+            if let Some(examples) = field_examples(name, field) {
+                prop["examples"] = examples;
+            }
+        }
+    }
+    for field in required_fields(name) {
+        if let Some(list) = schema["required"].as_array_mut() {
+            list.push(json!(field));
+        }
+        // Required, so not null: `oneOf: [T, null]` becomes T.
+        let prop = &mut schema["properties"][*field];
+        if let Some(t) = prop["oneOf"]
+            .as_array()
+            .and_then(|alts| alts.iter().find(|a| a["type"] != json!("null")).cloned())
+        {
+            *prop = t;
+        }
+    }
+    let relations = object_rules(name);
+    if !relations.is_empty() {
+        schema["allOf"] = Value::Array(relations);
+    }
+    schema
+}
+
+/// A rule's schema that also admits `null` (an optional field sent as null is left out).
+fn nullable(mut rule: Value) -> Value {
+    rule["type"] = json!([rule["type"].clone(), "null"]);
+    rule
 }
 
 fn subject_params(extra: Vec<Param>) -> Vec<Param> {
-    let mut v = vec![path("id", "The data subject's id.")];
+    let mut v = vec![path("id", rule::subject(), "The data subject's id.")];
     v.extend(extra);
     v
 }
@@ -201,8 +409,8 @@ fn check_params(s: &mut Schemas, required: bool) -> Vec<Param> {
         query(
             "purpose",
             true,
-            text(),
-            "Purpose key, e.g. marketing.email.",
+            with_examples(rule::key(), json!(["marketing.email"])),
+            "Purpose key, e.g. marketing.email; one not registered is a 409.",
         ),
         query(
             "channel",
@@ -219,13 +427,16 @@ fn check_params(s: &mut Schemas, required: bool) -> Vec<Param> {
         min_seq(),
     ];
     if required {
-        v.insert(0, query("subject", true, text(), "The data subject's id."));
+        v.insert(
+            0,
+            query("subject", true, rule::subject(), "The data subject's id."),
+        );
     }
     v
 }
 
 /// Every API operation Accord serves (the web UI's pages are not part of the API).
-pub fn operations(s: &mut Schemas) -> Vec<Op> {
+pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
     let json = "application/json";
     let ndjson = "application/x-ndjson";
     let plain = "text/plain";
@@ -247,17 +458,19 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
         op("GET", "/v1/ledger/proofs/inclusion", "RFC 9162 inclusion proof of an entry")
             .params(vec![
                 query("seq", true, seq(), "The entry."),
-                query("size", false, seq(), "Tree size (default: the latest checkpoint's)."),
+                query("size", false, size(), "Tree size (default: the latest checkpoint's); beyond the ledger is a 409."),
             ])
+            .order("query.seq", "<", "query.size")
             .ok(200, json, s.of::<InclusionProof>())
-            .also(&[404]),
+            .also(&[404, 409]),
         op("GET", "/v1/ledger/proofs/consistency", "RFC 9162 consistency proof between two tree sizes")
             .params(vec![
-                query("from", true, seq(), "Older tree size."),
-                query("to", false, seq(), "Newer tree size (default: the latest checkpoint's)."),
+                query("from", true, size(), "Older tree size."),
+                query("to", false, size(), "Newer tree size (default: the latest checkpoint's); beyond the ledger is a 409."),
             ])
+            .order("query.from", "<=", "query.to")
             .ok(200, json, s.of::<ConsistencyProof>())
-            .also(&[404]),
+            .also(&[404, 409]),
         op("GET", "/v1/ledger/key", "The ledger's verifier key (signed-note vkey)").ok(200, plain, text()),
         op("GET", "/v1/access/me", "Who the caller is: roles and permissions").ok(200, json, s.of::<Me>()),
         op("GET", "/v1/access/policy", "The access model and rules in force").ok(200, json, s.of::<PolicyView>()),
@@ -266,21 +479,27 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
             .body(json, s.of::<IssueRequest>())
             .ok(201, json, s.of::<IssuedToken>()),
         op("DELETE", "/v1/tokens/{jti}", "Revoke an API token and every token minted with it")
-            .params(vec![path("jti", "The token's id.")])
+            .params(vec![path("jti", text(), "The token's id.")])
             .ok(204, json, json!({})),
         op("GET", "/v1/purposes", "Every purpose at its latest version").ok(200, json, s.of::<PurposeList>()),
         op("POST", "/v1/purposes", "Register a purpose")
-            .body(json, s.of::<PurposeInput>())
+            .body(json, {
+                let mut b = s.inline::<PurposeInput>();
+                b["required"] = json!(["key", "title"]);
+                b["properties"]["key"]["type"] = json!("string");
+                b
+            })
             .ok(201, json, s.defined::<PurposeDef>()),
         op("GET", "/v1/purposes/{key}", "A purpose and every version of it")
-            .params(vec![path("key", "Purpose key.")])
+            .params(vec![path("key", rule::key(), "Purpose key.")])
             .ok(200, json, s.of::<PurposeDetail>()),
         op("PUT", "/v1/purposes/{key}", "Record a new version of a purpose (unchanged: nothing recorded)")
-            .params(vec![path("key", "Purpose key.")])
+            .params(vec![path("key", rule::key(), "Purpose key (a body's `key`, if any, must equal it).")])
             .body(json, s.of::<PurposeInput>())
+            .order("body.key", "==", "path.key")
             .ok(200, json, s.defined::<PurposeDef>()),
         op("POST", "/v1/purposes/{key}/retire", "Retire a purpose; its history stays")
-            .params(vec![path("key", "Purpose key.")])
+            .params(vec![path("key", rule::key(), "Purpose key.")])
             .ok(200, json, s.defined::<PurposeDef>()),
         op("GET", "/v1/notices", "Privacy-notice versions").ok(200, json, s.of::<NoticeList>()),
         op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published; the same version again is a 200 that records nothing)")
@@ -289,28 +508,42 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
             .also(&[200]),
         op("POST", "/v1/consents", "Record a consent decision (200 with `duplicate` when it was already recorded)")
             .params(vec![
-                header("Idempotency-Key", "Retries with the same key get the first answer and write nothing."),
-                header("Sec-GPC", "`1`: a Global Privacy Control signal; recorded as an opt-out where the purpose honours GPC, and a grant is refused."),
+                header(
+                    "Idempotency-Key",
+                    json!({"type": "string", "pattern": "^[!-~]{1,200}$"}),
+                    "1 to 200 visible ASCII characters (a UUID is a good choice). Retries with the same key get the first answer and write nothing.",
+                ),
+                header("Sec-GPC", text(), "`1`: a Global Privacy Control signal; recorded as an opt-out where the purpose honours GPC (then `decision` may be left out), and a grant is refused with a 409."),
             ])
             .body(json, s.of::<ConsentInput>())
+            .order("body.collected_at", "<", "body.expires_at")
             .ok(201, json, s.of::<Recorded>())
             .also(&[200]),
         op("POST", "/v1/consents/import", "Import consent decisions in bulk: NDJSON (one decision per line) or CSV; validated first, all or nothing; re-runs write nothing new")
-            .body(ndjson, s.array_of::<ConsentInput>())
-            .body("text/csv", s.array_of::<ConsentInput>())
-            .ok(200, json, s.of::<ImportSummary>()),
+            .body(ndjson, json!({"type": "array", "items": s.of::<ConsentInput>(), "minItems": 1, "maxItems": limits.import_rows}))
+            .body("text/csv", json!({"type": "array", "items": csv_row(s), "minItems": 1, "maxItems": limits.import_rows}))
+            .order("body.collected_at", "<", "body.expires_at")
+            .ok(200, json, s.of::<ImportSummary>())
+            .also(&[409]),
         op("GET", "/v1/consents/check", "May we? One subject, purpose and channel, now or as of a moment")
             .params(check_params(s, true))
             .ok(200, json, s.of::<CheckAnswer>())
             .also(&[404, 409]),
         op("POST", "/v1/consents/check", "May we? A batch of checks (at most `limits.batch_items`), answered in order")
-            .body(json, s.of::<BatchRequest>())
+            .body(json, {
+                let mut b = s.inline::<BatchRequest>();
+                b["properties"]["items"]["maxItems"] = json!(limits.batch_items);
+                b
+            })
             .ok(200, json, s.of::<BatchAnswer>())
             .also(&[409]),
-        op("POST", "/v1/consents/filter", "Send list in (NDJSON: one subject id per line), permitted subset out, then a trailer line with counts per reason")
+        op("POST", "/v1/consents/filter", "Send list in (NDJSON: a JSON string or an object with `subject` per line; text/plain: one id per line), permitted subset out, then a trailer line with counts per reason. A bad line in the first 64 KiB is a 422; later it ends the answer, with the error in the trailer")
             .params(check_params(s, false))
-            .body(ndjson, json!({"type": "array", "items": text()}))
-            .body(plain, text())
+            .body(ndjson, json!({"type": "array", "items": {"anyOf": [
+                rule::subject(),
+                {"type": "object", "required": ["subject"], "properties": {"subject": rule::subject()}},
+            ]}}))
+            .body(plain, send_list_text())
             .ok(200, ndjson, json!({"type": "array", "items": {"oneOf": [
                 text(),
                 {"type": "object", "required": ["trailer"], "properties": {"trailer": s.of::<FilterTrailer>()}},
@@ -318,8 +551,8 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
             .also(&[404, 409]),
         op("GET", "/v1/consents/receipts/{seq}", "A consent receipt (ISO/IEC TS 27560 fields) with its inclusion proof and signed checkpoint; check it with `accord-audit verify-receipt`. Without `consent:receipt`, name the record's subject.")
             .params(vec![
-                path("seq", "The consent record's ledger seq."),
-                query("subject", false, text(), "The record's subject: required without the permission consent:receipt."),
+                path("seq", seq(), "The consent record's ledger seq."),
+                query("subject", false, rule::subject(), "The record's subject: required without the permission consent:receipt."),
             ])
             .ok(200, json, json!({"type": "object"})),
         op("GET", "/v1/subjects/{id}/consents", "A subject's current consent per purpose and channel")
@@ -388,11 +621,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The document, with each operation's access taken from the registered routes.
-pub fn document(routes: &[RouteSpec]) -> Value {
+pub fn document(routes: &[RouteSpec], limits: &Limits) -> Value {
     let mut s = Schemas::default();
     let problem = s.of::<Problem>();
     let mut paths = Map::new();
-    for o in operations(&mut s) {
+    for o in operations(&mut s, limits) {
         let access = routes
             .iter()
             .find(|r| r.method.as_str() == o.method && r.path == o.path)
@@ -444,6 +677,9 @@ pub fn document(routes: &[RouteSpec]) -> Value {
             responses.insert(code.to_string(), body);
         }
         operation.insert("responses".into(), Value::Object(responses));
+        if !o.order.is_empty() {
+            operation.insert("x-accord-order".into(), Value::Array(o.order.clone()));
+        }
         match access {
             Some(Access::Public) | None => {
                 operation.insert("security".into(), json!([]));
@@ -484,4 +720,45 @@ pub fn document(routes: &[RouteSpec]) -> Value {
 /// Whether a route belongs to the API the document describes (the web UI does not).
 pub fn is_api(path: &str) -> bool {
     !path.starts_with("/ui") && !path.starts_with("/bench")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_rule_lands_on_a_property() {
+        let doc = document(&[], &Limits::default());
+        let schemas = &doc["components"]["schemas"];
+        for (owner, field, rule) in field_rules() {
+            let prop = &schemas[owner]["properties"][field];
+            assert!(prop.is_object(), "{owner} has no property {field}");
+            for (k, v) in rule.as_object().unwrap() {
+                if k != "type" {
+                    assert_eq!(&prop[k], v, "{owner}.{field}.{k}");
+                }
+            }
+        }
+        for name in ["ConsentInput", "NoticeInput", "PurposeInput"] {
+            assert!(schemas[name]["allOf"].is_array(), "{name}");
+        }
+        let import = &doc["paths"]["/v1/consents/import"]["post"];
+        let csv = &import["requestBody"]["content"]["text/csv"]["schema"]["items"];
+        assert!(csv["properties"]["evidence_ip"]["pattern"].is_string());
+        assert!(csv["properties"]["evidence"].is_null());
+        assert_eq!(
+            import["x-accord-order"][0],
+            json!(["body.collected_at", "<", "body.expires_at"])
+        );
+        assert!(
+            schemas["ConsentInput"]["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("decision"))
+        );
+        assert_eq!(
+            schemas["ConsentInput"]["properties"]["decision"],
+            json!({"$ref": "#/components/schemas/Decision"})
+        );
+    }
 }

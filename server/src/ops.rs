@@ -23,7 +23,7 @@ pub fn routes(r: &mut Routes) {
 /// The OpenAPI document, with each operation's access as registered.
 async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     let routes = state.routes.get().map(Vec::as_slice).unwrap_or(&[]);
-    HttpResponse::Ok().json(crate::openapi::document(routes))
+    HttpResponse::Ok().json(crate::openapi::document(routes, &state.settings.limits))
 }
 
 /// `{"status": "ok"}`.

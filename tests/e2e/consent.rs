@@ -10,7 +10,7 @@ use accord_tests::{TestApp, TestDb, policies_dir, settings};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
-use crate::support::problem_field;
+use crate::support::{json_lines, problem_field};
 
 pub struct World {
     pub app: TestApp,
@@ -207,7 +207,7 @@ async fn tour(db: TestDb) {
         }
     };
     let r = gpc(json!({"subject": "s-3", "purpose": "marketing.email", "channel": "email", "decision": "granted"})).await;
-    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(problem_field(&r.json()), Some("decision"));
     assert!(r.body.contains("Global Privacy Control"), "{}", r.body);
     let r = gpc(json!({"subject": "s-3", "purpose": "marketing.email", "channel": "any"})).await;
@@ -340,29 +340,37 @@ async fn tour(db: TestDb) {
     assert_eq!(reasons, ["withdrawn", "granted", "granted", "no_record"]);
 
     // Filter: a send list in, the permitted subset out, counts in the trailer.
-    let r = w
-        .app
-        .send(
-            "POST",
-            "/v1/consents/filter?purpose=marketing.email&channel=sms",
-            Some(&w.service),
-            &[],
-            Some((
-                "application/x-ndjson",
-                b"s-1\n\"s-4\"\n{\"subject\":\"s-3\"}\nnobody".to_vec(),
-            )),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let lines: Vec<Value> = r
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let send_list = |media: &'static str, body: &'static [u8]| {
+        let w = &w;
+        async move {
+            let r = w
+                .app
+                .send(
+                    "POST",
+                    "/v1/consents/filter?purpose=marketing.email&channel=sms",
+                    Some(&w.service),
+                    &[],
+                    Some((media, body.to_vec())),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            json_lines(&r.body)
+        }
+    };
+    let lines = send_list(
+        "application/x-ndjson",
+        b"\"s-1\"\n\"s-4\"\n{\"subject\":\"s-3\"}\n\"nobody\"",
+    )
+    .await;
     assert_eq!(lines[0], json!("s-4"));
     let trailer = &lines[1]["trailer"];
     assert_eq!(trailer["checked"], 4);
     assert_eq!(trailer["allowed"], 1);
+    // The same list as plain text, one id per line, taken as written (quotes are part of an id).
+    let plain = send_list("text/plain", b"s-1\r\n s-4 \n\ns-3\n\"s-4\"\n").await;
+    assert_eq!(plain[0], json!("s-4"));
+    assert_eq!(plain[1]["trailer"]["checked"], 4, "{plain:?}");
+    assert_eq!(plain[1]["trailer"]["allowed"], 1, "{plain:?}");
     assert_eq!(trailer["reasons"]["no_record"], 2);
     assert_eq!(trailer["reasons"]["withdrawn"], 1);
 
@@ -382,7 +390,7 @@ async fn tour(db: TestDb) {
             json!({"subject": "s-6", "purpose": "marketing.email", "channel": "sms", "decision": "granted"}),
         )
         .await;
-    assert_eq!((status, problem_field(&v)), (422, Some("purpose")), "{v}");
+    assert_eq!((status, problem_field(&v)), (409, Some("purpose")), "{v}");
     let (_, p) = w.get("/v1/purposes/marketing.email").await;
     assert_eq!(p["versions"].as_array().unwrap().len(), 2);
     assert_eq!(p["purpose"]["status"], "retired");
@@ -470,9 +478,18 @@ async fn validation(db: TestDb) {
             "ISO 3166",
         ),
     ];
+    // Refusals that depend on what is registered, published or the server's clock are 409s;
+    // the rest are malformed fields, 422s.
+    let unmet = [
+        "not a registered purpose",
+        "retired",
+        "future",
+        "has no version",
+    ];
     for (body, field, words) in cases {
         let (status, v) = w.post("/v1/consents", &w.service, body.clone()).await;
-        assert_eq!(status, 422, "{body} -> {v}");
+        let expected = if unmet.contains(&words) { 409 } else { 422 };
+        assert_eq!(status, expected, "{body} -> {v}");
         assert_eq!(problem_field(&v), Some(field), "{body} -> {v}");
         assert!(
             v["errors"][0]["message"].as_str().unwrap().contains(words),
@@ -514,20 +531,32 @@ async fn validation(db: TestDb) {
             ]}),
         )
         .await;
+    // Malformed fields first, then those the state refuses.
     assert_eq!(status, 422);
-    assert_eq!(v["errors"][0]["field"], "items/1/purpose");
-    assert_eq!(v["errors"][1]["field"], "items/1/channel");
+    assert_eq!(v["errors"][0]["field"], "items/1/channel");
+    assert_eq!(v["errors"][1]["field"], "items/1/purpose");
     // Single checks.
-    for (query, field) in [
-        ("subject=a&purpose=nope&channel=email", "purpose"),
+    for (query, field, expected) in [
+        ("subject=a&purpose=nope&channel=email", "purpose", 409),
+        ("subject=a&purpose=Nope&channel=email", "purpose", 422),
         (
             "subject=a&purpose=marketing.email&channel=email&at=soon",
             "at",
+            422,
         ),
-        ("purpose=marketing.email&channel=email", "subject"),
+        (
+            "subject=a&purpose=marketing.email&channel=email&at=2026-11-05t00:00:00Z",
+            "at",
+            422,
+        ),
+        ("purpose=marketing.email&channel=email", "subject", 422),
     ] {
         let (status, v) = w.get(&format!("/v1/consents/check?{query}")).await;
-        assert_eq!((status, problem_field(&v)), (422, Some(field)), "{query}");
+        assert_eq!(
+            (status, problem_field(&v)),
+            (expected, Some(field)),
+            "{query}"
+        );
     }
     // A parameter given twice is refused, not settled by picking one.
     let (status, v) = w
@@ -541,7 +570,8 @@ async fn validation(db: TestDb) {
             .contains("`subject` is given more than once"),
         "{v}"
     );
-    // A bad line in a filter ends the stream with the error in the trailer.
+    // A bad line near the start of a send list is a 422 naming it, before any answer (further
+    // on, it ends the answer with the error in the trailer: see the limits tests).
     let r = w
         .app
         .send(
@@ -549,11 +579,14 @@ async fn validation(db: TestDb) {
             "/v1/consents/filter?purpose=marketing.email&channel=email",
             Some(&w.service),
             &[],
-            Some(("application/x-ndjson", b"a\n\"unterminated\nb\n".to_vec())),
+            Some((
+                "application/x-ndjson",
+                b"\"a\"\n\"unterminated\n\"b\"\n".to_vec(),
+            )),
         )
         .await;
-    let last: Value = serde_json::from_str(r.body.lines().last().unwrap()).unwrap();
-    assert_eq!(last["trailer"]["error"]["line"], 2, "{}", r.body);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["errors"][0]["line"], 2, "{}", r.body);
     // Purposes: a consent basis cannot be declared as not needing consent; keys are checked.
     let (status, v) = w
         .post(
@@ -871,7 +904,6 @@ async fn openapi_document_matches_the_routes() {
         "PurposeInput",
         "NoticeInput",
         "IssueRequest",
-        "BatchRequest",
     ] {
         assert_eq!(
             schemas[body]["additionalProperties"],
@@ -880,6 +912,14 @@ async fn openapi_document_matches_the_routes() {
             schemas[body]
         );
     }
+    let batch = &doc["paths"]["/v1/consents/check"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(batch["additionalProperties"], json!(false), "{batch}");
+    assert_eq!(
+        batch["properties"]["items"]["maxItems"],
+        json!(10_000),
+        "{batch}"
+    );
     assert_eq!(
         doc["paths"]["/v1/tokens"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
             ["type"],

@@ -9,7 +9,7 @@ use std::time::Duration;
 use accord::auth::model::Role;
 use accord::clock::{Clock, ManualClock, Timestamp};
 use accord_tests::{TestApp, TestDb, settings};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::on_both_backends;
 
@@ -205,7 +205,7 @@ async fn run(db: TestDb, seed: u64) {
         }
         let (status, v) = app.post_json_with("/v1/consents", &service, &body).await;
         if p.retired_at.is_some() {
-            assert_eq!(status, 422, "a retired purpose takes no new record: {v}");
+            assert_eq!(status, 409, "a retired purpose takes no new record: {v}");
             continue;
         }
         match status {
@@ -291,15 +291,11 @@ async fn run(db: TestDb, seed: u64) {
                         ),
                         Some(&service),
                         &[],
-                        Some(("application/x-ndjson", SUBJECTS.join("\n").into_bytes())),
+                        Some(("text/plain", SUBJECTS.join("\n").into_bytes())),
                     )
                     .await;
                 assert_eq!(r.status, 200, "{}", r.body);
-                let lines: Vec<Value> = r
-                    .body
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
+                let lines = crate::support::json_lines(&r.body);
                 let (trailer, permitted) = lines.split_last().unwrap();
                 assert_eq!(
                     permitted,

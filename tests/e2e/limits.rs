@@ -138,27 +138,47 @@ async fn limits(db: TestDb) {
         p["detail"].as_str().unwrap().contains("limits.batch_items"),
         "{p}"
     );
-    // A send list with a line past the limit ends with the error in its trailer.
-    let r = app
-        .send(
-            "POST",
-            "/v1/consents/filter?purpose=newsletter&channel=email",
-            Some(&t),
-            &[],
-            Some((
-                "application/x-ndjson",
-                format!("\"s-1\"\n\"{}\"\n\"s-2\"\n", "z".repeat(2000)).into_bytes(),
-            )),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    // A send list with a line past the limit: near its start, before the answer begins, a 413
+    // naming the line and the limit; further on, the answer ends with the error in its trailer.
+    let send_list = |body: String| {
+        let app = &app;
+        let t = &t;
+        async move {
+            app.send(
+                "POST",
+                "/v1/consents/filter?purpose=newsletter&channel=email",
+                Some(t),
+                &[],
+                Some(("application/x-ndjson", body.into_bytes())),
+            )
+            .await
+        }
+    };
+    let r = send_list(format!("\"s-1\"\n\"{}\"\n\"s-2\"\n", "z".repeat(2000))).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("line 2"), "{}", r.body);
+    assert!(r.body.contains("limits.line_bytes"), "{}", r.body);
+    let early: String = (0..10_000).map(|n| format!("\"s-{n}\"\n")).collect();
+    assert!(
+        early.len() > 64 * 1024,
+        "past the part checked before answering"
+    );
+    let r = send_list(format!("{early}\"{}\"\n\"s-2\"\n", "z".repeat(2000))).await;
+    assert_eq!(r.status, 200, "{}", &r.body[..200.min(r.body.len())]);
     let last: Value = serde_json::from_str(r.body.lines().last().unwrap()).unwrap();
-    assert_eq!(last["trailer"]["error"]["line"], 2, "{}", r.body);
+    assert_eq!(last["trailer"]["error"]["line"], 10_001, "{last}");
     assert!(
         last["trailer"]["error"]["message"]
             .as_str()
             .unwrap()
             .contains("limits.line_bytes"),
+        "{last}"
+    );
+    // NDJSON lines are JSON: a bare id is refused (it belongs in a text/plain list).
+    let r = send_list("\"s-1\"\ns-2\n".to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("line 2") && r.body.contains("text/plain"),
         "{}",
         r.body
     );

@@ -57,3 +57,10 @@ impl LedgerEvent for Noted {
 pub fn problem_field(v: &serde_json::Value) -> Option<&str> {
     v["errors"][0]["field"].as_str()
 }
+
+/// The lines of an NDJSON answer (a send list's permitted ids, then its trailer).
+pub fn json_lines(body: &str) -> Vec<serde_json::Value> {
+    body.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}

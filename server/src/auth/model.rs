@@ -160,6 +160,32 @@ pub fn validate_client(field: &str, raw: &str) -> Result<String, AppError> {
     Ok(s.to_string())
 }
 
+/// The longest lifetime a token may have.
+pub const MAX_TTL_SECS: u64 = 366 * 86_400;
+
+/// [`parse_ttl`]'s rule as JSON Schema: a whole number without leading zeros and a unit, at most
+/// 366 days.
+pub fn ttl_schema() -> serde_json::Value {
+    use crate::consent::model::schema::up_to;
+    let pattern = format!(
+        "^(?:{}d|{}h|{}m|{}s)$",
+        up_to(MAX_TTL_SECS / 86_400),
+        up_to(MAX_TTL_SECS / 3600),
+        up_to(MAX_TTL_SECS / 60),
+        up_to(MAX_TTL_SECS)
+    );
+    serde_json::json!({"type": ["string", "null"], "pattern": pattern, "maxLength": 9})
+}
+
+/// [`validate_client`]'s rule as JSON Schema (surrounding white space is trimmed).
+pub fn client_schema() -> serde_json::Value {
+    use crate::consent::model::schema::WHITE_SPACE;
+    serde_json::json!({
+        "type": "string",
+        "pattern": format!("^[{WHITE_SPACE}]*[a-z0-9._-]{{1,64}}[{WHITE_SPACE}]*$"),
+    })
+}
+
 /// A password: 12 to 1024 characters. Length is what makes a password strong; no composition rules.
 pub fn validate_password(field: &str, raw: &str) -> Result<(), AppError> {
     let n = raw.chars().count();
@@ -180,15 +206,17 @@ pub fn validate_password(field: &str, raw: &str) -> Result<(), AppError> {
 
 /// A lifetime such as `90d`, `12h`, `30m` or `3600s`; at most 366 days.
 pub fn parse_ttl(field: &str, raw: &str) -> Result<Duration, AppError> {
-    let s = raw.trim();
     let bad = || {
         AppError::validation(
             field,
             format!("{raw:?} is not a lifetime such as 90d, 12h, 30m or 3600s (at most 366d)"),
         )
     };
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (num, unit) = s.split_at(split);
+    let split = raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = raw.split_at(split);
+    if num.starts_with('0') {
+        return Err(bad());
+    }
     let n: u64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "s" => n,
@@ -197,7 +225,7 @@ pub fn parse_ttl(field: &str, raw: &str) -> Result<Duration, AppError> {
         "d" => n.checked_mul(86_400).ok_or_else(bad)?,
         _ => return Err(bad()),
     };
-    if secs == 0 || secs > 366 * 86_400 {
+    if secs == 0 || secs > MAX_TTL_SECS {
         return Err(bad());
     }
     Ok(Duration::from_secs(secs))
@@ -255,9 +283,32 @@ mod tests {
             "12x",
             "1.5h",
             "-1d",
+            "090d",
+            " 90d",
+            "367d",
+            "8785h",
             "99999999999999999999d",
         ] {
             assert!(parse_ttl("ttl", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_ttl_schema_admits_exactly_what_parse_ttl_does() {
+        let schema = ttl_schema();
+        let re = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        let mut samples: Vec<String> = ["", "d", "1", "1d ", "01d", "1.0d", "1D", "+1d"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for n in (0..10_000u64).chain([527_040, 527_041, 31_622_400, 31_622_401, 99_999_999]) {
+            for unit in ["d", "h", "m", "s", "x"] {
+                samples.push(format!("{n}{unit}"));
+            }
+        }
+        for s in &samples {
+            assert_eq!(re.is_match(s), parse_ttl("ttl", s).is_ok(), "{s:?}");
+            assert!(s.len() <= 9 || parse_ttl("ttl", s).is_err());
         }
     }
 

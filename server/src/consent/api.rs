@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::clock::Timestamp;
-use crate::error::AppError;
+use crate::error::{AppError, FieldError};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
@@ -34,6 +34,8 @@ pub const PURPOSE_WRITE: Perm = Perm::new("purpose", "write");
 
 /// Longest a check waits for `min_seq` to be applied here.
 const MIN_SEQ_WAIT: Duration = Duration::from_secs(5);
+/// How much of a send list is read and checked before its answer begins.
+const FILTER_PREFLIGHT_BYTES: usize = 64 * 1024;
 /// Largest body of a batch check (10,000 items fit easily).
 /// The largest batch-check body: room for `items` items of well over the usual size (at least
 /// 8 MiB).
@@ -345,6 +347,8 @@ impl CheckQuery<'_> {
         let purpose = self.purpose.as_deref().unwrap_or("");
         if purpose.is_empty() {
             p.add("purpose", "is required");
+        } else {
+            p.take(model::key("purpose", purpose));
         }
         let channel = match self.channel.as_deref() {
             None => {
@@ -413,7 +417,7 @@ fn parse_at(p: &mut Problems, field: &str, v: Option<&str>) -> Option<Timestamp>
 }
 
 fn unknown_purpose(field: &str, key: &str) -> AppError {
-    AppError::validation(
+    AppError::unmet(
         field,
         format!("{key:?} is not a registered purpose (see GET /v1/purposes)"),
     )
@@ -454,6 +458,7 @@ pub struct BatchItem {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     items: Vec<BatchItem>,
+    #[serde(default, deserialize_with = "crate::body::whole_number")]
     min_seq: Option<u64>,
 }
 
@@ -485,24 +490,24 @@ async fn check_batch(
         Vec::with_capacity(batch.items.len());
     let mut purposes: BTreeMap<&str, Option<PurposeId>> = BTreeMap::new();
     for (i, item) in batch.items.iter().enumerate() {
-        if p.0.len() >= 100 {
+        if p.len() >= 100 {
             break;
         }
-        if let Err(AppError::Validation { errors, .. }) =
-            model::subject_id("subject", &item.subject)
-        {
-            for e in errors {
-                p.add(format!("items/{i}/subject"), e.message);
-            }
+        if let Err(e) = model::subject_id("subject", &item.subject) {
+            p.take_prefixed(&format!("items/{i}/"), e);
         }
         let pid = *purposes
             .entry(item.purpose.as_str())
             .or_insert_with(|| index.purpose(&item.purpose));
         if pid.is_none() {
-            p.add(
-                format!("items/{i}/purpose"),
-                format!("{:?} is not a registered purpose", item.purpose),
-            );
+            if let Err(e) = model::key("purpose", &item.purpose) {
+                p.take_prefixed(&format!("items/{i}/"), e);
+            } else {
+                p.unmet(
+                    format!("items/{i}/purpose"),
+                    format!("{:?} is not a registered purpose", item.purpose),
+                );
+            }
         }
         let channel = Channel::parse(&item.channel);
         if channel.is_none() {
@@ -555,8 +560,15 @@ struct FilterState {
     at: Option<Timestamp>,
     now: Timestamp,
     lines: body::LineBuffer,
+    /// NDJSON: each line a JSON string or an object with `subject`; otherwise plain text.
+    json_lines: bool,
     trailer: FilterTrailer,
     reasons: std::collections::HashMap<model::ReasonCode, u64>,
+    /// Output computed before the answer began, sent first.
+    pending: Vec<u8>,
+    /// The part of a chunk read before the answer began that was not checked then.
+    carry: Option<Bytes>,
+    input_done: bool,
     finished: bool,
 }
 
@@ -587,15 +599,19 @@ impl FilterState {
             return true;
         }
         let subject: Result<std::borrow::Cow<'_, str>, String> = match line[0] {
+            _ if !self.json_lines => std::str::from_utf8(line)
+                .map(Into::into)
+                .map_err(|_| "not UTF-8 text".to_string()),
             b'"' => serde_json::from_slice::<String>(line)
                 .map(Into::into)
                 .map_err(|e| format!("not a JSON string: {e}")),
             b'{' => serde_json::from_slice::<FilterLine>(line)
                 .map(|l| l.subject.into())
                 .map_err(|e| format!("not an object with a subject: {e}")),
-            _ => std::str::from_utf8(line)
-                .map(Into::into)
-                .map_err(|_| "not UTF-8 text".to_string()),
+            _ => Err(
+                "not a JSON string or an object with a subject (send plain ids as text/plain)"
+                    .to_string(),
+            ),
         };
         let subject = match subject.and_then(|s| {
             model::subject_id("subject", &s)
@@ -640,14 +656,15 @@ struct FilterLine {
 
 /// Send list in (NDJSON: one subject id per line, as a JSON string, an object with `subject`, or
 /// plain text), permitted subset out as it is read, then a trailer line with counts per reason.
-/// A bad line ends the stream with the error in the trailer.
+/// A bad line in the first [`FILTER_PREFLIGHT_BYTES`] is a 422 (a line past `limits.line_bytes`
+/// a 413); later, once the answer has begun, a bad line ends it with the error in the trailer.
 async fn filter(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let q = CheckQuery::read(req.query_string())?;
-    body::media_type(
+    let media = body::media_type(
         &req,
         &["application/x-ndjson", "application/jsonl", "text/plain"],
     )?;
@@ -664,7 +681,7 @@ async fn filter(
     let purpose = index
         .purpose(purpose)
         .ok_or_else(|| unknown_purpose("purpose", purpose))?;
-    let st = FilterState {
+    let mut st = FilterState {
         payload,
         index,
         purpose,
@@ -672,17 +689,66 @@ async fn filter(
         at,
         now: state.clock.now(),
         lines: body::LineBuffer::new(state.settings.limits.line_bytes),
+        json_lines: media != "text/plain",
         trailer: FilterTrailer::default(),
         reasons: Default::default(),
+        pending: Vec::new(),
+        carry: None,
+        input_done: false,
         finished: false,
     };
+    // The start of the list is checked before answering, so a bad line there is a 4xx; past
+    // it, the answer has begun and a bad line ends it with the error in the trailer.
+    let mut read = 0;
+    let mut out = Vec::new();
+    while read < FILTER_PREFLIGHT_BYTES && st.trailer.error.is_none() {
+        match st.payload.next().await {
+            Some(Ok(mut chunk)) => {
+                let take = chunk.len().min(FILTER_PREFLIGHT_BYTES - read);
+                let head = chunk.split_to(take);
+                read += take;
+                st.feed(Some(&head), &mut out);
+                if !chunk.is_empty() {
+                    st.carry = Some(chunk);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(AppError::BadRequest(format!(
+                    "the body could not be read: {e}"
+                )));
+            }
+            None => {
+                st.feed(None, &mut out);
+                st.input_done = true;
+                break;
+            }
+        }
+    }
+    if let Some(FilterError { line, message }) = st.trailer.error.take() {
+        return Err(if st.lines.too_long().is_some() {
+            AppError::PayloadTooLarge(format!("line {line}: {message}"))
+        } else {
+            AppError::Validation {
+                detail: format!("line {line}: {message}"),
+                errors: vec![FieldError {
+                    line: Some(line),
+                    ..FieldError::new("", message)
+                }],
+            }
+        });
+    }
+    st.pending = out;
     let stream = futures_util::stream::unfold(st, |mut st| async move {
         if st.finished {
             return None;
         }
-        let mut out = Vec::new();
-        loop {
-            match st.payload.next().await {
+        let mut out = std::mem::take(&mut st.pending);
+        while !st.input_done {
+            let next = match st.carry.take() {
+                Some(rest) => Some(Ok(rest)),
+                None => st.payload.next().await,
+            };
+            match next {
                 Some(Ok(chunk)) => {
                     st.feed(Some(&chunk), &mut out);
                     if st.trailer.error.is_some() {

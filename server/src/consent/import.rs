@@ -76,6 +76,9 @@ pub struct Validator {
     pub records: Vec<ConsentRecord>,
     pub errors: Vec<FieldError>,
     pub bad_rows: u64,
+    /// Rows with a malformed field (the rest of the bad rows refer to what the state does not
+    /// allow: an unregistered purpose, an unpublished notice).
+    invalid_rows: u64,
     pub rows: u64,
     max_rows: u64,
     max_line: usize,
@@ -90,6 +93,7 @@ impl Validator {
             records: Vec::new(),
             errors: Vec::new(),
             bad_rows: 0,
+            invalid_rows: 0,
             rows: 0,
             max_rows,
             max_line,
@@ -110,6 +114,7 @@ impl Validator {
 
     fn bad(&mut self, line: u64, field: &str, message: String) {
         self.bad_rows += 1;
+        self.invalid_rows += 1;
         if self.errors.len() < LISTED_ERRORS {
             self.errors.push(FieldError {
                 field: field.to_string(),
@@ -151,13 +156,16 @@ impl Validator {
                     self.records.push(rec);
                 }
             }
-            Err(AppError::Validation { errors, .. }) => {
+            Err(e) if e.field_errors().is_some() => {
                 self.bad_rows += 1;
-                for e in errors {
+                if matches!(e, AppError::Validation { .. }) {
+                    self.invalid_rows += 1;
+                }
+                for f in e.field_errors().unwrap_or_default() {
                     if self.errors.len() < LISTED_ERRORS {
                         self.errors.push(FieldError {
                             line: Some(line),
-                            ..e
+                            ..f.clone()
                         });
                     }
                 }
@@ -276,15 +284,23 @@ impl Validator {
                 e.message
             )
         });
-        Err(AppError::Validation {
-            detail: format!(
-                "{} of {} rows are invalid, so nothing was written (the first {} problems are listed); the first: {}",
-                self.bad_rows,
-                self.rows,
-                self.errors.len(),
-                first.unwrap_or_default()
-            ),
-            errors: self.errors,
+        let detail = format!(
+            "{} of {} rows are {}, so nothing was written (the first {} problems are listed); the first: {}",
+            self.bad_rows,
+            self.rows,
+            if self.invalid_rows > 0 {
+                "invalid"
+            } else {
+                "refused"
+            },
+            self.errors.len(),
+            first.unwrap_or_default()
+        );
+        let errors = self.errors;
+        Err(if self.invalid_rows > 0 {
+            AppError::Validation { detail, errors }
+        } else {
+            AppError::Unmet { detail, errors }
         })
     }
 }
@@ -478,6 +494,29 @@ mod tests {
         assert_eq!(errors[1].line, Some(4));
         assert_eq!(errors[1].field, "channel");
         assert_eq!(errors[2].field, "notice_version");
+    }
+
+    #[test]
+    fn rows_refused_only_by_the_state_are_a_conflict() {
+        let mut v = Validator::new(reference(), 1000, 4096);
+        v.csv(
+            b"subject,purpose,channel,decision,notice_key,notice_version\n\
+              s-1,marketing.email,email,granted,privacy,v1\n\
+              s-2,marketing.sms,email,granted,,\n\
+              s-3,marketing.email,email,granted,privacy,v2\n",
+        );
+        let AppError::Unmet { errors, detail } = v.finish().unwrap_err() else {
+            panic!("not a conflict")
+        };
+        assert!(detail.starts_with("2 of 3 rows are refused"), "{detail}");
+        assert_eq!(
+            (errors[0].line, errors[0].field.as_str()),
+            (Some(3), "purpose")
+        );
+        assert_eq!(
+            (errors[1].line, errors[1].field.as_str()),
+            (Some(4), "notice_version")
+        );
     }
 
     #[test]

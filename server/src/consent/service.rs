@@ -40,6 +40,7 @@ pub struct PurposeInput {
     pub legal_basis: Option<String>,
     pub consent_required: Option<bool>,
     #[schema(minimum = 1, maximum = 36500)]
+    #[serde(default, deserialize_with = "crate::body::whole_number")]
     pub lifetime_days: Option<i64>,
     pub gpc_applies: Option<bool>,
     pub dpv_iri: Option<String>,
@@ -224,15 +225,16 @@ impl ConsentInput {
         let purpose = match required(&mut p, "purpose", &self.purpose) {
             None => None,
             Some(k) => match (cx.purpose)(&k) {
+                None if p.take(model::key("purpose", &k)).is_none() => None,
                 None => {
-                    p.add(
+                    p.unmet(
                         "purpose",
                         format!("{k:?} is not a registered purpose (see GET /v1/purposes)"),
                     );
                     None
                 }
                 Some(def) if def.status == PurposeStatus::Retired => {
-                    p.add(
+                    p.unmet(
                         "purpose",
                         format!("{k:?} is retired; no new consent can be recorded for it"),
                     );
@@ -253,7 +255,7 @@ impl ConsentInput {
             (Some(d), _) => p.take(Decision::parse_field("decision", d)),
         };
         if gpc_honoured && decision == Some(Decision::Granted) {
-            p.add(
+            p.unmet(
                 "decision",
                 "a grant conflicts with the Global Privacy Control signal (Sec-GPC: 1) this request carries, \
                  and the purpose honours GPC; record it without the signal or as an opt-out",
@@ -277,7 +279,7 @@ impl ConsentInput {
                     && let Some(exists) = cx.notice_exists
                     && !exists(k, v)
                 {
-                    p.add(
+                    p.unmet(
                         "notice_version",
                         format!("notice {k:?} has no version {v:?} (see GET /v1/notices)"),
                     );
@@ -300,7 +302,7 @@ impl ConsentInput {
             None => Some(cx.now),
             Some(s) => p.take(model::instant("collected_at", s)).and_then(|t| {
                 if t.micros() > cx.now.micros() + COLLECTED_SKEW_MICROS {
-                    p.add(
+                    p.unmet(
                         "collected_at",
                         format!(
                             "{} is in the future (the server's time is {}); at most 5 minutes of clock skew is accepted",
@@ -320,12 +322,21 @@ impl ConsentInput {
         if let (Some(e), Some(c)) = (expires_at, collected_at)
             && e <= c
         {
-            p.add(
-                "expires_at",
-                format!(
-                    "{e} is not after collected_at ({c}); an expiry must come after the decision"
-                ),
-            );
+            if self.collected_at.is_some() {
+                p.add(
+                    "expires_at",
+                    format!(
+                        "{e} is not after collected_at ({c}); an expiry must come after the decision"
+                    ),
+                );
+            } else {
+                p.unmet(
+                    "expires_at",
+                    format!(
+                        "{e} is not after the server's time ({c}), when this decision is recorded; an expiry must come after the decision"
+                    ),
+                );
+            }
         }
         if expires_at.is_some() && decision.is_some_and(|d| d != Decision::Granted) {
             p.add("expires_at", "only a grant can expire");
@@ -1038,14 +1049,14 @@ impl Definitions {
         for (i, p) in self.purpose.iter().enumerate() {
             match p.validate(None) {
                 Ok(d) => purposes.push(d),
-                Err(e) => prefix_into(&mut problems, &format!("purpose[{i}]"), e),
+                Err(e) => problems.take_prefixed(&format!("purpose[{i}]."), e),
             }
         }
         let mut notices = Vec::new();
         for (i, n) in self.notice.iter().enumerate() {
             match n.validate(now) {
                 Ok(d) => notices.push(d),
-                Err(e) => prefix_into(&mut problems, &format!("notice[{i}]"), e),
+                Err(e) => problems.take_prefixed(&format!("notice[{i}]."), e),
             }
         }
         problems.into_result()?;
@@ -1058,17 +1069,6 @@ pub struct LoadSummary {
     pub purposes_changed: u64,
     pub notices_published: u64,
     pub unchanged: u64,
-}
-
-fn prefix_into(p: &mut Problems, prefix: &str, e: AppError) {
-    match e {
-        AppError::Validation { errors, .. } => {
-            for f in errors {
-                p.add(format!("{prefix}.{}", f.field), f.message);
-            }
-        }
-        other => p.add(prefix, other.to_string()),
-    }
 }
 
 fn first(appended: &[Appended]) -> Result<&Appended, AppError> {
@@ -1098,7 +1098,7 @@ fn check_references(c: &mut AnyConnection, records: &[ConsentRecord]) -> Result<
         status.insert(p, active);
     }
     if let Some(r) = records.iter().find(|r| !status[r.purpose.as_str()]) {
-        return Err(AppError::validation(
+        return Err(AppError::unmet(
             "purpose",
             format!(
                 "{:?} is not a registered, active purpose (it may have been retired meanwhile)",
@@ -1113,7 +1113,7 @@ fn check_references(c: &mut AnyConnection, records: &[ConsentRecord]) -> Result<
         .collect();
     for (k, v) in notices {
         if store::notice(c, k, v)?.is_none() {
-            return Err(AppError::validation(
+            return Err(AppError::unmet(
                 "notice_version",
                 format!("notice {k:?} has no version {v:?} (see GET /v1/notices)"),
             ));

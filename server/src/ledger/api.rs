@@ -159,6 +159,36 @@ pub struct InclusionProof {
     checkpoint: Option<String>,
 }
 
+/// A tree size the ledger has not reached: the state decides, so a 409.
+fn beyond_ledger(field: &str, size: u64, tree: u64) -> AppError {
+    AppError::unmet(
+        field,
+        format!("{size} is beyond the ledger, whose tree size is {tree}"),
+    )
+}
+
+/// `field` is not `relation` the tree size `size_field`: a 422 when the caller named that size,
+/// a 409 when it is the latest checkpoint's (a later checkpoint may cover it).
+fn past_size(
+    given: bool,
+    field: &str,
+    relation: &str,
+    value: u64,
+    size_field: &str,
+    size: u64,
+) -> AppError {
+    if given {
+        AppError::validation(field, format!("must be {relation} {size_field} ({size})"))
+    } else {
+        AppError::unmet(
+            field,
+            format!(
+                "{value} is not {relation} the latest checkpoint's size {size}; ask again once a checkpoint covers it, or name {size_field}"
+            ),
+        )
+    }
+}
+
 async fn inclusion(
     state: web::Data<AppState>,
     q: web::Query<InclusionQuery>,
@@ -168,18 +198,18 @@ async fn inclusion(
         .db(move |c| {
             let tree = tree_size(c)?;
             let latest = latest_or_404(c)?;
-            let size = size.unwrap_or(latest.size.max(0) as u64);
-            if size == 0 || size > tree {
-                return Err(AppError::validation(
-                    "size",
-                    format!("must be between 1 and the tree size {tree}"),
-                ));
+            if size == Some(0) {
+                return Err(AppError::validation("size", "must be at least 1"));
             }
+            if let Some(size) = size
+                && size > tree
+            {
+                return Err(beyond_ledger("size", size, tree));
+            }
+            let given = size.is_some();
+            let size = size.unwrap_or(latest.size.max(0) as u64);
             if seq >= size {
-                return Err(AppError::validation(
-                    "seq",
-                    format!("must be below size {size}"),
-                ));
+                return Err(past_size(given, "seq", "below", seq, "size", size));
             }
             let leaf = store::leaf_hashes(c, seq, 1)?
                 .pop()
@@ -230,21 +260,24 @@ async fn consistency(
     let proof = state
         .db(move |c| {
             let tree = tree_size(c)?;
+            let mut p = crate::consent::model::Problems::default();
+            if from == 0 {
+                p.add("from", "must be at least 1");
+            }
+            if to == Some(0) {
+                p.add("to", "must be at least 1");
+            }
+            p.into_result()?;
+            let given = to.is_some();
             let to = match to {
                 Some(t) => t,
                 None => latest_or_404(c)?.size.max(0) as u64,
             };
             if to > tree {
-                return Err(AppError::validation(
-                    "to",
-                    format!("must be at most the tree size {tree}"),
-                ));
+                return Err(beyond_ledger("to", to, tree));
             }
-            if from == 0 || from > to {
-                return Err(AppError::validation(
-                    "from",
-                    format!("must be between 1 and to ({to})"),
-                ));
+            if from > to {
+                return Err(past_size(given, "from", "at most", from, "to", to));
             }
             let path = super::proofs::consistency(c, from, to)?;
             Ok(ConsistencyProof {

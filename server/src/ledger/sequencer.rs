@@ -282,6 +282,10 @@ fn copy_error(e: &AppError) -> AppError {
             detail: detail.clone(),
             errors: errors.clone(),
         },
+        AppError::Unmet { detail, errors } => AppError::Unmet {
+            detail: detail.clone(),
+            errors: errors.clone(),
+        },
         AppError::Conflict(m) => AppError::Conflict(m.clone()),
         AppError::Internal(cause) => {
             AppError::internal(anyhow::anyhow!("ledger write failed: {cause:#}"))
