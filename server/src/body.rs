@@ -99,6 +99,11 @@ impl LineBuffer {
         self.too_long
     }
 
+    /// Whether a line has begun and not yet ended.
+    pub fn mid_line(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The limit, in bytes.
     pub fn max_line(&self) -> usize {
         self.max_line

@@ -139,9 +139,10 @@ pub struct Op {
     /// can (see [`error_statuses`]).
     also: Vec<u16>,
     /// Relations between two of its inputs that JSON Schema cannot state, `[a, op, b]` with `a`
-    /// and `b` written `place.field` (`query`, `path`, or `body`: each row of a list body) and op
-    /// `<`, `<=` or `==`; they hold when both are given, or the answer is a 422
-    /// (`x-accord-order`).
+    /// and `b` written `place.field` (`query`, `path`, `header`, or `body`: each row of a list
+    /// body) and op `<`, `<=` or `==` (they hold when both are given), or `required unless` with
+    /// `b` written `place.field=value` (the schema requires `a`, which may be left out when `b`
+    /// has that value); a request breaking one is a 422 (`x-accord-order`).
     order: Vec<Value>,
 }
 
@@ -203,7 +204,8 @@ fn instant() -> Value {
 /// around an id are ignored.
 fn send_list_text() -> Value {
     let (c, sp) = (rule::CONTROL, rule::SPACE);
-    let line = format!("[\\t\\f\\r ]*(?:[^{c}{sp}](?:[^{c}]{{0,254}}[^{c}{sp}])?)?[\\t\\f\\r ]*");
+    // Blanks, then optionally an id and blanks: one way to read each line (no backtracking).
+    let line = format!("[\\t\\f\\r ]*(?:[^{c}{sp}](?:[^{c}]{{0,254}}[^{c}{sp}])?[\\t\\f\\r ]*)?");
     json!({"type": "string", "pattern": format!("^{line}(?:\\n{line})*$")})
 }
 
@@ -217,21 +219,33 @@ fn size() -> Value {
     json!({"type": "integer", "minimum": 1, "maximum": u64::MAX})
 }
 
-/// A CSV row of an import: the consent fields, with evidence as `evidence_<field>` columns.
+/// A CSV row of an import: the consent fields, with evidence as `evidence_<field>` columns. A
+/// cell is taken as written; an empty one is a field left out.
 fn csv_row(s: &mut Schemas) -> Value {
     s.add::<ConsentInput>();
     let mut row =
         s.0.get(ConsentInput::name().as_ref())
             .cloned()
             .unwrap_or_default();
-    if let Some(props) = row["properties"].as_object_mut() {
+    let required: Vec<Value> = row["required"].as_array().cloned().unwrap_or_default();
+    if let Some(props) = row.get_mut("properties").and_then(Value::as_object_mut) {
         props.remove("evidence");
         for column in crate::consent::import::CSV_COLUMNS {
             if column.starts_with("evidence_") {
                 props.insert(column.to_string(), nullable(rule::text(1000, false)));
             }
         }
+        for (name, prop) in props.iter_mut() {
+            if !required.contains(&json!(name)) {
+                *prop = json!({"anyOf": [prop.clone(), {"const": ""}]});
+            }
+        }
     }
+    row["allOf"] = Value::Array(relations(
+        "ConsentInput",
+        &json!({"type": "string", "minLength": 1}),
+        &json!({"enum": [null, ""]}),
+    ));
     row
 }
 
@@ -289,14 +303,19 @@ fn field_examples(name: &str, field: &str) -> Option<Value> {
 
 /// Rules between the fields of an object that the validators check, as JSON Schema.
 fn object_rules(name: &str) -> Vec<Value> {
-    // `given` present as a string, `absent` left out or null.
+    relations(name, &json!({"type": "string"}), &json!({"type": "null"}))
+}
+
+/// [`object_rules`], with what a field `given` or `absent` looks like (in JSON: a string, or
+/// left out or null; in a CSV row: a non-empty cell, or an empty one).
+fn relations(name: &str, given_value: &Value, absent_value: &Value) -> Vec<Value> {
     let fields = |given: &[&str], absent: &[&str]| {
         let mut props = Map::new();
         for f in given {
-            props.insert(f.to_string(), json!({"type": "string"}));
+            props.insert(f.to_string(), given_value.clone());
         }
         for f in absent {
-            props.insert(f.to_string(), json!({"type": "null"}));
+            props.insert(f.to_string(), absent_value.clone());
         }
         json!({"required": given, "properties": props})
     };
@@ -340,41 +359,38 @@ fn required_fields(name: &str) -> &'static [&'static str] {
     }
 }
 
-/// `schema` (named `name`) with the rules above written into it.
+/// `schema` (named `name`) with the rules above written into it. (Only existing members are
+/// touched: indexing a `Value` mutably would add `null` ones.)
 fn refined(name: &str, mut schema: Value) -> Value {
-    for (owner, field, rule) in field_rules() {
-        if owner != name {
-            continue;
+    let required = required_fields(name);
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (owner, field, rule) in field_rules() {
+            if let (true, Some(Value::Object(prop)), Value::Object(rule)) =
+                (owner == name, props.get_mut(field), rule)
+            {
+                prop.extend(rule.into_iter().filter(|(k, _)| k != "type"));
+            }
         }
-        if let Some(prop) = schema["properties"][field].as_object_mut()
-            && let Value::Object(rule) = rule
-        {
-            for (k, v) in rule {
-                if k != "type" {
-                    prop.insert(k, v);
+        for (field, prop) in props.iter_mut() {
+            if let (Some(examples), Some(prop)) =
+                (field_examples(name, field), prop.as_object_mut())
+            {
+                prop.insert("examples".into(), examples);
+            }
+            // Required, so not null: `oneOf: [T, null]` becomes T.
+            if required.contains(&field.as_str()) {
+                let single = prop
+                    .get("oneOf")
+                    .and_then(Value::as_array)
+                    .and_then(|alts| alts.iter().find(|a| a["type"] != json!("null")).cloned());
+                if let Some(t) = single {
+                    *prop = t;
                 }
             }
         }
     }
-    if let Some(props) = schema["properties"].as_object_mut() {
-        for (field, prop) in props.iter_mut() {
-            if let Some(examples) = field_examples(name, field) {
-                prop["examples"] = examples;
-            }
-        }
-    }
-    for field in required_fields(name) {
-        if let Some(list) = schema["required"].as_array_mut() {
-            list.push(json!(field));
-        }
-        // Required, so not null: `oneOf: [T, null]` becomes T.
-        let prop = &mut schema["properties"][*field];
-        if let Some(t) = prop["oneOf"]
-            .as_array()
-            .and_then(|alts| alts.iter().find(|a| a["type"] != json!("null")).cloned())
-        {
-            *prop = t;
-        }
+    if let Some(list) = schema.get_mut("required").and_then(Value::as_array_mut) {
+        list.extend(required.iter().map(|f| json!(f)));
     }
     let relations = object_rules(name);
     if !relations.is_empty() {
@@ -517,6 +533,7 @@ pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
             ])
             .body(json, s.of::<ConsentInput>())
             .order("body.collected_at", "<", "body.expires_at")
+            .order("body.decision", "required unless", "header.Sec-GPC=1")
             .ok(201, json, s.of::<Recorded>())
             .also(&[200]),
         op("POST", "/v1/consents/import", "Import consent decisions in bulk: NDJSON (one decision per line) or CSV; validated first, all or nothing; re-runs write nothing new")
@@ -726,9 +743,67 @@ pub fn is_api(path: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Every `properties` in the document is an object (a stray `null` breaks OpenAPI tools).
+    fn properties_are_objects(v: &Value, at: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "properties" {
+                        assert!(v.is_object(), "{at}/properties is {v}");
+                    }
+                    properties_are_objects(v, &format!("{at}/{k}"));
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    properties_are_objects(v, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn send_lists_and_client_names_match_what_the_server_reads() {
+        let send_list = regex::Regex::new(send_list_text()["pattern"].as_str().unwrap()).unwrap();
+        for ok in [
+            "",
+            "a",
+            "a\n",
+            " a \r\n\nb",
+            "\t\n\n",
+            "é è",
+            &"x".repeat(256),
+        ] {
+            assert!(send_list.is_match(ok), "{ok:?}");
+        }
+        for bad in ["a\u{1}", "\u{a0}a", &"x".repeat(257), "a\n\u{85}"] {
+            assert!(!send_list.is_match(bad), "{bad:?}");
+        }
+        let client = crate::auth::model::client_schema();
+        let client = regex::Regex::new(client["pattern"].as_str().unwrap()).unwrap();
+        for s in [
+            "crm",
+            " crm\t",
+            "a.b_c-1",
+            "",
+            "CRM",
+            "c rm",
+            "\u{a0}crm\u{3000}",
+            &"c".repeat(65),
+        ] {
+            assert_eq!(
+                client.is_match(s),
+                crate::auth::model::validate_client("client", s).is_ok(),
+                "{s:?}"
+            );
+        }
+    }
+
     #[test]
     fn every_field_rule_lands_on_a_property() {
         let doc = document(&[], &Limits::default());
+        properties_are_objects(&doc, "");
         let schemas = &doc["components"]["schemas"];
         for (owner, field, rule) in field_rules() {
             let prop = &schemas[owner]["properties"][field];
@@ -744,7 +819,11 @@ mod tests {
         }
         let import = &doc["paths"]["/v1/consents/import"]["post"];
         let csv = &import["requestBody"]["content"]["text/csv"]["schema"]["items"];
-        assert!(csv["properties"]["evidence_ip"]["pattern"].is_string());
+        assert!(csv["properties"]["evidence_ip"]["anyOf"][0]["pattern"].is_string());
+        assert_eq!(
+            csv["properties"]["evidence_ip"]["anyOf"][1],
+            json!({"const": ""})
+        );
         assert!(csv["properties"]["evidence"].is_null());
         assert_eq!(
             import["x-accord-order"][0],

@@ -10,7 +10,7 @@ use accord_tests::{TestApp, TestDb, policies_dir, settings};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
-use crate::support::{json_lines, problem_field};
+use crate::support::{each, json_lines, problem_field};
 
 pub struct World {
     pub app: TestApp,
@@ -331,13 +331,10 @@ async fn tour(db: TestDb) {
         )
         .await;
     assert_eq!(status, 200, "{v}");
-    let reasons: Vec<&str> = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
-    assert_eq!(reasons, ["withdrawn", "granted", "granted", "no_record"]);
+    assert_eq!(
+        each(&v["results"], "reason"),
+        ["withdrawn", "granted", "granted", "no_record"]
+    );
 
     // Filter: a send list in, the permitted subset out, counts in the trailer.
     let send_list = |media: &'static str, body: &'static [u8]| {
@@ -461,6 +458,13 @@ async fn validation(db: TestDb) {
             "expires_at",
             "not after collected_at",
         ),
+        // A malformed field is a 422 even beside one the clock refuses.
+        (
+            json!({"subject": "s-1", "purpose": "marketing.email", "channel": "email", "decision": "granted",
+                   "collected_at": "2200-01-02T00:00:00Z", "expires_at": "2200-01-01T00:00:00Z"}),
+            "expires_at",
+            "not after collected_at",
+        ),
         (
             json!({"subject": "s-1", "purpose": "marketing.email", "channel": "email", "decision": "granted",
                    "notice_key": "privacy", "notice_version": "9"}),
@@ -520,21 +524,31 @@ async fn validation(db: TestDb) {
         .post("/v1/consents/check", &w.service, json!({"items": items}))
         .await;
     assert_eq!(status, 413, "{v}");
-    // A batch with bad items names each.
-    let (status, v) = w
-        .post(
-            "/v1/consents/check",
-            &w.service,
-            json!({"items": [
-                {"subject": "a", "purpose": "marketing.email", "channel": "email"},
-                {"subject": "b", "purpose": "nope", "channel": "fax"}
-            ]}),
-        )
-        .await;
-    // Malformed fields first, then those the state refuses.
-    assert_eq!(status, 422);
-    assert_eq!(v["errors"][0]["field"], "items/1/channel");
-    assert_eq!(v["errors"][1]["field"], "items/1/purpose");
+    // A batch with bad items names each: malformed fields first (a 422), and only when every
+    // item is well-formed, the purposes this instance does not know (a 409).
+    let batch = |items: Value| w.post("/v1/consents/check", &w.service, json!({ "items": items }));
+    let (status, v) = batch(json!([
+        {"subject": "a", "purpose": "marketing.email", "channel": "email"},
+        {"subject": "b", "purpose": "nope", "channel": "fax"},
+        {"subject": " c", "purpose": "Nope", "channel": "email"}
+    ]))
+    .await;
+    assert_eq!(status, 422, "{v}");
+    let fields = each(&v["errors"], "field");
+    assert_eq!(
+        fields,
+        ["items/1/channel", "items/2/subject", "items/2/purpose"]
+    );
+    let (status, v) = batch(json!([
+        {"subject": "a", "purpose": "marketing.email", "channel": "email"},
+        {"subject": "b", "purpose": "nope", "channel": "email"}
+    ]))
+    .await;
+    assert_eq!(
+        (status, problem_field(&v)),
+        (409, Some("items/1/purpose")),
+        "{v}"
+    );
     // Single checks.
     for (query, field, expected) in [
         ("subject=a&purpose=nope&channel=email", "purpose", 409),
@@ -596,12 +610,7 @@ async fn validation(db: TestDb) {
         )
         .await;
     assert_eq!(status, 422);
-    let fields: Vec<&str> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = each(&v["errors"], "field");
     assert_eq!(fields, ["key", "title", "consent_required"]);
     let (status, _) = w.post("/v1/purposes", &w.officer, email_purpose()).await;
     assert_eq!(status, 409, "an existing key is not created twice");

@@ -141,6 +141,8 @@ async fn round_trip(db: TestDb) {
     for (query, expected, field) in [
         ("inclusion?seq=5000", 409, "seq"),
         ("inclusion?seq=5&size=3", 422, "seq"),
+        ("inclusion?seq=9000&size=5000", 422, "seq"),
+        ("consistency?from=6000&to=5000", 422, "from"),
         ("inclusion?seq=0&size=5000", 409, "size"),
         ("consistency?from=3&to=2", 422, "from"),
         ("consistency?from=1&to=5000", 409, "to"),

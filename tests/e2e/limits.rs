@@ -174,6 +174,22 @@ async fn limits(db: TestDb) {
             .contains("limits.line_bytes"),
         "{last}"
     );
+    // A bad line that begins before the mark and ends after it is still checked before answering.
+    let lead: String = (0..)
+        .map(|n| format!("\"s-{n}\"\n"))
+        .scan(0, |len, l| {
+            *len += l.len();
+            (*len < 64 * 1024 - 20).then_some(l)
+        })
+        .collect();
+    let n = lead.lines().count();
+    let r = send_list(format!(
+        "{lead}\"unterminated {}\n\"s-2\"\n",
+        "y".repeat(100)
+    ))
+    .await;
+    assert_eq!(r.status, 422, "{}", &r.body[..200.min(r.body.len())]);
+    assert_eq!(r.json()["errors"][0]["line"], n + 1, "{}", r.body);
     // NDJSON lines are JSON: a bare id is refused (it belongs in a text/plain list).
     let r = send_list("\"s-1\"\ns-2\n".to_string()).await;
     assert_eq!(r.status, 422, "{}", r.body);
@@ -181,6 +197,21 @@ async fn limits(db: TestDb) {
         r.body.contains("line 2") && r.body.contains("text/plain"),
         "{}",
         r.body
+    );
+
+    // A malformed batch is a 422 before its min_seq is waited for.
+    let far = app.ledger.size() + 100;
+    let (status, p) = app
+        .post_json_with(
+            "/v1/consents/check",
+            &t,
+            &json!({"items": [{"subject": " s", "purpose": "newsletter", "channel": "email"}], "min_seq": far}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem_field(&p)),
+        (422, Some("items/0/subject")),
+        "{p}"
     );
 
     // A min_seq the ledger does not hold: 409 at once, not a wait.

@@ -58,6 +58,13 @@ pub fn problem_field(v: &serde_json::Value) -> Option<&str> {
     v["errors"][0]["field"].as_str()
 }
 
+/// One string member of each object in a JSON array (`errors` → their `field`s).
+pub fn each<'a>(list: &'a serde_json::Value, member: &str) -> Vec<&'a str> {
+    list.as_array()
+        .map(|items| items.iter().filter_map(|i| i[member].as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// The lines of an NDJSON answer (a send list's permitted ids, then its trailer).
 pub fn json_lines(body: &str) -> Vec<serde_json::Value> {
     body.lines()

@@ -34,13 +34,16 @@ pub const PURPOSE_WRITE: Perm = Perm::new("purpose", "write");
 
 /// Longest a check waits for `min_seq` to be applied here.
 const MIN_SEQ_WAIT: Duration = Duration::from_secs(5);
+/// Room per item in a batch check's body: the longest item the document allows (a 256-character
+/// subject, each character escaped as JSON may write it, twelve bytes) fits.
+const BATCH_ITEM_BYTES: usize = 4096;
 /// How much of a send list is read and checked before its answer begins.
 const FILTER_PREFLIGHT_BYTES: usize = 64 * 1024;
 /// Largest body of a batch check (10,000 items fit easily).
 /// The largest batch-check body: room for `items` items of well over the usual size (at least
 /// 8 MiB).
 fn batch_body_limit(items: usize) -> usize {
-    (items.saturating_mul(800)).max(8 * 1024 * 1024)
+    (items.saturating_mul(BATCH_ITEM_BYTES)).max(8 * 1024 * 1024)
 }
 
 pub fn routes(r: &mut Routes) {
@@ -483,42 +486,50 @@ async fn check_batch(
             batch.items.len()
         )));
     }
+    // The items' fields first (a malformed batch is a 422 at once), then, once this instance
+    // has applied min_seq, their purposes.
+    let mut p = Problems::default();
+    let mut parsed: Vec<(Channel, Option<Timestamp>)> = Vec::with_capacity(batch.items.len());
+    for (i, item) in batch.items.iter().enumerate() {
+        if p.len() >= 100 {
+            break;
+        }
+        let at = format!("items/{i}/");
+        if let Err(e) = model::subject_id("subject", &item.subject) {
+            p.take_prefixed(&at, e);
+        }
+        if let Err(e) = model::key("purpose", &item.purpose) {
+            p.take_prefixed(&at, e);
+        }
+        let channel = p.take(Channel::parse_field(
+            &format!("items/{i}/channel"),
+            &item.channel,
+        ));
+        let when = parse_at(&mut p, &format!("items/{i}/at"), item.at.as_deref());
+        if let Some(channel) = channel {
+            parsed.push((channel, when));
+        }
+    }
+    p.into_result()?;
     let index = &state.consent;
     await_min_seq(&state, batch.min_seq).await?;
     let mut p = Problems::default();
     let mut resolved: Vec<(PurposeId, Channel, Option<Timestamp>)> =
         Vec::with_capacity(batch.items.len());
     let mut purposes: BTreeMap<&str, Option<PurposeId>> = BTreeMap::new();
-    for (i, item) in batch.items.iter().enumerate() {
+    for (i, (item, (channel, at))) in batch.items.iter().zip(parsed).enumerate() {
         if p.len() >= 100 {
             break;
-        }
-        if let Err(e) = model::subject_id("subject", &item.subject) {
-            p.take_prefixed(&format!("items/{i}/"), e);
         }
         let pid = *purposes
             .entry(item.purpose.as_str())
             .or_insert_with(|| index.purpose(&item.purpose));
-        if pid.is_none() {
-            if let Err(e) = model::key("purpose", &item.purpose) {
-                p.take_prefixed(&format!("items/{i}/"), e);
-            } else {
-                p.unmet(
-                    format!("items/{i}/purpose"),
-                    format!("{:?} is not a registered purpose", item.purpose),
-                );
-            }
-        }
-        let channel = Channel::parse(&item.channel);
-        if channel.is_none() {
-            p.take(Channel::parse_field(
-                &format!("items/{i}/channel"),
-                &item.channel,
-            ));
-        }
-        let at = parse_at(&mut p, &format!("items/{i}/at"), item.at.as_deref());
-        if let (Some(pid), Some(channel)) = (pid, channel) {
-            resolved.push((pid, channel, at));
+        match pid {
+            Some(pid) => resolved.push((pid, channel, at)),
+            None => p.unmet(
+                format!("items/{i}/purpose"),
+                format!("{:?} is not a registered purpose", item.purpose),
+            ),
         }
     }
     p.into_result()?;
@@ -656,8 +667,9 @@ struct FilterLine {
 
 /// Send list in (NDJSON: one subject id per line, as a JSON string, an object with `subject`, or
 /// plain text), permitted subset out as it is read, then a trailer line with counts per reason.
-/// A bad line in the first [`FILTER_PREFLIGHT_BYTES`] is a 422 (a line past `limits.line_bytes`
-/// a 413); later, once the answer has begun, a bad line ends it with the error in the trailer.
+/// A bad line that begins in the first [`FILTER_PREFLIGHT_BYTES`] is a 422 (a line past
+/// `limits.line_bytes` a 413); later, once the answer has begun, a bad line ends it with the
+/// error in the trailer.
 async fn filter(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -697,19 +709,35 @@ async fn filter(
         input_done: false,
         finished: false,
     };
-    // The start of the list is checked before answering, so a bad line there is a 4xx; past
-    // it, the answer has begun and a bad line ends it with the error in the trailer.
+    // The lines that begin in the first FILTER_PREFLIGHT_BYTES are checked before answering, so
+    // a bad one there is a 4xx; past them, the answer has begun and a bad line ends it with the
+    // error in the trailer.
     let mut read = 0;
     let mut out = Vec::new();
-    while read < FILTER_PREFLIGHT_BYTES && st.trailer.error.is_none() {
-        match st.payload.next().await {
+    while st.trailer.error.is_none() {
+        let next = match st.carry.take() {
+            Some(rest) => Some(Ok(rest)),
+            None => st.payload.next().await,
+        };
+        match next {
             Some(Ok(mut chunk)) => {
-                let take = chunk.len().min(FILTER_PREFLIGHT_BYTES - read);
+                let take = if read < FILTER_PREFLIGHT_BYTES {
+                    chunk.len().min(FILTER_PREFLIGHT_BYTES - read)
+                } else {
+                    // The line that straddles the mark, up to its end.
+                    chunk
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(chunk.len(), |i| i + 1)
+                };
                 let head = chunk.split_to(take);
                 read += take;
                 st.feed(Some(&head), &mut out);
                 if !chunk.is_empty() {
                     st.carry = Some(chunk);
+                }
+                if read >= FILTER_PREFLIGHT_BYTES && !st.lines.mid_line() {
+                    break;
                 }
             }
             Some(Err(e)) => {

@@ -214,7 +214,8 @@ impl Validator {
         }
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
-            .trim(csv::Trim::All)
+            // Header names may be padded; values are taken as written, as in JSON.
+            .trim(csv::Trim::Headers)
             .from_reader(data);
         let headers = match rdr.headers() {
             Ok(h) => h.clone(),
@@ -236,10 +237,27 @@ impl Validator {
         if self.bad_rows > 0 {
             return;
         }
+        // Lines are counted here: for a CRLF file the reader counts one line short and puts a
+        // record's start at the newline before it.
+        let (mut counted_to, mut line_at) = (0usize, 1u64);
+        let mut line_of = |byte: usize| {
+            let byte = (byte + usize::from(data.get(byte) == Some(&b'\n'))).min(data.len());
+            if byte > counted_to {
+                line_at += data[counted_to..byte]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count() as u64;
+                counted_to = byte;
+            }
+            line_at
+        };
         for result in rdr.records() {
             match result {
                 Ok(rec) => {
-                    let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                    let line = rec
+                        .position()
+                        .map(|p| line_of(p.byte() as usize))
+                        .unwrap_or(0);
                     if rec.iter().all(str::is_empty) {
                         continue;
                     }
@@ -516,6 +534,40 @@ mod tests {
         assert_eq!(
             (errors[1].line, errors[1].field.as_str()),
             (Some(4), "notice_version")
+        );
+    }
+
+    #[test]
+    fn csv_lines_count_the_same_with_crlf() {
+        for eol in ["\n", "\r\n"] {
+            let mut v = Validator::new(reference(), 1000, 4096);
+            let csv = [
+                "subject,purpose,channel,decision",
+                "s-1,marketing.email,email,granted",
+                "s-2,nope,email,granted",
+            ]
+            .join(eol);
+            v.csv(csv.as_bytes());
+            let err = v.finish().unwrap_err();
+            assert_eq!(err.field_errors().unwrap()[0].line, Some(3), "{eol:?}");
+        }
+    }
+
+    #[test]
+    fn csv_values_are_taken_as_written() {
+        let mut v = Validator::new(reference(), 1000, 4096);
+        v.csv(b"subject , purpose,channel,decision\n s-1,marketing.email,email,granted\n");
+        let AppError::Validation { errors, .. } = v.finish().unwrap_err() else {
+            panic!("not a validation error")
+        };
+        assert_eq!(
+            (errors[0].line, errors[0].field.as_str()),
+            (Some(2), "subject")
+        );
+        assert!(
+            errors[0].message.contains("white space"),
+            "{}",
+            errors[0].message
         );
     }
 

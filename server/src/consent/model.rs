@@ -513,8 +513,9 @@ pub fn instant(field: &str, s: &str) -> Result<Timestamp, AppError> {
 }
 
 /// The rules above as JSON Schema, for the OpenAPI document: each pattern admits exactly what
-/// its validator does (a test holds them to it), and means the same in ECMA-262, Rust's `regex`
-/// and Python's `re`, which is why white space is spelt out instead of written `\s`.
+/// its validator does under JSON Schema's (ECMA-262) and Rust's `regex` semantics (a test holds
+/// them to it), so character classes are spelt out: `\s` means different things in different
+/// engines. (Python's `re` differs in one way: its `$` also matches before a final newline.)
 pub mod schema {
     use serde_json::{Value, json};
 

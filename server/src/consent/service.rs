@@ -298,28 +298,29 @@ impl ConsentInput {
                 None
             }
         };
-        let collected_at = match &self.collected_at {
+        // As written (a future one still orders against expires_at), then as accepted.
+        let collected_written = match &self.collected_at {
             None => Some(cx.now),
-            Some(s) => p.take(model::instant("collected_at", s)).and_then(|t| {
-                if t.micros() > cx.now.micros() + COLLECTED_SKEW_MICROS {
-                    p.unmet(
-                        "collected_at",
-                        format!(
-                            "{} is in the future (the server's time is {}); at most 5 minutes of clock skew is accepted",
-                            t, cx.now
-                        ),
-                    );
-                    None
-                } else {
-                    Some(t)
-                }
-            }),
+            Some(s) => p.take(model::instant("collected_at", s)),
         };
+        let collected_at = collected_written.filter(|t| {
+            let future = t.micros() > cx.now.micros() + COLLECTED_SKEW_MICROS;
+            if future {
+                p.unmet(
+                    "collected_at",
+                    format!(
+                        "{} is in the future (the server's time is {}); at most 5 minutes of clock skew is accepted",
+                        t, cx.now
+                    ),
+                );
+            }
+            !future
+        });
         let expires_at = match &self.expires_at {
             None => None,
             Some(s) => p.take(model::instant("expires_at", s)),
         };
-        if let (Some(e), Some(c)) = (expires_at, collected_at)
+        if let (Some(e), Some(c)) = (expires_at, collected_written)
             && e <= c
         {
             if self.collected_at.is_some() {

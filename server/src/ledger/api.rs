@@ -196,20 +196,24 @@ async fn inclusion(
     let InclusionQuery { seq, size } = q.into_inner();
     let proof = state
         .db(move |c| {
+            // The request on its own first (422), then against the ledger (404, 409).
+            match size {
+                Some(0) => return Err(AppError::validation("size", "must be at least 1")),
+                Some(size) if seq >= size => {
+                    return Err(past_size(true, "seq", "below", seq, "size", size));
+                }
+                _ => {}
+            }
             let tree = tree_size(c)?;
             let latest = latest_or_404(c)?;
-            if size == Some(0) {
-                return Err(AppError::validation("size", "must be at least 1"));
-            }
             if let Some(size) = size
                 && size > tree
             {
                 return Err(beyond_ledger("size", size, tree));
             }
-            let given = size.is_some();
             let size = size.unwrap_or(latest.size.max(0) as u64);
             if seq >= size {
-                return Err(past_size(given, "seq", "below", seq, "size", size));
+                return Err(past_size(false, "seq", "below", seq, "size", size));
             }
             let leaf = store::leaf_hashes(c, seq, 1)?
                 .pop()
@@ -259,7 +263,7 @@ async fn consistency(
     let ConsistencyQuery { from, to } = q.into_inner();
     let proof = state
         .db(move |c| {
-            let tree = tree_size(c)?;
+            // The request on its own first (422), then against the ledger (404, 409).
             let mut p = crate::consent::model::Problems::default();
             if from == 0 {
                 p.add("from", "must be at least 1");
@@ -268,7 +272,12 @@ async fn consistency(
                 p.add("to", "must be at least 1");
             }
             p.into_result()?;
-            let given = to.is_some();
+            if let Some(to) = to
+                && from > to
+            {
+                return Err(past_size(true, "from", "at most", from, "to", to));
+            }
+            let tree = tree_size(c)?;
             let to = match to {
                 Some(t) => t,
                 None => latest_or_404(c)?.size.max(0) as u64,
@@ -277,7 +286,7 @@ async fn consistency(
                 return Err(beyond_ledger("to", to, tree));
             }
             if from > to {
-                return Err(past_size(given, "from", "at most", from, "to", to));
+                return Err(past_size(false, "from", "at most", from, "to", to));
             }
             let path = super::proofs::consistency(c, from, to)?;
             Ok(ConsistencyProof {
