@@ -206,3 +206,83 @@ impl CliAccess {
         self.ledger.shutdown().await;
     }
 }
+
+/// A scratch database of the live one's backend, removed when dropped: a SQLite file in a
+/// temporary directory, or a schema of its own in the live PostgreSQL database.
+struct Scratch {
+    url: DatabaseUrl,
+    /// The SQLite directory, or the PostgreSQL schema (dropped through `live`).
+    place: ScratchPlace,
+}
+
+enum ScratchPlace {
+    Dir(std::path::PathBuf),
+    Schema(String, DatabaseUrl),
+}
+
+impl Scratch {
+    fn create(live: &DatabaseUrl, conn: &mut AnyConnection) -> Result<Scratch, StartError> {
+        let name = format!(
+            "accord_replay_{}",
+            hex::encode(crate::keys::random_bytes::<6>().map_err(|e| StartError(e.to_string()))?)
+        );
+        match live {
+            DatabaseUrl::Sqlite(_) => {
+                let dir = std::env::temp_dir().join(&name);
+                std::fs::create_dir(&dir)
+                    .map_err(|e| StartError(format!("cannot create {}: {e}", dir.display())))?;
+                Ok(Scratch {
+                    url: DatabaseUrl::Sqlite(dir.join("replay.db")),
+                    place: ScratchPlace::Dir(dir),
+                })
+            }
+            DatabaseUrl::Postgres(url) => {
+                if url.contains("options=") {
+                    return Err(StartError(
+                        "replay --check sets the connection's options (its search_path): remove options= from the database URL".into(),
+                    ));
+                }
+                use diesel::connection::SimpleConnection;
+                conn.batch_execute(&format!("CREATE SCHEMA {name}"))
+                    .map_err(|e| StartError(format!("cannot create a scratch schema: {e}")))?;
+                let sep = if url.contains('?') { '&' } else { '?' };
+                Ok(Scratch {
+                    url: DatabaseUrl::Postgres(format!("{url}{sep}options=-csearch_path%3D{name}")),
+                    place: ScratchPlace::Schema(name, live.clone()),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        match &self.place {
+            ScratchPlace::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            ScratchPlace::Schema(name, live) => {
+                use diesel::connection::SimpleConnection;
+                if let Ok(mut c) = Manager::new(live.clone()).open() {
+                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds every projection from the ledger alone into a scratch database of the same backend
+/// and compares it, table by table, with the live one (`accord ledger replay --check`).
+pub fn replay_check(
+    settings: &Settings,
+    progress: impl FnMut(u64, u64),
+) -> Result<crate::replay::Report, StartError> {
+    let mut live = open(&settings.database, false)?;
+    let scratch = Scratch::create(&settings.database, &mut live)?;
+    let mut conn = open(&scratch.url, true)?;
+    db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))?;
+    let report = crate::replay::replay_check(&mut live, &mut conn, progress);
+    drop(conn);
+    drop(scratch);
+    report.map_err(StartError::from)
+}

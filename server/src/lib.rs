@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod openapi;
 pub mod ops;
 pub mod policies;
+pub mod replay;
 pub mod state;
 pub mod telemetry;
 pub mod vocab;

@@ -156,6 +156,14 @@ enum LedgerCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Rebuild every table from the ledger alone, into a scratch database, and compare it with
+    /// the live one (exit 1 on any difference).
+    Replay {
+        /// Compare the rebuilt tables with the live ones (the only mode: the live database is
+        /// never written).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -605,6 +613,49 @@ fn ledger(command: LedgerCommand, settings: Settings) -> Result<ExitCode, StartE
             let cp = commands::checkpoint(&settings, &SystemClock)?;
             print!("{}", cp.note);
             Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Replay { check } => {
+            if !check {
+                return Err(StartError(
+                    "replay rebuilds the tables into a scratch database to compare them: run it as `accord ledger replay --check`".into(),
+                ));
+            }
+            let bar = Progress::new(None, "entries replayed");
+            let r = commands::replay_check(&settings, |done, _| bar.show(done))?;
+            bar.finish();
+            println!(
+                "replayed {} entries ({} redacted by erasures, not applied) into a scratch {} database in {} ms",
+                r.entries,
+                r.redacted,
+                settings.database.backend(),
+                r.elapsed_ms
+            );
+            for (table, live, replayed) in &r.tables {
+                println!("  {table:<16} {live:>9} rows live, {replayed:>9} replayed");
+            }
+            println!("not replayable (left out of the comparison):");
+            for (table, column, why) in accord::replay::NOT_REPLAYABLE {
+                let what = if *column == "*" {
+                    table.to_string()
+                } else {
+                    format!("{table}.{column}")
+                };
+                println!("  {what}: {why}");
+            }
+            if r.ok() {
+                println!("replay OK: every projected table equals the live database");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "replay FAILED: {} differences between the live database and the ledger; the first {}:",
+                    r.total_differences,
+                    r.differences.len()
+                );
+                for d in &r.differences {
+                    println!("  {d}");
+                }
+                Ok(ExitCode::from(1))
+            }
         }
         LedgerCommand::Export { out } => {
             let bar = Progress::new(None, "entries exported");

@@ -235,7 +235,7 @@ async fn failing_projection_is_isolated(db: TestDb) {
         Actor::system(),
         vec![EventDraft::new(&Noted::new(99)).unwrap()],
     )
-    .project(|_, _| {
+    .project(|_, _| -> Result<(), _> {
         Err(accord::error::AppError::Conflict(
             "refused by the projection".into(),
         ))
@@ -244,7 +244,7 @@ async fn failing_projection_is_isolated(db: TestDb) {
         Actor::system(),
         vec![EventDraft::new(&Noted::new(98)).unwrap()],
     )
-    .project(|_, _| panic!("a bug in a projection"));
+    .project(|_, _| -> Result<(), _> { panic!("a bug in a projection") });
     let (a, b, c, d) = tokio::join!(
         app.ledger.append(ok(1)),
         app.ledger.append(bad),

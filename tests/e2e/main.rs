@@ -8,6 +8,7 @@ mod grants;
 mod instances;
 mod ledger;
 mod limits;
+mod replay;
 mod schema;
 mod services;
 mod support;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod limiter;
 pub mod model;
 pub mod passwords;
+pub mod projection;
 pub mod service;
 pub mod sessions;
 pub mod store;

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::events::AccessEvent;
 use super::limiter::LOCKOUT_MICROS;
 use super::model::{Email, Role, validate_client, validate_name, validate_password};
+use super::projection;
 use super::store::{self, SetupLinkRow, TokenRow, UserRow};
 use super::tokens::{API_AUDIENCE, ApiClaims, TokenAuthority};
 use super::{AccessState, passwords};
@@ -64,10 +65,6 @@ fn drafts(events: &[AccessEvent]) -> Result<Vec<EventDraft>, AppError> {
     events.iter().map(EventDraft::new).collect()
 }
 
-fn seq_of(appended: &[Appended]) -> i64 {
-    appended.last().map(|a| a.seq as i64).unwrap_or(0)
-}
-
 pub fn link_hash(raw: &str) -> String {
     hex::encode(Sha256::digest(raw.as_bytes()))
 }
@@ -100,19 +97,47 @@ impl AccessService {
         crate::db::blocking(&self.pool, f).await
     }
 
+    /// Records access events: `guard` checks, under the ledger's lock, that they still apply
+    /// (an error records nothing), then the projection applies them.
     async fn record(
         &self,
         actor: Actor,
         request_id: Option<String>,
         events: Vec<AccessEvent>,
-        apply: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static,
+        guard: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static,
     ) -> Result<Vec<Appended>, AppError> {
+        self.record_with_secret(actor, request_id, events, guard, None)
+            .await
+    }
+
+    /// [`Self::record`], also storing a user's password hash (`(user id, hash)`), which no event
+    /// carries.
+    async fn record_with_secret(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        events: Vec<AccessEvent>,
+        guard: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static,
+        password: Option<(String, String)>,
+    ) -> Result<Vec<Appended>, AppError> {
+        let drafts = drafts(&events)?;
         let out = self
             .ledger
             .append(
-                AppendRequest::new(actor, drafts(&events)?)
+                AppendRequest::new(actor, drafts)
                     .request_id(request_id)
-                    .project(apply),
+                    .project(move |c, appended| {
+                        guard(c, appended)?;
+                        for (e, a) in events.iter().zip(appended) {
+                            projection::apply(c, e, a)?;
+                        }
+                        if let Some((uid, hash)) = &password
+                            && store::set_password_hash(c, uid, hash)? != 1
+                        {
+                            return Err(AppError::NotFound(format!("no user {uid}")));
+                        }
+                        Ok(())
+                    }),
             )
             .await?;
         if let Some(state) = &self.state {
@@ -185,7 +210,6 @@ impl AccessService {
         roles.sort();
         roles.dedup();
         let id = new_id("u_")?;
-        let now = self.clock.now().micros();
         let mut events = Vec::new();
         if let Some(h) = &first_admin_link {
             events.push(AccessEvent::SetupLinkUsed {
@@ -203,44 +227,39 @@ impl AccessService {
                 user_id: id.clone(),
             });
         }
-        let row = UserRow {
-            id,
-            email: email.to_string(),
-            name,
-            password_hash: hash,
-            disabled: false,
-            session_epoch: 0,
-            locked_until: None,
-            created_at: now,
-            updated_seq: 0,
-        };
-        let mut projected = row.clone();
-        self.record(actor, request_id, events, move |c, appended| {
-            if let Some(h) = &first_admin_link {
-                if store::count_users(c)? > 0 {
-                    return Err(AppError::Conflict(
-                        "an administrator already exists; this link can no longer be used".into(),
-                    ));
+        let address = email.to_string();
+        let secret = hash.map(|h| (id.clone(), h));
+        let link = first_admin_link;
+        self.record_with_secret(
+            actor,
+            request_id,
+            events,
+            move |c, _| {
+                if let Some(h) = &link {
+                    if store::count_users(c)? > 0 {
+                        return Err(AppError::Conflict(
+                            "an administrator already exists; this link can no longer be used"
+                                .into(),
+                        ));
+                    }
+                    unused_link(c, h)?;
                 }
-                if store::use_setup_link(c, h, now)? != 1 {
-                    return Err(AppError::Conflict("this link has already been used".into()));
+                if store::user_by_email(c, &address)?.is_some() {
+                    return Err(AppError::Conflict(format!(
+                        "a user with the e-mail address {address} already exists"
+                    )));
                 }
-            }
-            if store::user_by_email(c, &projected.email)?.is_some() {
-                return Err(AppError::Conflict(format!(
-                    "a user with the e-mail address {} already exists",
-                    projected.email
-                )));
-            }
-            projected.updated_seq = seq_of(appended);
-            store::insert_user(c, &projected)?;
-            for r in &roles {
-                store::grant_role(c, &projected.id, *r, projected.updated_seq)?;
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+            secret,
+        )
         .await?;
-        Ok(row)
+        let uid = id;
+        self.read(move |c| {
+            store::user_by_id(c, &uid)?
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("the user just created is gone")))
+        })
+        .await
     }
 
     /// Sets a user's password (ending their sessions).
@@ -254,18 +273,21 @@ impl AccessService {
         validate_password("password", password)?;
         let hash = hash_blocking(password).await?;
         let uid = user_id.to_string();
-        self.record(
+        self.record_with_secret(
             actor,
             request_id,
             vec![AccessEvent::PasswordSet {
                 user_id: uid.clone(),
             }],
-            move |c, appended| {
-                if store::set_password_hash(c, &uid, &hash, seq_of(appended))? != 1 {
-                    return Err(AppError::NotFound(format!("no user {uid}")));
+            {
+                let uid = uid.clone();
+                move |c, _| {
+                    store::user_by_id(c, &uid)?
+                        .map(|_| ())
+                        .ok_or_else(|| AppError::NotFound(format!("no user {uid}")))
                 }
-                Ok(())
             },
+            Some((uid, hash)),
         )
         .await?;
         Ok(())
@@ -303,15 +325,7 @@ impl AccessService {
                 granted: g.clone(),
                 revoked: r.clone(),
             }],
-            move |c, appended| {
-                for role in &g {
-                    store::grant_role(c, &uid, *role, seq_of(appended))?;
-                }
-                for role in &r {
-                    store::revoke_role(c, &uid, *role)?;
-                }
-                Ok(())
-            },
+            |_, _| Ok(()),
         )
         .await?;
         let uid = user.id;
@@ -344,16 +358,13 @@ impl AccessService {
             vec![AccessEvent::UserDisabled {
                 user_id: uid.clone(),
             }],
-            move |c, appended| {
-                store::disable_user(c, &uid, seq_of(appended))?;
-                Ok(())
-            },
+            |_, _| Ok(()),
         )
         .await?;
         Ok(user)
     }
 
-    /// Records `events` (applied by `apply`) together with the revocation of every token still in
+    /// Records `events` (checked by `guard`) together with the revocation of every token still in
     /// force that `minter` minted, directly or through tokens it minted. The set is decided before
     /// the append and re-checked under the ledger's lock; a token minted in between makes the
     /// change retry, so nothing minted by `minter` survives it.
@@ -364,7 +375,7 @@ impl AccessService {
         minter: String,
         because: String,
         events: Vec<AccessEvent>,
-        apply: impl Fn(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Clone + Send + 'static,
+        guard: impl Fn(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Clone + Send + 'static,
     ) -> Result<Vec<Appended>, AppError> {
         const ATTEMPTS: usize = 5;
         let mut attempt = 0;
@@ -382,25 +393,20 @@ impl AccessService {
                 jti: jti.clone(),
                 because: Some(because.clone()),
             }));
-            let now = self.clock.now().micros();
-            let by = actor.as_str().to_string();
-            let (m, apply) = (minter.clone(), apply.clone());
+            let (m, guard) = (minter.clone(), guard.clone());
             let outcome = self
                 .record(
                     actor.clone(),
                     request_id.clone(),
                     all,
                     move |c, appended| {
-                        apply(c, appended)?;
+                        guard(c, appended)?;
                         let current: Vec<String> = store::minted_closure(c, vec![m])?
                             .into_iter()
                             .map(|t| t.jti)
                             .collect();
                         if current != planned {
                             return Err(AppError::Conflict(MINTED_CHANGED.into()));
-                        }
-                        for jti in &planned {
-                            store::revoke_token(c, jti, now, &by)?;
                         }
                         Ok(())
                     },
@@ -443,16 +449,7 @@ impl AccessService {
             jti: jti.clone(),
             roles: roles.clone(),
         })?;
-        let row = TokenRow {
-            jti: jti.clone(),
-            client: client.clone(),
-            roles: serde_json::to_string(&roles).map_err(AppError::internal)?,
-            issued_at: now,
-            expires_at: exp * 1_000_000,
-            minted_by: actor.as_str().to_string(),
-            revoked_at: None,
-            revoked_by: None,
-        };
+        let minted_by = actor.as_str().to_string();
         let appended = self
             .record(
                 actor,
@@ -462,13 +459,13 @@ impl AccessService {
                     client: client.clone(),
                     roles: roles.clone(),
                     expires_at: exp * 1_000_000,
-                    minted_by: row.minted_by.clone(),
+                    minted_by: minted_by.clone(),
                 }],
                 move |c, _| {
                     // Checked again under the ledger's lock: a minter disabled (or a minting token
                     // revoked) while this request was on its way mints nothing.
-                    store::minter_in_force(c, &row.minted_by)?;
-                    Ok(store::insert_token(c, &row)?)
+                    store::minter_in_force(c, &minted_by)?;
+                    Ok(())
                 },
             )
             .await?;
@@ -509,8 +506,6 @@ impl AccessService {
                 "the token {j} is already revoked"
             )));
         }
-        let now = self.clock.now().micros();
-        let by = actor.as_str().to_string();
         let because = format!("minted with the token {j} (or one minted with it), revoked");
         self.with_minted_revoked(
             actor,
@@ -522,7 +517,7 @@ impl AccessService {
                 because: None,
             }],
             move |c, _| {
-                if store::revoke_token(c, &j, now, &by)? != 1 {
+                if store::token(c, &j)?.is_some_and(|t| t.revoked_at.is_some()) {
                     return Err(AppError::Conflict(format!(
                         "the token {j} is already revoked"
                     )));
@@ -545,14 +540,6 @@ impl AccessService {
             .encode(random_bytes::<32>().map_err(|e| AppError::internal(anyhow::anyhow!(e)))?);
         let hash = link_hash(&raw);
         let now = self.clock.now().micros();
-        let row = SetupLinkRow {
-            token_hash: hash.clone(),
-            purpose: purpose.to_string(),
-            user_id: user_id.clone(),
-            created_at: now,
-            expires_at: now + SETUP_LINK_MICROS,
-            used_at: None,
-        };
         self.record(
             actor,
             None,
@@ -562,7 +549,7 @@ impl AccessService {
                 user_id,
                 expires_at: now + SETUP_LINK_MICROS,
             }],
-            move |c, _| Ok(store::insert_setup_link(c, &row)?),
+            |_, _| Ok(()),
         )
         .await?;
         Ok(raw)
@@ -637,9 +624,8 @@ impl AccessService {
         };
         validate_password("password", password)?;
         let hash = hash_blocking(password).await?;
-        let now = self.clock.now().micros();
         let token_hash = link.token_hash.clone();
-        self.record(
+        self.record_with_secret(
             Actor::user(&uid),
             request_id,
             vec![
@@ -650,13 +636,8 @@ impl AccessService {
                     user_id: uid.clone(),
                 },
             ],
-            move |c, appended| {
-                if store::use_setup_link(c, &token_hash, now)? != 1 {
-                    return Err(AppError::Conflict("this link has already been used".into()));
-                }
-                store::set_password_hash(c, &uid, &hash, seq_of(appended))?;
-                Ok(())
-            },
+            move |c, _| unused_link(c, &token_hash),
+            Some((uid, hash)),
         )
         .await?;
         Ok(())
@@ -733,10 +714,7 @@ impl AccessService {
                             until,
                             failures: reservation.account_attempts as u32,
                         }],
-                        move |c, appended| {
-                            store::set_locked_until(c, &uid, until, seq_of(appended))?;
-                            Ok(())
-                        },
+                        |_, _| Ok(()),
                     )
                     .await;
                 if let Err(e) = locked {
@@ -774,13 +752,18 @@ impl AccessService {
             vec![AccessEvent::LoggedOut {
                 user_id: uid.clone(),
             }],
-            move |c, appended| {
-                store::bump_session_epoch(c, &uid, seq_of(appended))?;
-                Ok(())
-            },
+            |_, _| Ok(()),
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Under the ledger's lock: the one-time link is still unused.
+fn unused_link(c: &mut AnyConnection, token_hash: &str) -> Result<(), AppError> {
+    match store::setup_link(c, token_hash)? {
+        Some(link) if link.used_at.is_none() => Ok(()),
+        _ => Err(AppError::Conflict("this link has already been used".into())),
     }
 }
 

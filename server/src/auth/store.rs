@@ -7,7 +7,7 @@ use super::model::Role;
 use crate::db::AnyConnection;
 use crate::db::schema::{api_tokens, setup_links, user_roles, users};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = users, treat_none_as_null = true)]
 pub struct UserRow {
     pub id: String,
@@ -55,19 +55,22 @@ pub fn count_users(conn: &mut AnyConnection) -> QueryResult<i64> {
     users::table.count().get_result(conn)
 }
 
-pub fn set_password_hash(
-    conn: &mut AnyConnection,
-    id: &str,
-    hash: &str,
-    seq: i64,
-) -> QueryResult<usize> {
+/// A new password (its hash written by [`set_password_hash`]): every session ends and a lockout
+/// is lifted.
+pub fn password_changed(conn: &mut AnyConnection, id: &str, seq: i64) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::id.eq(id)))
         .set((
-            users::password_hash.eq(Some(hash)),
             users::session_epoch.eq(users::session_epoch + 1),
             users::locked_until.eq(None::<i64>),
             users::updated_seq.eq(seq),
         ))
+        .execute(conn)
+}
+
+/// Stores a password hash: the one column no ledger event carries.
+pub fn set_password_hash(conn: &mut AnyConnection, id: &str, hash: &str) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::id.eq(id)))
+        .set(users::password_hash.eq(Some(hash)))
         .execute(conn)
 }
 
@@ -137,6 +140,26 @@ pub fn revoke_role(conn: &mut AnyConnection, user_id: &str, role: Role) -> Query
     .execute(conn)
 }
 
+/// One row of `user_roles`.
+#[derive(Debug, Clone, Queryable, serde::Serialize)]
+pub struct GrantRow {
+    pub user_id: String,
+    pub role: String,
+    pub granted_seq: i64,
+}
+
+/// Every row of `user_roles`.
+pub fn all_user_roles(conn: &mut AnyConnection) -> QueryResult<Vec<GrantRow>> {
+    user_roles::table
+        .order((user_roles::user_id.asc(), user_roles::role.asc()))
+        .select((
+            user_roles::user_id,
+            user_roles::role,
+            user_roles::granted_seq,
+        ))
+        .load(conn)
+}
+
 /// Every (user id, role) grant.
 pub fn all_grants(conn: &mut AnyConnection) -> QueryResult<Vec<(String, String)>> {
     user_roles::table
@@ -153,7 +176,7 @@ pub fn roles_of(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Vec<Role
     Ok(names.iter().filter_map(|n| Role::parse(n)).collect())
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = api_tokens, treat_none_as_null = true)]
 pub struct TokenRow {
     pub jti: String,
@@ -278,7 +301,7 @@ pub fn revoke_token(conn: &mut AnyConnection, jti: &str, at: i64, by: &str) -> Q
     .execute(conn)
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = setup_links, treat_none_as_null = true)]
 pub struct SetupLinkRow {
     pub token_hash: String,
@@ -305,6 +328,13 @@ pub fn setup_link(conn: &mut AnyConnection, hash: &str) -> QueryResult<Option<Se
 }
 
 /// Marks a link used if it still is unused (single use, also across instances).
+pub fn all_setup_links(conn: &mut AnyConnection) -> QueryResult<Vec<SetupLinkRow>> {
+    setup_links::table
+        .order(setup_links::token_hash.asc())
+        .select(SetupLinkRow::as_select())
+        .load(conn)
+}
+
 pub fn use_setup_link(conn: &mut AnyConnection, hash: &str, at: i64) -> QueryResult<usize> {
     diesel::update(
         setup_links::table

@@ -9,6 +9,7 @@ pub mod events;
 pub mod import;
 pub mod index;
 pub mod model;
+pub mod projection;
 pub mod receipt;
 pub mod service;
 pub mod store;

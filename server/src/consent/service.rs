@@ -14,6 +14,7 @@ use super::model::{
     self, COLLECTED_SKEW_MICROS, Channel, ConsentRecord, Decision, Evidence, LegalBasis,
     MICROS_PER_DAY, Method, NoticeDef, NoticeRef, Problems, PurposeDef, PurposeStatus,
 };
+use super::projection;
 use super::store::{self, NoticeRow, PurposeRow, RecordRow};
 use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
@@ -555,6 +556,22 @@ impl ConsentService {
     /// own write here without `min_seq`.
     async fn append(&self, req: AppendRequest) -> Result<Vec<Appended>, AppError> {
         let out = self.ledger.append(req).await?;
+        self.applied(&out).await;
+        Ok(out)
+    }
+
+    /// [`Self::append`], with what the projection returned.
+    async fn append_returning<T: 'static>(
+        &self,
+        req: AppendRequest,
+    ) -> Result<(Vec<Appended>, T), AppError> {
+        let out = self.ledger.append_returning(req).await?;
+        self.applied(&out.0).await;
+        Ok(out)
+    }
+
+    /// Waits (a while) until this instance's index shows the entries.
+    async fn applied(&self, out: &[Appended]) {
         if let (Some(last), Some(index)) = (out.last(), &self.index)
             && !index.wait_applied(last.seq, APPLY_WAIT).await
         {
@@ -564,7 +581,6 @@ impl ConsentService {
                 APPLY_WAIT.as_secs()
             );
         }
-        Ok(out)
     }
 
     // ----- purposes and notices -----
@@ -606,24 +622,21 @@ impl ConsentService {
         } else {
             ConsentEvent::PurposeDefined(def.clone())
         };
-        let projected = def.clone();
+        let (key, version) = (def.key.clone(), def.version);
         let out = self
             .append(
                 AppendRequest::new(actor, vec![EventDraft::new(&event)?])
                     .request_id(request_id)
                     .project(move |c, appended| {
-                        let a = first(appended)?;
-                        let now = store::latest_purpose(c, &projected.key)?
+                        let now = store::latest_purpose(c, &key)?
                             .map(|r| r.version)
                             .unwrap_or(0);
-                        if now + 1 != projected.version {
+                        if now + 1 != version {
                             return Err(AppError::Conflict(format!(
-                                "purpose {:?} changed meanwhile (now version {now}); read it and try again",
-                                projected.key
+                                "purpose {key:?} changed meanwhile (now version {now}); read it and try again"
                             )));
                         }
-                        store::insert_purpose(c, &PurposeRow::new(&projected, a.at, a.seq))?;
-                        Ok(())
+                        Ok(projection::apply(c, &event, first(appended)?)?)
                     }),
             )
             .await?;
@@ -710,21 +723,18 @@ impl ConsentService {
             });
         }
         let event = ConsentEvent::NoticePublished(def.clone());
-        let projected = def.clone();
+        let (key, version) = (def.key.clone(), def.version.clone());
         let out = self
             .append(
                 AppendRequest::new(actor, vec![EventDraft::new(&event)?])
                     .request_id(request_id)
                     .project(move |c, appended| {
-                        let a = first(appended)?;
-                        if store::notice(c, &projected.key, &projected.version)?.is_some() {
+                        if store::notice(c, &key, &version)?.is_some() {
                             return Err(AppError::Conflict(format!(
-                                "notice {:?} version {:?} was published meanwhile",
-                                projected.key, projected.version
+                                "notice {key:?} version {version:?} was published meanwhile"
                             )));
                         }
-                        store::insert_notice(c, &NoticeRow::new(&projected, a.at, a.seq))?;
-                        Ok(())
+                        Ok(projection::apply(c, &event, first(appended)?)?)
                     }),
             )
             .await?;
@@ -774,8 +784,8 @@ impl ConsentService {
         record: ConsentRecord,
         idem: Option<IdempotencyKey>,
     ) -> Result<Recorded, AppError> {
-        let event = ConsentEvent::ConsentRecorded(Box::new(record.clone()));
         let projected = record.clone();
+        let event = ConsentEvent::ConsentRecorded(Box::new(record.clone()));
         let subject_ref = self.ledger.writer().keys().subject_ref(&record.subject);
         let result = self
             .append(
@@ -787,7 +797,7 @@ impl ConsentService {
                             return Err(AppError::Conflict(DUPLICATE.into()));
                         }
                         check_references(c, std::slice::from_ref(&projected))?;
-                        store::insert_records(c, &[RecordRow::new(&projected, a.seq)])?;
+                        projection::apply(c, &event, a)?;
                         if let Some(key) = &idem {
                             let body = serde_json::to_string(&recorded(&projected, a, false))
                                 .map_err(AppError::internal)?;
@@ -870,9 +880,13 @@ impl ConsentService {
                 .collect();
             summary.duplicates += n - fresh.len() as u64;
             if !fresh.is_empty() {
-                let drafts = fresh
+                let events: Vec<ConsentEvent> = fresh
                     .iter()
-                    .map(|r| EventDraft::new(&ConsentEvent::ConsentRecorded(Box::new(r.clone()))))
+                    .map(|r| ConsentEvent::ConsentRecorded(Box::new(r.clone())))
+                    .collect();
+                let drafts = events
+                    .iter()
+                    .map(EventDraft::new)
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self
                     .append(
@@ -880,12 +894,7 @@ impl ConsentService {
                             .request_id(request_id.clone())
                             .project(move |c, appended| {
                                 check_references(c, &fresh)?;
-                                let rows: Vec<RecordRow> = fresh
-                                    .iter()
-                                    .zip(appended)
-                                    .map(|(r, a)| RecordRow::new(r, a.seq))
-                                    .collect();
-                                store::insert_records(c, &rows).map_err(|e| match e {
+                                projection::apply_all(c, &events, appended).map_err(|e| match e {
                                     diesel::result::Error::DatabaseError(
                                         diesel::result::DatabaseErrorKind::UniqueViolation,
                                         _,
@@ -941,23 +950,20 @@ impl ConsentService {
                 reason: reason.clone(),
             };
             let projected = event.clone();
-            let removed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let removed_in = removed.clone();
             let result = self
-                .append(
+                .append_returning::<usize>(
                     AppendRequest::new(actor.clone(), vec![EventDraft::new(&event)?])
                         .request_id(request_id.clone())
                         .project(move |c, appended| {
                             erasure::redact(c, &projected, appended)?;
-                            let n = store::delete_subject(c, &projected.subject)?;
+                            let n = projection::forget_subject(c, &projected.subject)?;
                             idempotency::forget_subject(c, &projected.subject_ref)?;
-                            removed_in.store(n, std::sync::atomic::Ordering::SeqCst);
-                            Ok(())
+                            Ok(n)
                         }),
                 )
                 .await;
             match result {
-                Ok(out) => {
+                Ok((out, removed)) => {
                     let a = first(&out)?;
                     // A redaction counts for the verifiers only once a checkpoint signs its
                     // erasure: sign one now rather than at the next interval.
@@ -968,7 +974,7 @@ impl ConsentService {
                         seq: a.seq,
                         leaf_hash: a.leaf_hash.clone(),
                         redacted_seqs: planned,
-                        records_removed: removed.load(std::sync::atomic::Ordering::SeqCst),
+                        records_removed: removed,
                     });
                 }
                 Err(AppError::Conflict(_)) if attempts < 5 => continue,

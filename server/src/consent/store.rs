@@ -12,7 +12,7 @@ use crate::db::AnyConnection;
 use crate::db::schema::{consent_records, ledger_entries, notices, purposes};
 use crate::ledger::store::to_i64;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = purposes, treat_none_as_null = true)]
 pub struct PurposeRow {
     pub key: String,
@@ -105,7 +105,7 @@ pub fn purpose_versions(conn: &mut AnyConnection, key: &str) -> QueryResult<Vec<
         .load(conn)
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = notices)]
 pub struct NoticeRow {
     pub key: String,
@@ -162,7 +162,7 @@ pub fn all_notices(conn: &mut AnyConnection) -> QueryResult<Vec<NoticeRow>> {
         .load(conn)
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = consent_records, treat_none_as_null = true)]
 pub struct RecordRow {
     pub seq: i64,
@@ -315,6 +315,14 @@ pub fn subject_history(
             ledger_entries::leaf_hash,
             ledger_entries::at,
         ))
+        .load(conn)
+}
+
+/// Every consent record, in seq order.
+pub fn all_records(conn: &mut AnyConnection) -> QueryResult<Vec<RecordRow>> {
+    consent_records::table
+        .order(consent_records::seq.asc())
+        .select(RecordRow::as_select())
         .load(conn)
 }
 

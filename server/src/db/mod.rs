@@ -15,6 +15,24 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::one_line;
 
+/// A table a domain's projection writes, as `accord ledger replay --check` compares it: its
+/// primary key columns, and how to read every row (as JSON objects, one member per column).
+pub struct ProjectedTable {
+    pub name: &'static str,
+    pub key: &'static [&'static str],
+    pub rows: fn(&mut AnyConnection) -> diesel::QueryResult<Vec<serde_json::Value>>,
+}
+
+/// Rows as JSON objects, for [`ProjectedTable::rows`].
+pub fn json_rows<T: serde::Serialize>(rows: Vec<T>) -> diesel::QueryResult<Vec<serde_json::Value>> {
+    rows.iter()
+        .map(|r| {
+            serde_json::to_value(r)
+                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
+        })
+        .collect()
+}
+
 /// How long a SQLite connection waits for a lock before it reports the database busy.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 /// Pages the SQLite write-ahead log may hold before a commit copies it into the database. SQLite's

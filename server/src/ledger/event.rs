@@ -79,6 +79,8 @@ pub struct Appended {
     pub leaf_hash: String,
     pub at: Timestamp,
     pub kind: String,
+    /// Who caused it (the leaf's `actor`).
+    pub actor: String,
 }
 
 /// The ledger's own events.

@@ -32,10 +32,14 @@ use crate::db::{AnyConnection, Manager};
 use crate::error::AppError;
 use crate::keys::{Keys, random_bytes};
 
+/// What a projection returns, handed back to the writer with the recorded entries.
+pub type Projected = Box<dyn std::any::Any + Send>;
+
 /// Applies an append's events to the domain tables, inside the append's transaction. It receives the
-/// recorded entries (seqs, leaf hashes, time). An error rolls back this append only.
-pub type Projection =
-    Box<dyn FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static>;
+/// recorded entries (seqs, leaf hashes, time, actor). An error rolls back this append only.
+pub type Projection = Box<
+    dyn FnOnce(&mut AnyConnection, &[Appended]) -> Result<Projected, AppError> + Send + 'static,
+>;
 
 /// One append: events, who caused them, the request they came from, and an optional projection.
 pub struct AppendRequest {
@@ -60,11 +64,15 @@ impl AppendRequest {
         self
     }
 
-    pub fn project(
+    /// Applies the events with `f` in the append's transaction; what `f` returns comes back
+    /// from [`Ledger::append_returning`].
+    pub fn project<T: Send + 'static>(
         mut self,
-        f: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static,
+        f: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<T, AppError> + Send + 'static,
     ) -> Self {
-        self.apply = Some(Box::new(f));
+        self.apply = Some(Box::new(move |c: &mut AnyConnection, a: &[Appended]| {
+            f(c, a).map(|v| Box::new(v) as Projected)
+        }));
         self
     }
 }
@@ -187,8 +195,27 @@ impl Ledger {
 
     /// Records events (and applies their projection) in one transaction; resolves when committed.
     pub async fn append(&self, req: AppendRequest) -> Result<Vec<Appended>, AppError> {
+        Ok(self.submit(req).await?.0)
+    }
+
+    /// [`Ledger::append`], with what the projection returned (a `T`, as [`AppendRequest::project`]
+    /// was given).
+    pub async fn append_returning<T: 'static>(
+        &self,
+        req: AppendRequest,
+    ) -> Result<(Vec<Appended>, T), AppError> {
+        let (appended, value) = self.submit(req).await?;
+        let value = value.and_then(|v| v.downcast::<T>().ok()).ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "the projection returned no value of the type asked for"
+            ))
+        })?;
+        Ok((appended, *value))
+    }
+
+    async fn submit(&self, req: AppendRequest) -> sequencer::AppendOutcome {
         if req.events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let (reply, rx) = oneshot::channel();
         let pending = Pending {

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::event::{Actor, Appended, EventDraft};
 use super::store::{self, PendingRows};
-use super::{Projection, Shared};
+use super::{Projected, Projection, Shared};
 use crate::db::{AnyConnection, Manager};
 use crate::error::AppError;
 
@@ -23,7 +23,7 @@ pub(super) struct Pending {
     pub events: Vec<EventDraft>,
     pub apply: Option<Projection>,
     pub queued: Instant,
-    pub reply: oneshot::Sender<Result<Vec<Appended>, AppError>>,
+    pub reply: oneshot::Sender<AppendOutcome>,
 }
 
 pub(super) enum Command {
@@ -181,7 +181,7 @@ impl Sequencer {
                 metrics::gauge!("accord_ledger_size").set(size as f64);
                 let written: usize = outcomes
                     .iter()
-                    .map(|o| o.as_ref().map(Vec::len).unwrap_or(0))
+                    .map(|o| o.as_ref().map(|(a, _)| a.len()).unwrap_or(0))
                     .sum();
                 metrics::histogram!("accord_ledger_batch_entries").record(written as f64);
                 metrics::histogram!("accord_ledger_batch_write_seconds")
@@ -207,7 +207,8 @@ impl Sequencer {
     }
 }
 
-type AppendOutcome = Result<Vec<Appended>, AppError>;
+/// What an append recorded, and what its projection returned.
+pub(super) type AppendOutcome = Result<(Vec<Appended>, Option<Projected>), AppError>;
 
 /// Writes one batch in one transaction. Returns each append's outcome (in order) and the new size.
 fn write_batch(
@@ -234,7 +235,7 @@ fn write_batch(
                         &p.events,
                         &mut rows,
                     );
-                    outcomes.push(staged);
+                    outcomes.push(staged.map(|a| (a, None)));
                 }
                 Some(apply) => {
                     // Rows gathered so far go in first, outside this append's savepoint.
@@ -252,13 +253,13 @@ fn write_batch(
                         )?;
                         store::insert_rows(conn, &mut own)?;
                         // A panicking projection fails its own append, not the sequencer.
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             apply(conn, &appended)
                         }))
                         .map_err(|_| {
                             AppError::internal(anyhow::anyhow!("the projection panicked"))
                         })??;
-                        Ok(appended)
+                        Ok((appended, Some(value)))
                     });
                     if r.is_err() {
                         state = before;

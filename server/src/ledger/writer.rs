@@ -117,6 +117,7 @@ impl Writer {
                 leaf_hash: leaf_hex,
                 at: Timestamp(at),
                 kind: ev.kind.clone(),
+                actor: actor.as_str().to_string(),
             });
         }
         Ok(out)
