@@ -53,8 +53,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// The request conflicts with the current state, for the reason its code names.
+    #[error("{detail}")]
+    Conflict { code: ConflictCode, detail: String },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -89,6 +90,23 @@ impl AppError {
         }
     }
 
+    /// A conflict with the current state, for the reason `code` names.
+    pub fn conflict(code: ConflictCode, detail: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The conflict's code, if this is one.
+    pub fn conflict_code(&self) -> Option<ConflictCode> {
+        match self {
+            AppError::Conflict { code, .. } => Some(*code),
+            AppError::Unmet { .. } => Some(ConflictCode::State),
+            _ => None,
+        }
+    }
+
     /// The field-level problems of a 422 or 409 that lists them.
     pub fn field_errors(&self) -> Option<&[FieldError]> {
         match self {
@@ -101,14 +119,14 @@ impl AppError {
         AppError::Internal(e.into())
     }
 
-    /// The problem type's short name; the `type` URI is `/problems/<slug>`.
+    /// The problem type's short name; the `type` URI is `/problems/<slug>`, and a conflict's is
+    /// `/problems/conflict/<code>`.
     pub fn slug(&self) -> &'static str {
         match self {
             AppError::Validation { .. } => "validation",
-            AppError::Unmet { .. } => "conflict",
             AppError::BadRequest(_) => "bad-request",
             AppError::NotFound(_) => "not-found",
-            AppError::Conflict(_) => "conflict",
+            AppError::Unmet { .. } | AppError::Conflict { .. } => "conflict",
             AppError::Unauthenticated(_) => "unauthenticated",
             AppError::Forbidden(_) => "forbidden",
             AppError::PayloadTooLarge(_) => "payload-too-large",
@@ -124,7 +142,7 @@ impl AppError {
             AppError::Unmet { .. } => "Conflict with the current state",
             AppError::BadRequest(_) => "The request could not be understood",
             AppError::NotFound(_) => "Not found",
-            AppError::Conflict(_) => "Conflict with the current state",
+            AppError::Conflict { .. } => "Conflict with the current state",
             AppError::Unauthenticated(_) => "Authentication required",
             AppError::Forbidden(_) => "Not permitted",
             AppError::PayloadTooLarge(_) => "Request body too large",
@@ -144,11 +162,66 @@ impl AppError {
             other => other.to_string(),
         };
         Problem {
-            r#type: format!("/problems/{}", self.slug()),
+            r#type: match self.conflict_code() {
+                Some(code) => format!("/problems/conflict/{}", code.as_str()),
+                None => format!("/problems/{}", self.slug()),
+            },
             title: self.title(),
             status,
             detail,
             errors: self.field_errors().map(<[_]>::to_vec).unwrap_or_default(),
+        }
+    }
+}
+
+/// Why a request conflicts with the current state: the last part of its problem type
+/// (`/problems/conflict/<code>`), so callers (and Accord itself) never read the message to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictCode {
+    /// What the request creates exists already.
+    Exists,
+    /// It was done already (disabled, revoked, a link used).
+    Done,
+    /// The state changed between reading it and writing; read again and retry.
+    Changed,
+    /// The same decision is recorded already (answered as a duplicate, not as an error).
+    Duplicate,
+    /// Published versions do not change.
+    Immutable,
+    /// A one-time link used for something it was not made for.
+    LinkPurpose,
+    /// A request with this Idempotency-Key is being processed.
+    InFlight,
+    /// This Idempotency-Key was used for a different request.
+    KeyReused,
+    /// A seq the ledger does not hold.
+    BeyondLedger,
+    /// Fields that the current state does not allow (a purpose not registered, …), listed.
+    State,
+    /// The tokens a change revokes changed while it was prepared (retried).
+    MintedChanged,
+    /// A subject's entries changed while their erasure was prepared (retried).
+    SubjectChanged,
+    /// The ledger in the database disagrees with itself or the configuration.
+    Ledger,
+}
+
+impl ConflictCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictCode::Exists => "exists",
+            ConflictCode::Done => "done",
+            ConflictCode::Changed => "changed",
+            ConflictCode::Duplicate => "duplicate",
+            ConflictCode::Immutable => "immutable",
+            ConflictCode::LinkPurpose => "link-purpose",
+            ConflictCode::InFlight => "in-flight",
+            ConflictCode::KeyReused => "key-reused",
+            ConflictCode::BeyondLedger => "beyond-ledger",
+            ConflictCode::State => "state",
+            ConflictCode::MintedChanged => "minted-changed",
+            ConflictCode::SubjectChanged => "subject-changed",
+            ConflictCode::Ledger => "ledger",
         }
     }
 }
@@ -172,7 +245,7 @@ impl ResponseError for AppError {
             AppError::Unmet { .. } => StatusCode::CONFLICT,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -253,6 +326,20 @@ mod tests {
 
     /// Pins the mapping from error to status and problem type: callers and dashboards rely on it.
     #[test]
+    fn conflicts_name_their_code_in_the_problem_type() {
+        assert_eq!(
+            AppError::conflict(ConflictCode::KeyReused, "x")
+                .problem()
+                .r#type,
+            "/problems/conflict/key-reused"
+        );
+        assert_eq!(
+            AppError::unmet("purpose", "x").problem().r#type,
+            "/problems/conflict/state"
+        );
+    }
+
+    #[test]
     fn status_and_type_mapping_is_pinned() {
         let cases: Vec<(AppError, u16, &str)> = vec![
             (
@@ -262,7 +349,12 @@ mod tests {
             ),
             (AppError::BadRequest("x".into()), 400, "bad-request"),
             (AppError::NotFound("x".into()), 404, "not-found"),
-            (AppError::Conflict("x".into()), 409, "conflict"),
+            (
+                AppError::conflict(ConflictCode::Exists, "x"),
+                409,
+                "conflict",
+            ),
+            (AppError::unmet("purpose", "x"), 409, "conflict"),
             (
                 AppError::Unauthenticated("x".into()),
                 401,
@@ -290,7 +382,11 @@ mod tests {
             assert_eq!(err.status_code().as_u16(), status, "{err:?}");
             let p = err.problem();
             assert_eq!(p.status, status);
-            assert_eq!(p.r#type, format!("/problems/{slug}"));
+            let expected = match err.conflict_code() {
+                Some(code) => format!("/problems/{slug}/{}", code.as_str()),
+                None => format!("/problems/{slug}"),
+            };
+            assert_eq!(p.r#type, expected);
             let res = err.error_response();
             assert_eq!(
                 res.headers()

@@ -80,9 +80,9 @@ impl IdempotencyKey {
         match row {
             None => Ok(None),
             Some((_, _, _, created)) if now.micros() - created > RETENTION_MICROS => Ok(None),
-            Some((hash, _, _, _)) if hash != self.request_hash => Err(AppError::Conflict(
-                "this Idempotency-Key was already used for a different request; use a new key for a new request"
-                    .into(),
+            Some((hash, _, _, _)) if hash != self.request_hash => Err(AppError::conflict(
+                crate::error::ConflictCode::KeyReused,
+                "this Idempotency-Key was already used for a different request; use a new key for a new request",
             )),
             Some((_, status, body, _)) => Ok(Some(Stored { status, body })),
         }
@@ -121,7 +121,7 @@ impl IdempotencyKey {
                 diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::UniqueViolation,
                     _,
-                ) => AppError::Conflict(IN_FLIGHT.into()),
+                ) => AppError::conflict(crate::error::ConflictCode::InFlight, IN_FLIGHT),
                 other => other.into(),
             })?;
         Ok(())

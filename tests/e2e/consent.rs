@@ -109,7 +109,7 @@ async fn tour(db: TestDb) {
         )
         .await;
     assert_eq!((status, v["changed"].clone()), (200, json!(false)), "{v}");
-    let (status, _) = w
+    let (status, v) = w
         .post(
             "/v1/notices",
             &w.officer,
@@ -118,6 +118,7 @@ async fn tour(db: TestDb) {
         )
         .await;
     assert_eq!(status, 409);
+    assert_eq!(v["type"], "/problems/conflict/immutable", "{v}");
 
     let granted = w
         .record(json!({"subject": "s-1", "purpose": "marketing.email", "channel": "email",
@@ -208,6 +209,7 @@ async fn tour(db: TestDb) {
     };
     let r = gpc(json!({"subject": "s-3", "purpose": "marketing.email", "channel": "email", "decision": "granted"})).await;
     assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()["type"], "/problems/conflict/state");
     assert_eq!(problem_field(&r.json()), Some("decision"));
     assert!(r.body.contains("Global Privacy Control"), "{}", r.body);
     let r = gpc(json!({"subject": "s-3", "purpose": "marketing.email", "channel": "any"})).await;
@@ -252,6 +254,7 @@ async fn tour(db: TestDb) {
     assert_eq!(w.app.ledger.size(), size, "a replay writes nothing");
     let other = send("k-1", json!({"subject": "s-5", "purpose": "marketing.email", "channel": "sms", "decision": "granted"})).await;
     assert_eq!(other.status, 409, "{}", other.body);
+    assert_eq!(other.json()["type"], "/problems/conflict/key-reused");
 
     // Current state and history of a subject.
     let (_, state) = w.get("/v1/subjects/s-1/consents").await;

@@ -236,8 +236,9 @@ async fn failing_projection_is_isolated(db: TestDb) {
         vec![EventDraft::new(&Noted::new(99)).unwrap()],
     )
     .project(|_, _| -> Result<(), _> {
-        Err(accord::error::AppError::Conflict(
-            "refused by the projection".into(),
+        Err(accord::error::AppError::conflict(
+            accord::error::ConflictCode::Changed,
+            "refused by the projection",
         ))
     });
     let panics = AppendRequest::new(
@@ -261,7 +262,9 @@ async fn failing_projection_is_isolated(db: TestDb) {
     let a = a.unwrap();
     let c = c.unwrap();
     match b {
-        Err(accord::error::AppError::Conflict(m)) => assert!(m.contains("refused")),
+        Err(accord::error::AppError::Conflict { detail, .. }) => {
+            assert!(detail.contains("refused"))
+        }
         other => panic!("expected the projection's error, got {other:?}"),
     }
     let mut seqs = vec![a[0].seq, c[0].seq];

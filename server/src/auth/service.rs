@@ -17,13 +17,9 @@ use super::tokens::{API_AUDIENCE, ApiClaims, TokenAuthority};
 use super::{AccessState, passwords};
 use crate::clock::SharedClock;
 use crate::db::{AnyConnection, Pool};
-use crate::error::AppError;
+use crate::error::{AppError, ConflictCode};
 use crate::keys::random_bytes;
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
-
-/// The conflict a cascading revocation retries on: a token was minted while it was prepared.
-const MINTED_CHANGED: &str =
-    "tokens were minted while their revocation was being prepared; try again";
 
 /// How long a one-time set-up link is valid.
 pub const SETUP_LINK_MICROS: i64 = 3600 * 1_000_000;
@@ -237,17 +233,18 @@ impl AccessService {
             move |c, _| {
                 if let Some(h) = &link {
                     if store::count_users(c)? > 0 {
-                        return Err(AppError::Conflict(
-                            "an administrator already exists; this link can no longer be used"
-                                .into(),
+                        return Err(AppError::conflict(
+                            ConflictCode::Exists,
+                            "an administrator already exists; this link can no longer be used",
                         ));
                     }
                     unused_link(c, h)?;
                 }
                 if store::user_by_email(c, &address)?.is_some() {
-                    return Err(AppError::Conflict(format!(
-                        "a user with the e-mail address {address} already exists"
-                    )));
+                    return Err(AppError::conflict(
+                        ConflictCode::Exists,
+                        format!("a user with the e-mail address {address} already exists"),
+                    ));
                 }
                 Ok(())
             },
@@ -342,10 +339,10 @@ impl AccessService {
     ) -> Result<UserRow, AppError> {
         let user = self.user_by_email(email).await?;
         if user.disabled {
-            return Err(AppError::Conflict(format!(
-                "{} is already disabled",
-                user.email
-            )));
+            return Err(AppError::conflict(
+                ConflictCode::Done,
+                format!("{} is already disabled", user.email),
+            ));
         }
         let minter = Actor::user(&user.id).as_str().to_string();
         let because = format!("minted by {minter} (or with a token they minted), who was disabled");
@@ -406,14 +403,19 @@ impl AccessService {
                             .map(|t| t.jti)
                             .collect();
                         if current != planned {
-                            return Err(AppError::Conflict(MINTED_CHANGED.into()));
+                            return Err(AppError::conflict(
+                                ConflictCode::MintedChanged,
+                                "tokens were minted while their revocation was being prepared; try again",
+                            ));
                         }
                         Ok(())
                     },
                 )
                 .await;
             match outcome {
-                Err(AppError::Conflict(why)) if why == MINTED_CHANGED && attempt < ATTEMPTS => {}
+                Err(e)
+                    if e.conflict_code() == Some(ConflictCode::MintedChanged)
+                        && attempt < ATTEMPTS => {}
                 other => return other,
             }
         }
@@ -502,9 +504,10 @@ impl AccessService {
             })
             .await?;
         if existing.revoked_at.is_some() {
-            return Err(AppError::Conflict(format!(
-                "the token {j} is already revoked"
-            )));
+            return Err(AppError::conflict(
+                ConflictCode::Done,
+                format!("the token {j} is already revoked"),
+            ));
         }
         let because = format!("minted with the token {j} (or one minted with it), revoked");
         self.with_minted_revoked(
@@ -518,9 +521,10 @@ impl AccessService {
             }],
             move |c, _| {
                 if store::token(c, &j)?.is_some_and(|t| t.revoked_at.is_some()) {
-                    return Err(AppError::Conflict(format!(
-                        "the token {j} is already revoked"
-                    )));
+                    return Err(AppError::conflict(
+                        ConflictCode::Done,
+                        format!("the token {j} is already revoked"),
+                    ));
                 }
                 Ok(())
             },
@@ -585,8 +589,9 @@ impl AccessService {
     ) -> Result<UserRow, AppError> {
         let link = self.usable_link(raw).await?;
         if link.purpose != PURPOSE_FIRST_ADMIN {
-            return Err(AppError::Conflict(
-                "this link is not for creating the first administrator".into(),
+            return Err(AppError::conflict(
+                ConflictCode::LinkPurpose,
+                "this link is not for creating the first administrator",
             ));
         }
         let email = Email::parse("email", email)?;
@@ -618,8 +623,9 @@ impl AccessService {
             .clone()
             .filter(|_| link.purpose == PURPOSE_SET_PASSWORD)
         else {
-            return Err(AppError::Conflict(
-                "this link is not for setting a password".into(),
+            return Err(AppError::conflict(
+                ConflictCode::LinkPurpose,
+                "this link is not for setting a password",
             ));
         };
         validate_password("password", password)?;
@@ -763,7 +769,10 @@ impl AccessService {
 fn unused_link(c: &mut AnyConnection, token_hash: &str) -> Result<(), AppError> {
     match store::setup_link(c, token_hash)? {
         Some(link) if link.used_at.is_none() => Ok(()),
-        _ => Err(AppError::Conflict("this link has already been used".into())),
+        _ => Err(AppError::conflict(
+            ConflictCode::Done,
+            "this link has already been used",
+        )),
     }
 }
 

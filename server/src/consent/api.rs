@@ -19,8 +19,8 @@ use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::clock::Timestamp;
-use crate::error::{AppError, FieldError};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::error::{AppError, ConflictCode, FieldError};
+use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
 
@@ -285,14 +285,14 @@ async fn record_consent(
     {
         Ok(out) if out.duplicate => Ok(HttpResponse::Ok().json(out)),
         Ok(out) => Ok(HttpResponse::Created().json(out)),
-        Err(AppError::Conflict(m)) if m == idempotency::IN_FLIGHT => {
+        Err(e) if e.conflict_code() == Some(ConflictCode::InFlight) => {
             // A concurrent request with the same key won; answer as it did.
             match &idem {
                 Some(key) => match svc.replay(key).await? {
                     Some(stored) => Ok(stored.response()),
-                    None => Err(AppError::Conflict(m)),
+                    None => Err(e),
                 },
-                None => Err(AppError::Conflict(m)),
+                None => Err(e),
             }
         }
         Err(e) => Err(e),
@@ -386,10 +386,13 @@ pub async fn await_min_seq(state: &AppState, min_seq: Option<u64>) -> Result<(),
         })
         .await?;
     if seq >= size {
-        return Err(AppError::Conflict(format!(
-            "min_seq {seq} is not in the ledger, which holds {size} entries (seqs 0 to {}); pass a seq a write returned",
-            size.saturating_sub(1)
-        )));
+        return Err(AppError::conflict(
+            ConflictCode::BeyondLedger,
+            format!(
+                "min_seq {seq} is not in the ledger, which holds {size} entries (seqs 0 to {}); pass a seq a write returned",
+                size.saturating_sub(1)
+            ),
+        ));
     }
     if index.wait_applied(seq, MIN_SEQ_WAIT).await {
         Ok(())

@@ -18,7 +18,7 @@ use super::projection;
 use super::store::{self, NoticeRow, PurposeRow, RecordRow};
 use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
-use crate::error::AppError;
+use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::erasure::{self, Erasure};
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
@@ -600,10 +600,13 @@ impl ConsentService {
             .await?;
         if let Some(row) = &latest {
             if create_only {
-                return Err(AppError::Conflict(format!(
-                    "purpose {:?} exists (version {}); change it with PUT /v1/purposes/{}",
-                    def.key, row.version, def.key
-                )));
+                return Err(AppError::conflict(
+                    ConflictCode::Exists,
+                    format!(
+                        "purpose {:?} exists (version {}); change it with PUT /v1/purposes/{}",
+                        def.key, row.version, def.key
+                    ),
+                ));
             }
             let current = row.def()?;
             def.version = current.version;
@@ -632,7 +635,7 @@ impl ConsentService {
                             .map(|r| r.version)
                             .unwrap_or(0);
                         if now + 1 != version {
-                            return Err(AppError::Conflict(format!(
+                            return Err(AppError::conflict(ConflictCode::Changed, format!(
                                 "purpose {key:?} changed meanwhile (now version {now}); read it and try again"
                             )));
                         }
@@ -710,10 +713,13 @@ impl ConsentService {
                 && row.url == def.url
                 && row.effective_at == def.effective_at.micros();
             if !same {
-                return Err(AppError::Conflict(format!(
-                    "notice {:?} version {:?} is already published with other content; notice versions are immutable, publish a new version",
-                    def.key, def.version
-                )));
+                return Err(AppError::conflict(
+                    ConflictCode::Immutable,
+                    format!(
+                        "notice {:?} version {:?} is already published with other content; notice versions are immutable, publish a new version",
+                        def.key, def.version
+                    ),
+                ));
             }
             return Ok(Defined {
                 seq: row.seq as u64,
@@ -730,9 +736,12 @@ impl ConsentService {
                     .request_id(request_id)
                     .project(move |c, appended| {
                         if store::notice(c, &key, &version)?.is_some() {
-                            return Err(AppError::Conflict(format!(
-                                "notice {key:?} version {version:?} was published meanwhile"
-                            )));
+                            return Err(AppError::conflict(
+                                ConflictCode::Changed,
+                                format!(
+                                    "notice {key:?} version {version:?} was published meanwhile"
+                                ),
+                            ));
                         }
                         Ok(projection::apply(c, &event, first(appended)?)?)
                     }),
@@ -794,7 +803,7 @@ impl ConsentService {
                     .project(move |c, appended| {
                         let a = first(appended)?;
                         if store::seq_by_fingerprint(c, &projected.fingerprint)?.is_some() {
-                            return Err(AppError::Conflict(DUPLICATE.into()));
+                            return Err(AppError::conflict(ConflictCode::Duplicate, DUPLICATE));
                         }
                         check_references(c, std::slice::from_ref(&projected))?;
                         projection::apply(c, &event, a)?;
@@ -809,7 +818,7 @@ impl ConsentService {
             .await;
         match result {
             Ok(out) => Ok(recorded(&record, first(&out)?, false)),
-            Err(AppError::Conflict(m)) if m == DUPLICATE => {
+            Err(e) if e.conflict_code() == Some(ConflictCode::Duplicate) => {
                 let fp = record.fingerprint.clone();
                 let existing = self
                     .read(move |c| {
@@ -821,7 +830,7 @@ impl ConsentService {
                         })
                     })
                     .await?
-                    .ok_or_else(|| AppError::Conflict(DUPLICATE.into()))?;
+                    .ok_or_else(|| AppError::conflict(ConflictCode::Duplicate, DUPLICATE))?;
                 Ok(Recorded {
                     seq: existing.0,
                     leaf_hash: existing.1,
@@ -898,9 +907,9 @@ impl ConsentService {
                                     diesel::result::Error::DatabaseError(
                                         diesel::result::DatabaseErrorKind::UniqueViolation,
                                         _,
-                                    ) => AppError::Conflict(
-                                        "some rows were recorded by another writer meanwhile; run the import again (it skips what is recorded)"
-                                            .into(),
+                                    ) => AppError::conflict(
+                                        ConflictCode::Changed,
+                                        "some rows were recorded by another writer meanwhile; run the import again (it skips what is recorded)",
                                     ),
                                     other => other.into(),
                                 })
@@ -977,7 +986,11 @@ impl ConsentService {
                         records_removed: removed,
                     });
                 }
-                Err(AppError::Conflict(_)) if attempts < 5 => continue,
+                Err(e)
+                    if e.conflict_code() == Some(ConflictCode::SubjectChanged) && attempts < 5 =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -50,8 +50,9 @@ pub fn redact(
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("erasure append returned no entry")))?;
     let open = store::erasable_seqs(conn, &erasure.subject_ref, seq)?;
     if open != erasure.redacted_seqs {
-        return Err(AppError::Conflict(
-            "the subject's entries changed while the erasure was being prepared; try again".into(),
+        return Err(AppError::conflict(
+            crate::error::ConflictCode::SubjectChanged,
+            "the subject's entries changed while the erasure was being prepared; try again",
         ));
     }
     let n = store::redact_payloads(conn, &open, seq)?;

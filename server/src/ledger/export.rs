@@ -63,7 +63,7 @@ pub fn write_export<W: Write>(
                 ..
             } => {
                 let payload = payload.map_err(|why| {
-                    AppError::Conflict(format!(
+                    AppError::conflict(crate::error::ConflictCode::Ledger, format!(
                         "seq {seq}: {why}; the database was changed outside Accord — run `accord ledger verify`"
                     ))
                 })?;

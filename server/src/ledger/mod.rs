@@ -315,11 +315,14 @@ fn initialise(
         if let Some(configured) = &settings.origin
             && configured != &state.origin
         {
-            return Err(AppError::Conflict(format!(
-                "the ledger's origin is {:?} but the configuration says {configured:?}; \
+            return Err(AppError::conflict(
+                crate::error::ConflictCode::Ledger,
+                format!(
+                    "the ledger's origin is {:?} but the configuration says {configured:?}; \
                  the origin is fixed when the ledger is created",
-                state.origin
-            )));
+                    state.origin
+                ),
+            ));
         }
         if state.size() == 0 {
             let writer = Writer::new(&state.origin, keys.clone())?;

@@ -287,7 +287,10 @@ fn copy_error(e: &AppError) -> AppError {
             detail: detail.clone(),
             errors: errors.clone(),
         },
-        AppError::Conflict(m) => AppError::Conflict(m.clone()),
+        AppError::Conflict { code, detail } => AppError::Conflict {
+            code: *code,
+            detail: detail.clone(),
+        },
         AppError::Internal(cause) => {
             AppError::internal(anyhow::anyhow!("ledger write failed: {cause:#}"))
         }
