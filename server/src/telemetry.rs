@@ -183,6 +183,17 @@ impl FromRequest for RequestId {
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+tokio::task_local! {
+    /// The id of the request being handled, for what is built without the request at hand (an
+    /// HTML error page).
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request this task is handling, if any.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 pub fn new_request_id() -> String {
     random_bytes::<12>()
         .map(hex::encode)
@@ -222,7 +233,9 @@ pub async fn observe(
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let result = next.call(req).instrument(span.clone()).await;
+    let result = CURRENT_REQUEST_ID
+        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .await;
     let elapsed = started.elapsed();
     let status = match &result {
         Ok(res) => res.status(),

@@ -552,7 +552,7 @@ async fn sign_in_csrf_lockout_and_sign_out(db: TestDb) {
     let csrf = csrf_of(&page);
 
     // Without the token, with a wrong one, or from another site: refused, nothing else happens.
-    let (status, _, _) = b
+    let (status, _, refusal) = b
         .post(
             "/ui/login",
             &[
@@ -564,6 +564,16 @@ async fn sign_in_csrf_lockout_and_sign_out(db: TestDb) {
         )
         .await;
     assert_eq!(status, 403);
+    // The page names the request's id, to quote when reporting it.
+    let id = refusal
+        .split("Request id <code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</code>").next())
+        .unwrap_or_else(|| panic!("no request id on the page: {refusal}"));
+    assert!(
+        id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
     let (status, _, _) = b
         .post(
             "/ui/login",

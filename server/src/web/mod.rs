@@ -64,13 +64,19 @@ impl From<AppError> for UiError {
 struct ErrorPage<'a> {
     heading: &'a str,
     detail: &'a str,
+    /// The request's id, to quote when reporting the problem (it is on every log line of it).
+    request_id: Option<String>,
 }
 
-/// An HTML error page with `status`.
+/// An HTML error page with `status`, naming the request's id.
 pub fn error_page(status: u16, heading: &str, detail: &str) -> HttpResponse {
-    let body = ErrorPage { heading, detail }
-        .render()
-        .unwrap_or_else(|_| "error".into());
+    let body = ErrorPage {
+        heading,
+        detail,
+        request_id: crate::telemetry::current_request_id(),
+    }
+    .render()
+    .unwrap_or_else(|_| "error".into());
     HttpResponse::build(
         actix_web::http::StatusCode::from_u16(status)
             .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
