@@ -22,6 +22,7 @@ pub mod ops;
 pub mod policies;
 pub mod replay;
 pub mod state;
+pub mod subjects;
 pub mod telemetry;
 pub mod vocab;
 pub mod web;
@@ -437,6 +438,7 @@ pub fn configure(
     ledger::api::routes(&mut routes);
     auth::api::routes(&mut routes);
     consent::api::routes(&mut routes);
+    subjects::api::routes(&mut routes);
     web::routes(&mut routes);
     if let Some(extra) = extra_routes {
         extra(&mut routes);

@@ -14,17 +14,19 @@ use crate::auth::service::IssuedToken;
 use crate::authz::{Access, RouteSpec};
 use crate::config::Limits;
 use crate::consent::api::{
-    BatchAnswer, BatchRequest, EraseRequest, FilterTrailer, NoticeList, PurposeDetail, PurposeList,
+    BatchAnswer, BatchRequest, FilterTrailer, NoticeList, PurposeDetail, PurposeList,
     SubjectConsents, SubjectHistory,
 };
 use crate::consent::model::schema as rule;
 use crate::consent::model::{CheckAnswer, NoticeDef, PurposeDef};
 use crate::consent::service::{
-    ConsentInput, Defined, Erased, ImportSummary, NoticeInput, PurposeInput, Recorded,
+    ConsentInput, Defined, ImportSummary, NoticeInput, PurposeInput, Recorded,
 };
 use crate::error::Problem;
 use crate::ledger::api::{ConsistencyProof, EntriesPage, InclusionProof};
 use crate::ops::{Health, Readiness};
+use crate::subjects::api::EraseRequest;
+use crate::subjects::service::Erased;
 
 /// The component schemas an operation list refers to, generated from the types.
 #[derive(Default)]

@@ -26,7 +26,6 @@ use crate::telemetry::RequestId;
 
 pub const CONSENT_READ: Perm = Perm::new("consent", "read");
 pub const CONSENT_WRITE: Perm = Perm::new("consent", "write");
-pub const CONSENT_ERASE: Perm = Perm::new("consent", "erase");
 /// Any consent receipt; without it, a caller with `consent:read` gets receipts of the subject it
 /// names only.
 pub const CONSENT_RECEIPT: Perm = Perm::new("consent", "receipt");
@@ -68,12 +67,7 @@ pub fn routes(r: &mut Routes) {
             super::receipt::receipt_http,
         )
         .get("/v1/subjects/{id}/consents", read, subject_consents)
-        .get("/v1/subjects/{id}/consents/history", read, subject_history)
-        .post(
-            "/v1/subjects/{id}/erase",
-            Access::Permission(CONSENT_ERASE),
-            erase_subject,
-        );
+        .get("/v1/subjects/{id}/consents/history", read, subject_history);
 }
 
 pub fn service(state: &AppState) -> ConsentService {
@@ -906,35 +900,4 @@ async fn subject_history(
         subject: id.into_inner(),
         history: events,
     }))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EraseRequest {
-    reason: Option<String>,
-}
-
-async fn erase_subject(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Principal,
-    rid: RequestId,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, AppError> {
-    subject_path(&id)?;
-    let bytes = body::read_limited(payload, 64 * 1024).await?;
-    let input: EraseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        EraseRequest::default()
-    } else {
-        body::media_type(&req, &["application/json"])?;
-        body::json(&bytes)?
-    };
-    if let Some(r) = &input.reason {
-        model::text("reason", r, 1000, false)?;
-    }
-    let out = service(&state)
-        .erase(p.actor(), Some(rid.0), &id, input.reason)
-        .await?;
-    Ok(HttpResponse::Ok().json(out))
 }

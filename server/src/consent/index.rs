@@ -26,6 +26,8 @@ use crate::error::AppError;
 use crate::ledger::erasure::Erasure;
 use crate::ledger::store::{FollowedEntry, entries_of_kinds, read_tree_state};
 
+/// How long a write waits for this instance's index to show it before answering.
+pub const WRITE_WAIT: Duration = Duration::from_secs(5);
 /// The ledger kinds the index follows.
 pub const FOLLOWED_KINDS: &[&str] = &[
     PURPOSE_DEFINED,
@@ -473,6 +475,18 @@ impl ConsentIndex {
             tokio::time::timeout(limit, rx.wait_for(|applied| *applied > seq)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// After a write: waits (at most [`WRITE_WAIT`]) until this index shows entry `seq`, so the
+    /// writer's next check on this instance sees it; a warning if it does not in time.
+    pub async fn wait_for_write(&self, seq: u64) {
+        if !self.wait_applied(seq, WRITE_WAIT).await {
+            tracing::warn!(
+                seq,
+                "the consent index did not apply a write within {} s",
+                WRITE_WAIT.as_secs()
+            );
+        }
     }
 
     /// The purpose's id for repeated checks, if the index knows it.

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -20,11 +19,8 @@ use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, IdempotencyKey};
-use crate::ledger::erasure::{self, Erasure};
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
 
-/// How long a write waits for this instance's index to show it before answering.
-const APPLY_WAIT: Duration = Duration::from_secs(5);
 /// Events per append in a bulk import.
 pub const IMPORT_CHUNK: usize = 1000;
 
@@ -501,15 +497,6 @@ pub struct Defined<T> {
     pub value: T,
 }
 
-/// What an erasure did.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Erased {
-    pub seq: u64,
-    pub leaf_hash: String,
-    pub redacted_seqs: Vec<u64>,
-    pub records_removed: usize,
-}
-
 const DUPLICATE: &str = "this consent decision is already recorded";
 
 /// The consent commands, over a ledger, a pool and this instance's index.
@@ -560,26 +547,10 @@ impl ConsentService {
         Ok(out)
     }
 
-    /// [`Self::append`], with what the projection returned.
-    async fn append_returning<T: 'static>(
-        &self,
-        req: AppendRequest,
-    ) -> Result<(Vec<Appended>, T), AppError> {
-        let out = self.ledger.append_returning(req).await?;
-        self.applied(&out.0).await;
-        Ok(out)
-    }
-
     /// Waits (a while) until this instance's index shows the entries.
     async fn applied(&self, out: &[Appended]) {
-        if let (Some(last), Some(index)) = (out.last(), &self.index)
-            && !index.wait_applied(last.seq, APPLY_WAIT).await
-        {
-            tracing::warn!(
-                seq = last.seq,
-                "the consent index did not apply a write within {} s",
-                APPLY_WAIT.as_secs()
-            );
+        if let (Some(last), Some(index)) = (out.last(), &self.index) {
+            index.wait_for_write(last.seq).await;
         }
     }
 
@@ -932,68 +903,6 @@ impl ConsentService {
     pub async fn history(&self, subject: &str) -> Result<Vec<(RecordRow, String, i64)>, AppError> {
         let s = subject.to_string();
         self.read(move |c| Ok(store::subject_history(c, &s)?)).await
-    }
-
-    /// Erases a data subject (Art. 17): their records go, the payloads of every entry about them
-    /// are redacted, and an erasure entry lists the redacted seqs.
-    pub async fn erase(
-        &self,
-        actor: Actor,
-        request_id: Option<String>,
-        subject: &str,
-        reason: Option<String>,
-    ) -> Result<Erased, AppError> {
-        let subject_ref = self.ledger.writer().keys().subject_ref(subject);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let sref = subject_ref.clone();
-            // Every open entry so far; the erasure's own write re-checks the list under the lock.
-            let planned = self
-                .read(move |c| Ok(crate::ledger::store::erasable_seqs(c, &sref, u64::MAX)?))
-                .await?;
-            let event = Erasure {
-                subject: subject.to_string(),
-                subject_ref: subject_ref.clone(),
-                redacted_seqs: planned.clone(),
-                reason: reason.clone(),
-            };
-            let projected = event.clone();
-            let result = self
-                .append_returning::<usize>(
-                    AppendRequest::new(actor.clone(), vec![EventDraft::new(&event)?])
-                        .request_id(request_id.clone())
-                        .project(move |c, appended| {
-                            erasure::redact(c, &projected, appended)?;
-                            let n = projection::forget_subject(c, &projected.subject)?;
-                            idempotency::forget_subject(c, &projected.subject_ref)?;
-                            Ok(n)
-                        }),
-                )
-                .await;
-            match result {
-                Ok((out, removed)) => {
-                    let a = first(&out)?;
-                    // A redaction counts for the verifiers only once a checkpoint signs its
-                    // erasure: sign one now rather than at the next interval.
-                    if let Err(e) = self.ledger.publish_checkpoint().await {
-                        tracing::warn!(error = %e, "cannot publish a checkpoint after an erasure");
-                    }
-                    return Ok(Erased {
-                        seq: a.seq,
-                        leaf_hash: a.leaf_hash.clone(),
-                        redacted_seqs: planned,
-                        records_removed: removed,
-                    });
-                }
-                Err(e)
-                    if e.conflict_code() == Some(ConflictCode::SubjectChanged) && attempts < 5 =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// Records purposes and notices from a definitions file; unchanged ones record nothing.

@@ -1,0 +1,64 @@
+//! `POST /v1/subjects/{id}/erase`.
+
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::service::SubjectsService;
+use crate::auth::Principal;
+use crate::authz::{Access, Perm, Routes};
+use crate::body;
+use crate::consent::model;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+/// Erasing a subject. The permission keeps the name it was given with consent, its first domain.
+pub const SUBJECT_ERASE: Perm = Perm::new("consent", "erase");
+
+pub fn routes(r: &mut Routes) {
+    r.post(
+        "/v1/subjects/{id}/erase",
+        Access::Permission(SUBJECT_ERASE),
+        erase_subject,
+    );
+}
+
+pub fn service(state: &AppState) -> SubjectsService {
+    SubjectsService::new(
+        state.ledger.clone(),
+        state.pool.clone(),
+        Some(state.consent.clone()),
+    )
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    reason: Option<String>,
+}
+
+async fn erase_subject(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Principal,
+    rid: RequestId,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    model::subject_id("id", &id)?;
+    let bytes = body::read_limited(payload, 64 * 1024).await?;
+    let input: EraseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        EraseRequest::default()
+    } else {
+        body::media_type(&req, &["application/json"])?;
+        body::json(&bytes)?
+    };
+    if let Some(r) = &input.reason {
+        model::text("reason", r, 1000, false)?;
+    }
+    let out = service(&state)
+        .erase(p.actor(), Some(rid.0), &id, input.reason)
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
