@@ -80,8 +80,15 @@ fn open_entry(
     ),
     AppError,
 > {
-    let (body, leaf_hash, at, kind, salt, payload, redacted_by) =
-        ledger_store::entry(c, seq)?.ok_or_else(|| not_a_record(seq))?;
+    let ledger_store::StoredEntry {
+        body,
+        leaf_hash,
+        at,
+        kind,
+        salt,
+        payload,
+        redacted_by,
+    } = ledger_store::entry(c, seq)?.ok_or_else(|| not_a_record(seq))?;
     if kind != CONSENT_KIND {
         return Err(not_a_record(seq));
     }

@@ -796,7 +796,7 @@ impl ConsentService {
                         let seq = store::seq_by_fingerprint(c, &fp)?;
                         Ok(match seq {
                             Some(s) => crate::ledger::store::entry(c, s as u64)?
-                                .map(|e| (s as u64, e.1, Timestamp(e.2))),
+                                .map(|e| (s as u64, e.leaf_hash, Timestamp(e.at))),
                             None => None,
                         })
                     })

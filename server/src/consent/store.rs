@@ -245,26 +245,9 @@ impl RecordRow {
     }
 }
 
-/// Inserts consent records; one multi-row statement per chunk on PostgreSQL, one cached statement
-/// per row on SQLite (as the ledger's own rows).
+/// Inserts consent records (as [`crate::insert_all!`] does best on each backend).
 pub fn insert_records(conn: &mut AnyConnection, rows: &[RecordRow]) -> QueryResult<()> {
-    match conn {
-        AnyConnection::Postgresql(c) => {
-            for chunk in rows.chunks(1000) {
-                diesel::insert_into(consent_records::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-        }
-        AnyConnection::Sqlite(c) => {
-            for row in rows {
-                diesel::insert_into(consent_records::table)
-                    .values(row)
-                    .execute(c)?;
-            }
-        }
-    }
-    Ok(())
+    crate::insert_all!(conn, consent_records::table, rows)
 }
 
 /// The seq of the record with this fingerprint, if one exists.

@@ -1,5 +1,8 @@
 //! Database access: one connection type over SQLite and PostgreSQL, the pool, per-connection set-up,
-//! and the embedded migrations. Backend-specific SQL lives in the few `match` arms that need it.
+//! and the embedded migrations. What differs between the backends is written here, once:
+//! [`insert_all!`](crate::insert_all), [`insert_or_ignore!`](crate::insert_or_ignore) and, for the
+//! rare statement with no common form (the sequencing lock), [`per_backend!`](crate::per_backend);
+//! stores never match on the connection type themselves.
 
 pub mod introspect;
 pub mod schema;
@@ -14,6 +17,64 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::one_line;
+
+/// Rows per multi-row INSERT on PostgreSQL, below its bind-parameter limit for any of our tables.
+pub const PG_INSERT_CHUNK: usize = 1000;
+
+/// Inserts every row of a slice into a table, the way each backend is fastest: multi-row statements
+/// in chunks on PostgreSQL (one round trip each), one cached prepared statement executed per row
+/// on SQLite (faster there than preparing a new multi-row statement each time). Evaluates to a
+/// `diesel::QueryResult<()>`. `insert_all!(conn, table, rows)`.
+#[macro_export]
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        use diesel::RunQueryDsl as _;
+        let rows = $rows;
+        match $conn {
+            $crate::db::AnyConnection::Postgresql(c) => rows
+                .chunks($crate::db::PG_INSERT_CHUNK)
+                .try_for_each(|chunk| {
+                    diesel::insert_into($table)
+                        .values(chunk)
+                        .execute(c)
+                        .map(drop)
+                }),
+            $crate::db::AnyConnection::Sqlite(c) => rows
+                .iter()
+                .try_for_each(|row| diesel::insert_into($table).values(row).execute(c).map(drop)),
+        }
+    }};
+}
+
+/// One statement written for each backend, for the rare one with no common form:
+/// `per_backend!(conn, postgres |c| …, sqlite |c| …)`.
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, postgres |$p:ident| $pg:expr, sqlite |$s:ident| $lite:expr $(,)?) => {
+        match $conn {
+            $crate::db::AnyConnection::Postgresql($p) => $pg,
+            $crate::db::AnyConnection::Sqlite($s) => $lite,
+        }
+    };
+}
+
+/// Inserts one row unless its key exists (`ON CONFLICT DO NOTHING` / `INSERT OR IGNORE`).
+/// Evaluates to a `diesel::QueryResult<usize>`. `insert_or_ignore!(conn, table, values)`.
+#[macro_export]
+macro_rules! insert_or_ignore {
+    ($conn:expr, $table:expr, $values:expr) => {{
+        use diesel::RunQueryDsl as _;
+        match $conn {
+            $crate::db::AnyConnection::Postgresql(c) => diesel::insert_into($table)
+                .values($values)
+                .on_conflict_do_nothing()
+                .execute(c),
+            $crate::db::AnyConnection::Sqlite(c) => diesel::insert_or_ignore_into($table)
+                .values($values)
+                .execute(c),
+        }
+    }};
+}
 
 /// A table a domain's projection writes, as `accord ledger replay --check` compares it: its
 /// primary key columns, and how to read every row (as JSON objects, one member per column).

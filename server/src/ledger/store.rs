@@ -78,14 +78,17 @@ pub fn read_tree_state(conn: &mut AnyConnection) -> QueryResult<Option<TreeState
 /// PostgreSQL locks the row; SQLite takes the database write lock by writing first (a deferred
 /// transaction that reads before it writes can fail with SQLITE_BUSY without waiting).
 pub fn lock_tree_state(conn: &mut AnyConnection) -> QueryResult<Option<TreeState>> {
-    let row = match conn {
-        AnyConnection::Postgresql(c) => ledger_tree_state::table
-            .filter(ledger_tree_state::id.eq(0))
-            .select(TreeStateRow::as_select())
-            .for_update()
-            .first::<TreeStateRow>(c)
-            .optional()?,
-        AnyConnection::Sqlite(c) => {
+    let row = crate::per_backend!(
+        conn,
+        postgres
+            | c
+            | ledger_tree_state::table
+                .filter(ledger_tree_state::id.eq(0))
+                .select(TreeStateRow::as_select())
+                .for_update()
+                .first::<TreeStateRow>(c)
+                .optional()?,
+        sqlite | c | {
             diesel::update(ledger_tree_state::table.filter(ledger_tree_state::id.eq(0)))
                 .set(ledger_tree_state::size.eq(ledger_tree_state::size))
                 .execute(c)?;
@@ -94,8 +97,8 @@ pub fn lock_tree_state(conn: &mut AnyConnection) -> QueryResult<Option<TreeState
                 .select(TreeStateRow::as_select())
                 .first::<TreeStateRow>(c)
                 .optional()?
-        }
-    };
+        },
+    );
     row.map(TreeState::try_from).transpose()
 }
 
@@ -115,15 +118,7 @@ pub fn create_tree_state_if_absent(
         ledger_tree_state::last_at.eq(now),
         ledger_tree_state::checkpoint_size.eq(0i64),
     );
-    match conn {
-        AnyConnection::Postgresql(c) => diesel::insert_into(ledger_tree_state::table)
-            .values(values)
-            .on_conflict_do_nothing()
-            .execute(c)?,
-        AnyConnection::Sqlite(c) => diesel::insert_or_ignore_into(ledger_tree_state::table)
-            .values(values)
-            .execute(c)?,
-    };
+    crate::insert_or_ignore!(conn, ledger_tree_state::table, values)?;
     Ok(())
 }
 
@@ -189,47 +184,12 @@ impl PendingRows {
     }
 }
 
-/// Writes the staged rows and empties `rows`. PostgreSQL gets multi-row statements (one round trip
-/// per table, in chunks below its bind-parameter limit); SQLite gets one cached prepared statement
-/// executed per row, which is faster there than preparing a new multi-row statement per batch.
+/// Writes the staged rows (as [`crate::insert_all!`] does best on each backend) and empties
+/// `rows`.
 pub fn insert_rows(conn: &mut AnyConnection, rows: &mut PendingRows) -> QueryResult<()> {
-    match conn {
-        AnyConnection::Postgresql(c) => {
-            const CHUNK: usize = 1000;
-            for chunk in rows.entries.chunks(CHUNK) {
-                diesel::insert_into(ledger_entries::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-            for chunk in rows.payloads.chunks(CHUNK) {
-                diesel::insert_into(ledger_payloads::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-            for chunk in rows.nodes.chunks(CHUNK) {
-                diesel::insert_into(ledger_nodes::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-        }
-        AnyConnection::Sqlite(c) => {
-            for row in &rows.entries {
-                diesel::insert_into(ledger_entries::table)
-                    .values(row)
-                    .execute(c)?;
-            }
-            for row in &rows.payloads {
-                diesel::insert_into(ledger_payloads::table)
-                    .values(row)
-                    .execute(c)?;
-            }
-            for row in &rows.nodes {
-                diesel::insert_into(ledger_nodes::table)
-                    .values(row)
-                    .execute(c)?;
-            }
-        }
-    }
+    crate::insert_all!(&mut *conn, ledger_entries::table, &rows.entries)?;
+    crate::insert_all!(&mut *conn, ledger_payloads::table, &rows.payloads)?;
+    crate::insert_all!(&mut *conn, ledger_nodes::table, &rows.nodes)?;
     rows.entries.clear();
     rows.payloads.clear();
     rows.nodes.clear();
@@ -485,18 +445,20 @@ pub fn entries_of_kinds(
         .collect())
 }
 
-/// One entry's body, leaf hash and stored payload (salt, payload, redacted_by).
-pub type StoredEntry = (
-    String,
-    String,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
+/// One entry as stored: its leaf body and hash, time and kind, and its payload (with the salt of
+/// its commitment), or the seq of the erasure that redacted it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct StoredEntry {
+    pub body: String,
+    pub leaf_hash: String,
+    pub at: i64,
+    pub kind: String,
+    pub salt: Option<String>,
+    pub payload: Option<String>,
+    pub redacted_by: Option<i64>,
+}
 
-/// Body, leaf hash, at, kind, salt, payload and redaction of the entry `seq`.
+/// The entry `seq`, if the ledger holds it.
 pub fn entry(conn: &mut AnyConnection, seq: u64) -> QueryResult<Option<StoredEntry>> {
     ledger_entries::table
         .left_join(ledger_payloads::table)
