@@ -27,9 +27,9 @@ async fn grants(db: TestDb) {
     let policy = &app.state.access.policy;
     let token_write = accord::auth::api::TOKEN_WRITE;
     let mut minted = 0;
-    for caller in Role::ALL {
+    for &caller in Role::ALL {
         let token = app.token(&[caller]).await;
-        for wanted in Role::ALL {
+        for &wanted in Role::ALL {
             let (status, body) = app
                 .post_json_with(
                     "/v1/tokens",

@@ -7,58 +7,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-/// The roles of DESIGN §5. What each may do is in `policies/policy.csv`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    ComplianceOfficer,
-    Legal,
-    MarketingLead,
-    Marketer,
-    Auditor,
-    Service,
+crate::text_enum! {
+    /// The roles of DESIGN §5. What each may do is in `policies/policy.csv`.
+    pub enum Role: "role" {
+        Admin => "admin",
+        ComplianceOfficer => "compliance_officer",
+        Legal => "legal",
+        MarketingLead => "marketing_lead",
+        Marketer => "marketer",
+        Auditor => "auditor",
+        Service => "service",
+    }
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Admin,
-        Role::ComplianceOfficer,
-        Role::Legal,
-        Role::MarketingLead,
-        Role::Marketer,
-        Role::Auditor,
-        Role::Service,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::ComplianceOfficer => "compliance_officer",
-            Role::Legal => "legal",
-            Role::MarketingLead => "marketing_lead",
-            Role::Marketer => "marketer",
-            Role::Auditor => "auditor",
-            Role::Service => "service",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s.trim())
-    }
-
     /// The permission to put this role on a token one mints: `(role:<name>, grant)` in the policy.
     pub fn grant(self) -> crate::authz::Perm {
         let resource = match self {
@@ -71,25 +33,6 @@ impl Role {
             Role::Service => "role:service",
         };
         crate::authz::Perm::new(resource, "grant")
-    }
-
-    /// Parses a role named in a request field, with an error that lists the valid ones.
-    pub fn parse_field(field: &str, s: &str) -> Result<Role, AppError> {
-        Role::parse(s).ok_or_else(|| {
-            AppError::validation(
-                field,
-                format!(
-                    "{s:?} is not a role; use one of {}",
-                    Role::ALL.map(Role::as_str).join(", ")
-                ),
-            )
-        })
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -237,7 +180,7 @@ mod tests {
 
     #[test]
     fn roles_round_trip_and_reject_unknown() {
-        for r in Role::ALL {
+        for &r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
         assert_eq!(Role::parse("root"), None);
