@@ -17,7 +17,6 @@ use crate::consent::api::{
     BatchAnswer, BatchRequest, FilterTrailer, NoticeList, PurposeDetail, PurposeList,
     SubjectConsents, SubjectHistory,
 };
-use crate::consent::model::schema as rule;
 use crate::consent::model::{CheckAnswer, NoticeDef, PurposeDef};
 use crate::consent::service::{
     ConsentInput, Defined, ImportSummary, NoticeInput, PurposeInput, Recorded,
@@ -27,6 +26,7 @@ use crate::ledger::api::{ConsistencyProof, EntriesPage, InclusionProof};
 use crate::ops::{Health, Readiness};
 use crate::subjects::api::EraseRequest;
 use crate::subjects::service::Erased;
+use crate::vocab::schema as rule;
 
 /// The component schemas an operation list refers to, generated from the types.
 #[derive(Default)]
@@ -252,7 +252,7 @@ fn csv_row(s: &mut Schemas) -> Value {
 }
 
 /// What the validators check on each field that the types alone do not say: each validator's own
-/// schema (`consent::model::schema`), merged into the derived property so it stays nullable where
+/// schema (`vocab::schema`), merged into the derived property so it stays nullable where
 /// the field is optional. (schema, property, rule)
 fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
     let evidence = || rule::text(1000, false);

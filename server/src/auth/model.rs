@@ -109,7 +109,7 @@ pub const MAX_TTL_SECS: u64 = 366 * 86_400;
 /// [`parse_ttl`]'s rule as JSON Schema: a whole number without leading zeros and a unit, at most
 /// 366 days.
 pub fn ttl_schema() -> serde_json::Value {
-    use crate::consent::model::schema::up_to;
+    use crate::vocab::schema::up_to;
     let pattern = format!(
         "^(?:{}d|{}h|{}m|{}s)$",
         up_to(MAX_TTL_SECS / 86_400),
@@ -122,7 +122,7 @@ pub fn ttl_schema() -> serde_json::Value {
 
 /// [`validate_client`]'s rule as JSON Schema (surrounding white space is trimmed).
 pub fn client_schema() -> serde_json::Value {
-    use crate::consent::model::schema::WHITE_SPACE;
+    use crate::vocab::schema::WHITE_SPACE;
     serde_json::json!({
         "type": "string",
         "pattern": format!("^[{WHITE_SPACE}]*[a-z0-9._-]{{1,64}}[{WHITE_SPACE}]*$"),

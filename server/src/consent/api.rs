@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::index::{CheckError, ConsentIndex, PurposeId};
-use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod, Problems};
+use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod};
 use super::service::{ConsentInput, ConsentService, NoticeInput, PurposeInput};
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
@@ -23,6 +23,7 @@ use crate::error::{AppError, ConflictCode, FieldError};
 use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
+use crate::vocab::{self, Key, Problems, SubjectId};
 
 pub const CONSENT_READ: Perm = Perm::new("consent", "read");
 pub const CONSENT_WRITE: Perm = Perm::new("consent", "write");
@@ -345,7 +346,7 @@ impl CheckQuery<'_> {
         if purpose.is_empty() {
             p.add("purpose", "is required");
         } else {
-            p.take(model::key("purpose", purpose));
+            p.take(Key::parse("purpose", purpose));
         }
         let channel = match self.channel.as_deref() {
             None => {
@@ -413,7 +414,7 @@ fn parse_min_seq(p: &mut Problems, field: &str, v: Option<&str>) -> Option<u64> 
 }
 
 fn parse_at(p: &mut Problems, field: &str, v: Option<&str>) -> Option<Timestamp> {
-    v.and_then(|s| p.take(model::instant(field, s)))
+    v.and_then(|s| p.take(vocab::instant(field, s)))
 }
 
 fn unknown_purpose(field: &str, key: &str) -> AppError {
@@ -427,7 +428,7 @@ async fn check_one(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let q = CheckQuery::read(req.query_string())?;
     let mut p = Problems::default();
     let subject = q.subject.as_deref().unwrap_or("");
-    p.take(model::subject_id("subject", subject));
+    p.take(SubjectId::parse("subject", subject));
     let CheckOnParsed {
         purpose,
         channel,
@@ -492,10 +493,10 @@ async fn check_batch(
             break;
         }
         let at = format!("items/{i}/");
-        if let Err(e) = model::subject_id("subject", &item.subject) {
+        if let Err(e) = SubjectId::parse("subject", &item.subject) {
             p.take_prefixed(&at, e);
         }
-        if let Err(e) = model::key("purpose", &item.purpose) {
+        if let Err(e) = Key::parse("purpose", &item.purpose) {
             p.take_prefixed(&at, e);
         }
         let channel = p.take(Channel::parse_field(
@@ -622,7 +623,7 @@ impl FilterState {
             ),
         };
         let subject = match subject.and_then(|s| {
-            model::subject_id("subject", &s)
+            SubjectId::parse("subject", &s)
                 .map(|_| s)
                 .map_err(|e| e.to_string())
         }) {
@@ -808,7 +809,7 @@ async fn filter(
 // ----- subjects -----
 
 fn subject_path(id: &str) -> Result<(), AppError> {
-    model::subject_id("id", id)
+    SubjectId::parse("id", id).map(drop)
 }
 
 async fn subject_consents(

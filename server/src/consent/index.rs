@@ -164,7 +164,7 @@ impl Entry {
     fn new(subject: &str, recs: impl Iterator<Item = Rec>) -> Entry {
         let recs: Vec<Rec> = recs.collect();
         let mut b = Vec::with_capacity(Self::HEAD + subject.len() + Rec::BYTES * recs.len());
-        // Subject ids are at most 256 characters, 1024 bytes (model::subject_id); four bytes hold
+        // Subject ids are at most 256 characters, 1024 bytes (vocab::SubjectId); four bytes hold
         // any length.
         b.extend_from_slice(&(subject.len() as u32).to_le_bytes());
         b.extend_from_slice(subject.as_bytes());

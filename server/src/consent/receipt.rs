@@ -215,7 +215,7 @@ pub async fn receipt_http(
         }
     };
     if let Some(s) = &subject {
-        super::model::subject_id("subject", s)?;
+        crate::vocab::SubjectId::parse("subject", s)?;
     }
     let r = receipt(&state.ledger, &state.pool, seq, subject).await?;
     Ok(HttpResponse::Ok().json(r))

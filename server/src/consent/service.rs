@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::events::ConsentEvent;
 use super::index::ConsentIndex;
 use super::model::{
-    self, COLLECTED_SKEW_MICROS, Channel, ConsentRecord, Decision, Evidence, LegalBasis,
-    MICROS_PER_DAY, Method, NoticeDef, NoticeRef, Problems, PurposeDef, PurposeStatus,
+    COLLECTED_SKEW_MICROS, Channel, ConsentRecord, Decision, Evidence, LegalBasis, MICROS_PER_DAY,
+    Method, NoticeDef, NoticeRef, PurposeDef, PurposeStatus,
 };
 use super::projection;
 use super::store::{self, NoticeRow, PurposeRow, RecordRow};
@@ -20,6 +20,7 @@ use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
+use crate::vocab::{self, Jurisdiction, Key, Problems, Sha256Hex, SubjectId, Url, Version};
 
 /// Events per append in a bulk import.
 pub const IMPORT_CHUNK: usize = 1000;
@@ -55,12 +56,12 @@ impl PurposeInput {
                 p.add("key", "is required, e.g. marketing.email");
                 None
             }
-            Some(k) => p.take(model::key("key", k)).map(|_| k.to_string()),
+            Some(k) => p.take(Key::parse("key", k)).map(Key::into_inner),
         };
         let title = self.title.clone().unwrap_or_default();
-        p.take(model::text("title", &title, 200, true));
+        p.take(vocab::text("title", &title, 200, true));
         let description = self.description.clone().unwrap_or_default();
-        p.take(model::text("description", &description, 4000, false));
+        p.take(vocab::text("description", &description, 4000, false));
         let legal_basis = match &self.legal_basis {
             None => Some(LegalBasis::Consent),
             Some(b) => p.take(LegalBasis::parse_field("legal_basis", b)),
@@ -83,7 +84,7 @@ impl PurposeInput {
             }
         };
         if let Some(iri) = &self.dpv_iri {
-            p.take(model::url("dpv_iri", iri));
+            p.take(Url::parse("dpv_iri", iri));
         }
         let status = match &self.status {
             None => Some(PurposeStatus::Active),
@@ -131,11 +132,13 @@ impl NoticeInput {
     pub fn validate(&self, now: Timestamp) -> Result<NoticeDef, AppError> {
         let mut p = Problems::default();
         let key = self.key.clone().unwrap_or_default();
-        p.take(model::key("key", &key));
+        p.take(Key::parse("key", &key));
         let version = self.version.clone().unwrap_or_default();
-        p.take(model::version("version", &version));
+        p.take(Version::parse("version", &version));
         let text_hash = match (&self.text_hash, &self.text) {
-            (Some(h), None) => p.take(model::sha256_hex("text_hash", h)).map(|_| h.clone()),
+            (Some(h), None) => p
+                .take(Sha256Hex::parse("text_hash", h))
+                .map(Sha256Hex::into_inner),
             (None, Some(t)) => Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
                 t.as_bytes(),
             ))),
@@ -152,10 +155,10 @@ impl NoticeInput {
             }
         };
         let url = self.url.clone().unwrap_or_default();
-        p.take(model::url("url", &url));
+        p.take(Url::parse("url", &url));
         let effective_at = match &self.effective_at {
             None => Some(now),
-            Some(s) => p.take(model::instant("effective_at", s)),
+            Some(s) => p.take(vocab::instant("effective_at", s)),
         };
         p.into_result()?;
         Ok(NoticeDef {
@@ -217,12 +220,12 @@ impl ConsentInput {
         let mut p = Problems::default();
         let subject = required(&mut p, "subject", &self.subject);
         if let Some(s) = &subject {
-            p.take(model::subject_id("subject", s));
+            p.take(SubjectId::parse("subject", s));
         }
         let purpose = match required(&mut p, "purpose", &self.purpose) {
             None => None,
             Some(k) => match (cx.purpose)(&k) {
-                None if p.take(model::key("purpose", &k)).is_none() => None,
+                None if p.take(Key::parse("purpose", &k)).is_none() => None,
                 None => {
                     p.unmet(
                         "purpose",
@@ -270,8 +273,8 @@ impl ConsentInput {
         let notice = match (&self.notice_key, &self.notice_version) {
             (None, None) => None,
             (Some(k), Some(v)) => {
-                let ok = p.take(model::key("notice_key", k)).is_some()
-                    & p.take(model::version("notice_version", v)).is_some();
+                let ok = p.take(Key::parse("notice_key", k)).is_some()
+                    & p.take(Version::parse("notice_version", v)).is_some();
                 if ok
                     && let Some(exists) = cx.notice_exists
                     && !exists(k, v)
@@ -298,7 +301,7 @@ impl ConsentInput {
         // As written (a future one still orders against expires_at), then as accepted.
         let collected_written = match &self.collected_at {
             None => Some(cx.now),
-            Some(s) => p.take(model::instant("collected_at", s)),
+            Some(s) => p.take(vocab::instant("collected_at", s)),
         };
         let collected_at = collected_written.filter(|t| {
             let future = t.micros() > cx.now.micros() + COLLECTED_SKEW_MICROS;
@@ -315,7 +318,7 @@ impl ConsentInput {
         });
         let expires_at = match &self.expires_at {
             None => None,
-            Some(s) => p.take(model::instant("expires_at", s)),
+            Some(s) => p.take(vocab::instant("expires_at", s)),
         };
         if let (Some(e), Some(c)) = (expires_at, collected_written)
             && e <= c
@@ -340,10 +343,10 @@ impl ConsentInput {
             p.add("expires_at", "only a grant can expire");
         }
         if let Some(j) = &self.jurisdiction {
-            p.take(model::jurisdiction("jurisdiction", j));
+            p.take(Jurisdiction::parse("jurisdiction", j));
         }
         if let Some(s) = &self.source {
-            p.take(model::text("source", s, 200, true));
+            p.take(vocab::text("source", s, 200, true));
         }
         if let Some(e) = &self.evidence {
             for (field, v) in [
@@ -354,7 +357,7 @@ impl ConsentInput {
                 ("evidence.reference", &e.reference),
             ] {
                 if let Some(v) = v {
-                    p.take(model::text(field, v, 1000, false));
+                    p.take(vocab::text(field, v, 1000, false));
                 }
             }
         }

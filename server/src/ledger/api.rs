@@ -264,7 +264,7 @@ async fn consistency(
     let proof = state
         .db(move |c| {
             // The request on its own first (422), then against the ledger (404, 409).
-            let mut p = crate::consent::model::Problems::default();
+            let mut p = crate::vocab::Problems::default();
             if from == 0 {
                 p.add("from", "must be at least 1");
             }

@@ -8,10 +8,10 @@ use super::service::SubjectsService;
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
-use crate::consent::model;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
+use crate::vocab::{self, SubjectId};
 
 /// Erasing a subject. The permission keeps the name it was given with consent, its first domain.
 pub const SUBJECT_ERASE: Perm = Perm::new("consent", "erase");
@@ -46,7 +46,7 @@ async fn erase_subject(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    model::subject_id("id", &id)?;
+    SubjectId::parse("id", &id)?;
     let bytes = body::read_limited(payload, 64 * 1024).await?;
     let input: EraseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         EraseRequest::default()
@@ -55,7 +55,7 @@ async fn erase_subject(
         body::json(&bytes)?
     };
     if let Some(r) = &input.reason {
-        model::text("reason", r, 1000, false)?;
+        vocab::text("reason", r, 1000, false)?;
     }
     let out = service(&state)
         .erase(p.actor(), Some(rid.0), &id, input.reason)

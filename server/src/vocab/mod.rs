@@ -1,5 +1,19 @@
-//! Closed vocabularies stored as text: one macro gives each its `as_str`, `parse`, the list of its
-//! values, serde as that text, and a field-level error naming the valid values.
+//! The shared vocabulary (DESIGN §2): what several domains check and name the same way.
+//!
+//! - closed vocabularies stored as text ([`text_enum!`](crate::text_enum)): each gets its
+//!   `as_str`, `parse`, the list of its values, serde as that text, and a field-level error
+//!   naming the valid values;
+//! - checked text ([`rules`]): `SubjectId`, `Key`, `Version`, `Url`, `Sha256Hex`,
+//!   `Jurisdiction`, free text, and instants in the ledger's range, each with its JSON Schema in
+//!   [`schema`];
+//! - [`Problems`]: a request's field errors, gathered and answered once (422 or 409).
+
+pub mod problems;
+pub mod rules;
+pub mod schema;
+
+pub use problems::Problems;
+pub use rules::{Jurisdiction, Key, Sha256Hex, SubjectId, Url, Version, instant, text};
 
 /// Declares a `Copy` enum whose values are stored and sent as the given text.
 #[macro_export]
