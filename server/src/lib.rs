@@ -435,6 +435,7 @@ pub fn configure(
     );
     let mut routes = authz::Routes::new();
     ops::routes(&mut routes);
+    openapi::routes(&mut routes);
     ledger::api::routes(&mut routes);
     auth::api::routes(&mut routes);
     consent::api::routes(&mut routes);

@@ -28,6 +28,17 @@ use crate::subjects::api::EraseRequest;
 use crate::subjects::service::Erased;
 use crate::vocab::schema as rule;
 
+/// `GET /v1/openapi.json`, open to anyone.
+pub fn routes(r: &mut crate::authz::Routes) {
+    r.get("/v1/openapi.json", Access::Public, serve);
+}
+
+/// The document, with each operation's access as registered.
+async fn serve(state: actix_web::web::Data<crate::state::AppState>) -> actix_web::HttpResponse {
+    let routes = state.routes.get().map(Vec::as_slice).unwrap_or(&[]);
+    actix_web::HttpResponse::Ok().json(document(routes, &state.settings.limits))
+}
+
 /// The component schemas an operation list refers to, generated from the types.
 #[derive(Default)]
 pub struct Schemas(BTreeMap<String, Value>);

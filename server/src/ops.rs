@@ -1,4 +1,4 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics, and the API's OpenAPI document.
+//! Operations endpoints: liveness, readiness and Prometheus metrics.
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -12,18 +12,11 @@ pub fn routes(r: &mut Routes) {
     // Probes answer anyone (load balancers); metrics need a role the policy allows.
     r.get("/healthz", Access::Public, healthz)
         .get("/readyz", Access::Public, readyz)
-        .get("/v1/openapi.json", Access::Public, openapi)
         .get(
             "/metrics",
             Access::Permission(Perm::new("metrics", "read")),
             metrics,
         );
-}
-
-/// The OpenAPI document, with each operation's access as registered.
-async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    let routes = state.routes.get().map(Vec::as_slice).unwrap_or(&[]);
-    HttpResponse::Ok().json(crate::openapi::document(routes, &state.settings.limits))
 }
 
 /// `{"status": "ok"}`.

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::auth::AccessState;
+use crate::auth::access::AccessState;
 use crate::authz::RouteSpec;
 use crate::clock::SharedClock;
 use crate::config::Settings;

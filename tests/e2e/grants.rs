@@ -41,7 +41,7 @@ async fn grants(db: TestDb) {
             if !policy.role_allows(caller, token_write) {
                 assert_eq!(status, 403, "{caller} minting {wanted}: {body}");
                 assert!(detail.contains("token:write"), "{detail}");
-            } else if policy.role_allows(caller, wanted.grant()) {
+            } else if policy.role_allows(caller, accord::authz::Perm::grant(wanted)) {
                 assert_eq!(status, 201, "{caller} minting {wanted}: {body}");
                 minted += 1;
             } else {

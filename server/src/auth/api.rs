@@ -79,7 +79,7 @@ async fn me(state: web::Data<AppState>, p: Principal) -> web::Json<Me> {
                 state
                     .access
                     .sessions
-                    .csrf_token(&crate::web::session_binding(&session.sid)),
+                    .csrf_token(&super::sessions::session_binding(&session.sid)),
             ),
             _ => None,
         },
@@ -164,7 +164,10 @@ async fn issue_token(
     let ttl = parse_ttl("ttl", body.ttl.as_deref().unwrap_or("90d"))?;
     let refused = p.ungrantable(&state.access.policy, &roles);
     if !refused.is_empty() {
-        let names: Vec<String> = refused.iter().map(|r| r.grant().to_string()).collect();
+        let names: Vec<String> = refused
+            .iter()
+            .map(|r| Perm::grant(*r).to_string())
+            .collect();
         return Err(AppError::Forbidden(format!(
             "you may not put {} on a token: that needs the permission {} ({} held); tokens with \
              these roles are issued with `accord token issue` by an operator",

@@ -20,22 +20,6 @@ crate::text_enum! {
     }
 }
 
-impl Role {
-    /// The permission to put this role on a token one mints: `(role:<name>, grant)` in the policy.
-    pub fn grant(self) -> crate::authz::Perm {
-        let resource = match self {
-            Role::Admin => "role:admin",
-            Role::ComplianceOfficer => "role:compliance_officer",
-            Role::Legal => "role:legal",
-            Role::MarketingLead => "role:marketing_lead",
-            Role::Marketer => "role:marketer",
-            Role::Auditor => "role:auditor",
-            Role::Service => "role:service",
-        };
-        crate::authz::Perm::new(resource, "grant")
-    }
-}
-
 /// A normalised e-mail address (trimmed, lowercase).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

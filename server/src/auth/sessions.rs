@@ -146,6 +146,11 @@ pub fn same_origin(origin: Option<&str>, fetch_site: Option<&str>, host: &str) -
     }
 }
 
+/// What a session's CSRF tokens are bound to.
+pub fn session_binding(sid: &str) -> String {
+    format!("session:{sid}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,20 @@ impl Perm {
     pub const fn new(resource: &'static str, action: &'static str) -> Perm {
         Perm { resource, action }
     }
+
+    /// The permission to put `role` on a token one mints: `(role:<name>, grant)` in the policy.
+    pub fn grant(role: Role) -> Perm {
+        let resource = match role {
+            Role::Admin => "role:admin",
+            Role::ComplianceOfficer => "role:compliance_officer",
+            Role::Legal => "role:legal",
+            Role::MarketingLead => "role:marketing_lead",
+            Role::Marketer => "role:marketer",
+            Role::Auditor => "role:auditor",
+            Role::Service => "role:service",
+        };
+        Perm::new(resource, "grant")
+    }
 }
 
 impl std::fmt::Display for Perm {

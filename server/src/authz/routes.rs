@@ -289,7 +289,7 @@ fn session_write_allowed(req: &ServiceRequest, state: &AppState, sid: &str) -> R
     if !state
         .access
         .sessions
-        .csrf_ok(&crate::web::session_binding(sid), token)
+        .csrf_ok(&crate::auth::sessions::session_binding(sid), token)
     {
         return Err(format!(
             "the {CSRF_HEADER} header is missing or wrong: send the session's CSRF token (GET /v1/access/me)"

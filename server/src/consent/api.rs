@@ -12,9 +12,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::import::{Format, Reference, Validator};
 use super::index::{CheckError, ConsentIndex, PurposeId};
 use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod};
-use super::service::{ConsentInput, ConsentService, NoticeInput, PurposeInput};
+use super::receipt;
+use super::service::{ConsentInput, ConsentService, ImportSummary, NoticeInput, PurposeInput};
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
@@ -58,15 +60,11 @@ pub fn routes(r: &mut Routes) {
         .get("/v1/notices", read, list_notices)
         .post("/v1/notices", define, publish_notice)
         .post("/v1/consents", write, record_consent)
-        .post("/v1/consents/import", write, super::import::import_http)
+        .post("/v1/consents/import", write, import_http)
         .get("/v1/consents/check", read, check_one)
         .post("/v1/consents/check", read, check_batch)
         .post("/v1/consents/filter", read, filter)
-        .get(
-            "/v1/consents/receipts/{seq}",
-            read,
-            super::receipt::receipt_http,
-        )
+        .get("/v1/consents/receipts/{seq}", read, receipt_http)
         .get("/v1/subjects/{id}/consents", read, subject_consents)
         .get("/v1/subjects/{id}/consents/history", read, subject_history);
 }
@@ -901,4 +899,120 @@ async fn subject_history(
         subject: id.into_inner(),
         history: events,
     }))
+}
+
+// ----- bulk import and receipts -----
+
+/// `POST /v1/consents/import`: NDJSON (`application/x-ndjson`) validated as it streams in, or CSV
+/// (`text/csv`). Every row is validated before any is written; past a limit (bytes, rows, line
+/// length) the request ends at once with 413 naming the limit and the line.
+pub async fn import_http(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Principal,
+    rid: RequestId,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let format = match body::media_type(
+        &req,
+        &["application/x-ndjson", "application/jsonl", "text/csv"],
+    )? {
+        "text/csv" => Format::Csv,
+        _ => Format::Ndjson,
+    };
+    let limits = state.settings.limits;
+    let too_big = |line: u64| {
+        AppError::PayloadTooLarge(format!(
+            "line {line}: an import body holds at most {} bytes (the limit limits.import_bytes); split it — nothing was written",
+            limits.import_bytes
+        ))
+    };
+    let now = state.clock.now();
+    let reference = state.db(move |c| Reference::load(c, now)).await?;
+    let mut v = Validator::new(reference, limits.import_rows, limits.line_bytes);
+    match format {
+        Format::Csv => {
+            let data = body::read_limited(payload, limits.import_bytes)
+                .await
+                .map_err(|e| match e {
+                    AppError::PayloadTooLarge(_) => too_big(1),
+                    other => other,
+                })?;
+            v = web::block(move || {
+                v.csv(&data);
+                v
+            })
+            .await?;
+        }
+        Format::Ndjson => {
+            let mut lines = body::LineBuffer::new(limits.line_bytes);
+            let mut total = 0usize;
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    AppError::BadRequest(format!("the body could not be read: {e}"))
+                })?;
+                total += chunk.len();
+                if total > limits.import_bytes {
+                    return Err(too_big(lines.line + 1));
+                }
+                if !lines.push(&chunk, |n, l| v.ndjson_line(n, l)) {
+                    break;
+                }
+            }
+            if let Some(e) = lines.too_long_error() {
+                return Err(e);
+            }
+            if !v.stopped() {
+                lines.finish(|n, l| v.ndjson_line(n, l));
+            }
+        }
+    }
+    let records = v.finish()?;
+    let summary: ImportSummary = service(&state)
+        .import(p.actor(), Some(rid.0), records, &|_| {})
+        .await?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptQuery {
+    subject: Option<String>,
+}
+
+/// `GET /v1/consents/receipts/{seq}[?subject=ID]`: any receipt with `consent:receipt`; with only
+/// `consent:read`, the receipt of a record of the subject the caller names.
+pub async fn receipt_http(
+    state: web::Data<AppState>,
+    p: Principal,
+    seq: web::Path<String>,
+    q: web::Query<ReceiptQuery>,
+) -> Result<HttpResponse, AppError> {
+    let seq: u64 = seq.parse().map_err(|_| {
+        AppError::validation(
+            "seq",
+            format!(
+                "{:?} is not a ledger seq (a non-negative integer)",
+                seq.as_str()
+            ),
+        )
+    })?;
+    let subject = if p.allowed(&state.access.policy, CONSENT_RECEIPT) {
+        q.into_inner().subject
+    } else {
+        match q.into_inner().subject {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::validation(
+                    "subject",
+                    "name the record's subject: without the permission consent:receipt, only receipts of a subject you name are given",
+                ));
+            }
+        }
+    };
+    if let Some(s) = &subject {
+        crate::vocab::SubjectId::parse("subject", s)?;
+    }
+    let r = receipt::receipt(&state.ledger, &state.pool, seq, subject).await?;
+    Ok(HttpResponse::Ok().json(r))
 }

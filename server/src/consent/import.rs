@@ -4,20 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use actix_web::web;
-use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
-
 use super::model::{ConsentRecord, Evidence, Method, PurposeDef};
-use super::service::{ConsentContext, ConsentInput, ImportSummary};
+use super::service::{ConsentContext, ConsentInput};
 use super::store;
-use crate::auth::Principal;
-use crate::body::{self, LineBuffer};
+use crate::body::LineBuffer;
 use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::{AppError, FieldError};
-use crate::state::AppState;
-use crate::telemetry::RequestId;
 
 /// Bad rows listed in an answer; the rest are only counted.
 pub const LISTED_ERRORS: usize = 100;
@@ -393,77 +386,6 @@ pub fn validate_file(
         Format::Ndjson => v.ndjson(&data),
     }
     v.finish()
-}
-
-/// `POST /v1/consents/import`: NDJSON (`application/x-ndjson`) validated as it streams in, or CSV
-/// (`text/csv`). Every row is validated before any is written; past a limit (bytes, rows, line
-/// length) the request ends at once with 413 naming the limit and the line.
-pub async fn import_http(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Principal,
-    rid: RequestId,
-    mut payload: web::Payload,
-) -> Result<HttpResponse, AppError> {
-    let format = match body::media_type(
-        &req,
-        &["application/x-ndjson", "application/jsonl", "text/csv"],
-    )? {
-        "text/csv" => Format::Csv,
-        _ => Format::Ndjson,
-    };
-    let limits = state.settings.limits;
-    let too_big = |line: u64| {
-        AppError::PayloadTooLarge(format!(
-            "line {line}: an import body holds at most {} bytes (the limit limits.import_bytes); split it — nothing was written",
-            limits.import_bytes
-        ))
-    };
-    let now = state.clock.now();
-    let reference = state.db(move |c| Reference::load(c, now)).await?;
-    let mut v = Validator::new(reference, limits.import_rows, limits.line_bytes);
-    match format {
-        Format::Csv => {
-            let data = body::read_limited(payload, limits.import_bytes)
-                .await
-                .map_err(|e| match e {
-                    AppError::PayloadTooLarge(_) => too_big(1),
-                    other => other,
-                })?;
-            v = web::block(move || {
-                v.csv(&data);
-                v
-            })
-            .await?;
-        }
-        Format::Ndjson => {
-            let mut lines = LineBuffer::new(limits.line_bytes);
-            let mut total = 0usize;
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    AppError::BadRequest(format!("the body could not be read: {e}"))
-                })?;
-                total += chunk.len();
-                if total > limits.import_bytes {
-                    return Err(too_big(lines.line + 1));
-                }
-                if !lines.push(&chunk, |n, l| v.ndjson_line(n, l)) {
-                    break;
-                }
-            }
-            if let Some(e) = lines.too_long_error() {
-                return Err(e);
-            }
-            if !v.stopped() {
-                lines.finish(|n, l| v.ndjson_line(n, l));
-            }
-        }
-    }
-    let records = v.finish()?;
-    let summary: ImportSummary = super::api::service(&state)
-        .import(p.actor(), Some(rid.0), records, &|_| {})
-        .await?;
-    Ok(HttpResponse::Ok().json(summary))
 }
 
 #[cfg(test)]

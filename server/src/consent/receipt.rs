@@ -6,19 +6,16 @@ use accord_audit::receipt::{
     CONSENT_KIND, ConsentReceipt, RECEIPT_FORMAT, ReceiptNotice, ReceiptProof, ReceiptPurpose,
     ReceiptRecord,
 };
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 
-use super::api::CONSENT_RECEIPT;
 use super::events::ConsentEvent;
 use super::model::ConsentRecord;
 use super::store;
-use crate::auth::Principal;
 use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::AppError;
 use crate::ledger::store as ledger_store;
 use crate::ledger::{Ledger, proofs};
-use crate::state::AppState;
 
 /// Builds the receipt of the consent record at `seq`, proven against the latest checkpoint
 /// (publishing one first when none covers the entry yet). With `subject`, only a record of that
@@ -176,47 +173,4 @@ fn build(
             verifier_key,
         },
     })
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiptQuery {
-    subject: Option<String>,
-}
-
-/// `GET /v1/consents/receipts/{seq}[?subject=ID]`: any receipt with `consent:receipt`; with only
-/// `consent:read`, the receipt of a record of the subject the caller names.
-pub async fn receipt_http(
-    state: web::Data<AppState>,
-    p: Principal,
-    seq: web::Path<String>,
-    q: web::Query<ReceiptQuery>,
-) -> Result<HttpResponse, AppError> {
-    let seq: u64 = seq.parse().map_err(|_| {
-        AppError::validation(
-            "seq",
-            format!(
-                "{:?} is not a ledger seq (a non-negative integer)",
-                seq.as_str()
-            ),
-        )
-    })?;
-    let subject = if p.allowed(&state.access.policy, CONSENT_RECEIPT) {
-        q.into_inner().subject
-    } else {
-        match q.into_inner().subject {
-            Some(s) => Some(s),
-            None => {
-                return Err(AppError::validation(
-                    "subject",
-                    "name the record's subject: without the permission consent:receipt, only receipts of a subject you name are given",
-                ));
-            }
-        }
-    };
-    if let Some(s) = &subject {
-        crate::vocab::SubjectId::parse("subject", s)?;
-    }
-    let r = receipt(&state.ledger, &state.pool, seq, subject).await?;
-    Ok(HttpResponse::Ok().json(r))
 }

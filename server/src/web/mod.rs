@@ -11,7 +11,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::auth::service::{LoginError, PURPOSE_FIRST_ADMIN};
-use crate::auth::sessions::{PRESESSION_COOKIE, Session, same_origin};
+use crate::auth::sessions::{self, PRESESSION_COOKIE, Session, same_origin};
 use crate::auth::{Authn, Principal, PrincipalKind, api::service};
 use crate::authz::{Access, Routes};
 use crate::error::AppError;
@@ -99,18 +99,13 @@ fn with_status(mut res: HttpResponse, status: actix_web::http::StatusCode) -> Ht
     res
 }
 
-/// What a session's CSRF tokens are bound to.
-pub fn session_binding(sid: &str) -> String {
-    format!("session:{sid}")
-}
-
 /// The value CSRF tokens of this request's forms are bound to: the session, or before sign-in a
 /// random pre-session cookie (set here if missing).
 fn csrf_binding(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
     if let Some(Authn::Authenticated(p)) = req.extensions().get::<Authn>()
         && let PrincipalKind::User { session, .. } = &p.kind
     {
-        return (session_binding(&session.sid), None);
+        return (sessions::session_binding(&session.sid), None);
     }
     if let Some(c) = req.cookie(PRESESSION_COOKIE)
         && c.value().len() == 32
@@ -488,7 +483,7 @@ async fn change_password(
                 &p,
                 Some("Your password has been changed.".into()),
                 None,
-                Some(format!("session:{}", fresh.sid)),
+                Some(sessions::session_binding(&fresh.sid)),
             )?;
             Ok(respond(page, Some(cookie)))
         }
