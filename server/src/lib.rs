@@ -371,8 +371,8 @@ pub async fn load_definitions(
     pool: &Pool,
     clock: &SharedClock,
     actor: Actor,
-    defs: &consent::service::Definitions,
-) -> Result<consent::service::LoadSummary, AppError> {
+    defs: &consent::definitions::Definitions,
+) -> Result<consent::definitions::LoadSummary, AppError> {
     consent::service::ConsentService::new(ledger.clone(), pool.clone(), clock.clone(), None)
         .load_definitions(actor, defs)
         .await

@@ -221,7 +221,7 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
 async fn purposes(command: PurposesCommand, a: &CliAccess) -> Result<(), StartError> {
     match command {
         PurposesCommand::Load { file } => {
-            let defs = accord::consent::service::Definitions::read(&file)?;
+            let defs = accord::consent::definitions::Definitions::read(&file)?;
             let s = a
                 .consent
                 .load_definitions(accord::ledger::Actor::cli(), &defs)

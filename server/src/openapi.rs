@@ -17,10 +17,9 @@ use crate::consent::api::{
     BatchAnswer, BatchRequest, FilterTrailer, NoticeList, PurposeDetail, PurposeList,
     SubjectConsents, SubjectHistory,
 };
+use crate::consent::input::{ConsentInput, NoticeInput, PurposeInput};
 use crate::consent::model::{CheckAnswer, NoticeDef, PurposeDef};
-use crate::consent::service::{
-    ConsentInput, Defined, ImportSummary, NoticeInput, PurposeInput, Recorded,
-};
+use crate::consent::views::{Defined, ImportSummary, Recorded};
 use crate::error::Problem;
 use crate::ledger::api::{ConsistencyProof, EntriesPage, InclusionProof};
 use crate::ops::{Health, Readiness};

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::StartError;
 use crate::authz::{MODEL_FILE, POLICY_FILE, Rule, parse_rules};
 use crate::consent::DEFINITIONS_FILE;
-use crate::consent::service::Definitions;
+use crate::consent::definitions::Definitions;
 
 const EMBEDDED_MODEL: &str = include_str!("../../policies/model.conf");
 const EMBEDDED_POLICY: &str = include_str!("../../policies/policy.csv");

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::import::{Format, Reference, Validator};
 use super::index::{CheckError, ConsentIndex, PurposeId};
+use super::input::{ConsentInput, NoticeInput, PurposeInput};
 use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod};
 use super::receipt;
-use super::service::{ConsentInput, ConsentService, ImportSummary, NoticeInput, PurposeInput};
+use super::service::ConsentService;
+use super::views::{ImportSummary, RecordView};
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
@@ -866,7 +868,7 @@ pub struct HistoryEvent {
     leaf_hash: String,
     #[schema(value_type = String, format = DateTime)]
     recorded_at: String,
-    record: super::service::RecordView,
+    record: RecordView,
     /// Where its receipt is.
     receipt: String,
 }
@@ -890,7 +892,7 @@ async fn subject_history(
                 seq: row.seq,
                 leaf_hash,
                 recorded_at: Timestamp(recorded_at).to_rfc3339(),
-                record: super::service::RecordView::from(&record),
+                record: RecordView::from(&record),
                 receipt: format!("/v1/consents/receipts/{}", row.seq),
             })
         })

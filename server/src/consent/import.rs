@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::input::{ConsentContext, ConsentInput};
 use super::model::{ConsentRecord, Evidence, Method, PurposeDef};
-use super::service::{ConsentContext, ConsentInput};
 use super::store;
 use crate::body::LineBuffer;
 use crate::clock::Timestamp;

@@ -5,14 +5,17 @@
 //! in-memory [`index::ConsentIndex`], which follows the ledger.
 
 pub mod api;
+pub mod definitions;
 pub mod events;
 pub mod import;
 pub mod index;
+pub mod input;
 pub mod model;
 pub mod projection;
 pub mod receipt;
 pub mod service;
 pub mod store;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
