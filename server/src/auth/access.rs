@@ -174,9 +174,7 @@ impl AccessState {
         let pool = pool.clone();
         let (users, grants, tokens, size) = web::block(move || -> Result<_, AppError> {
             let mut c = pool.get()?;
-            let size = crate::ledger::store::read_tree_state(&mut c)?
-                .map(|s| s.size())
-                .unwrap_or(0);
+            let size = crate::ledger::read::size(&mut c)?;
             Ok((
                 store::all_users(&mut c)?,
                 store::all_grants(&mut c)?,
@@ -244,15 +242,13 @@ impl AccessState {
         let p = pool.clone();
         let (size, changes) = web::block(move || -> Result<(u64, i64), AppError> {
             let mut c = p.get()?;
-            let size = crate::ledger::store::read_tree_state(&mut c)?
-                .map(|s| s.size())
-                .unwrap_or(0);
+            let size = crate::ledger::read::size(&mut c)?;
             if size <= seen {
                 return Ok((size, 0));
             }
             Ok((
                 size,
-                crate::ledger::store::count_kind_prefix(&mut c, seen, "access.")?,
+                crate::ledger::read::count_kinds_since(&mut c, seen, "access.")?,
             ))
         })
         .await??;

@@ -373,13 +373,7 @@ pub async fn await_min_seq(state: &AppState, min_seq: Option<u64>) -> Result<(),
     if index.applied() > seq {
         return Ok(());
     }
-    let size = state
-        .db(|c| {
-            Ok(crate::ledger::store::read_tree_state(c)?
-                .map(|s| s.size())
-                .unwrap_or(0))
-        })
-        .await?;
+    let size = state.db(|c| Ok(crate::ledger::read::size(c)?)).await?;
     if seq >= size {
         return Err(AppError::conflict(
             ConflictCode::BeyondLedger,

@@ -24,7 +24,7 @@ use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::AppError;
 use crate::ledger::erasure::Erasure;
-use crate::ledger::store::{FollowedEntry, entries_of_kinds, read_tree_state};
+use crate::ledger::read::{self, FollowedEntry};
 
 /// How long a write waits for this instance's index to show it before answering.
 pub const WRITE_WAIT: Duration = Duration::from_secs(5);
@@ -302,7 +302,7 @@ impl ConsentIndex {
 
     /// Loads the projection as of the current tree size (blocking; at start).
     pub fn load(&self, conn: &mut AnyConnection) -> Result<u64, AppError> {
-        let size = read_tree_state(conn)?.map(|s| s.size()).unwrap_or(0);
+        let size = read::size(conn)?;
         {
             let mut purposes = self.purposes.write().map_err(poisoned)?;
             *purposes = Purposes::default();
@@ -368,10 +368,10 @@ impl ConsentIndex {
 
     /// Applies entries `[applied, until)` read from the ledger (blocking; the follower's step).
     pub fn follow(&self, conn: &mut AnyConnection) -> Result<u64, AppError> {
-        let until = read_tree_state(conn)?.map(|s| s.size()).unwrap_or(0);
+        let until = read::size(conn)?;
         let mut from = self.applied();
         while from < until {
-            let page = entries_of_kinds(conn, from, until, FOLLOWED_KINDS, FOLLOW_PAGE)?;
+            let page = read::follow(conn, FOLLOWED_KINDS, from, until, FOLLOW_PAGE)?;
             let done = (page.len() as i64) < FOLLOW_PAGE;
             for e in &page {
                 self.apply(e)?;

@@ -14,7 +14,7 @@ use super::store;
 use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::AppError;
-use crate::ledger::store as ledger_store;
+use crate::ledger::read as ledger_read;
 use crate::ledger::{Ledger, proofs};
 
 /// Builds the receipt of the consent record at `seq`, proven against the latest checkpoint
@@ -36,7 +36,7 @@ pub async fn receipt(
         {
             return Err(not_a_record(seq));
         }
-        Ok(ledger_store::latest_checkpoint(&mut c)?.is_some_and(|cp| cp.size as u64 > seq))
+        Ok(ledger_read::latest_checkpoint(&mut c)?.is_some_and(|cp| cp.size as u64 > seq))
     })
     .await??;
     if !covered {
@@ -77,7 +77,7 @@ fn open_entry(
     ),
     AppError,
 > {
-    let ledger_store::StoredEntry {
+    let ledger_read::StoredEntry {
         body,
         leaf_hash,
         at,
@@ -85,7 +85,7 @@ fn open_entry(
         salt,
         payload,
         redacted_by,
-    } = ledger_store::entry(c, seq)?.ok_or_else(|| not_a_record(seq))?;
+    } = ledger_read::entry(c, seq)?.ok_or_else(|| not_a_record(seq))?;
     if kind != CONSENT_KIND {
         return Err(not_a_record(seq));
     }
@@ -110,7 +110,7 @@ fn build(
     verifier_key: String,
 ) -> Result<ConsentReceipt, AppError> {
     let (body, leaf_hash, at, _, salt, payload, r) = open_entry(c, seq)?;
-    let cp = ledger_store::latest_checkpoint(c)?
+    let cp = ledger_read::latest_checkpoint(c)?
         .filter(|cp| cp.size as u64 > seq)
         .ok_or_else(|| {
             AppError::Unavailable("no checkpoint covers this entry yet; retry".into())

@@ -321,7 +321,7 @@ impl ConsentService {
                     .read(move |c| {
                         let seq = store::seq_by_fingerprint(c, &fp)?;
                         Ok(match seq {
-                            Some(s) => crate::ledger::store::entry(c, s as u64)?
+                            Some(s) => crate::ledger::read::entry(c, s as u64)?
                                 .map(|e| (s as u64, e.leaf_hash, Timestamp(e.at))),
                             None => None,
                         })

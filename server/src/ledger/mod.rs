@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod event;
 pub mod export;
 pub mod proofs;
+pub mod read;
 mod sequencer;
 pub mod store;
 mod stream;

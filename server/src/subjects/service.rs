@@ -65,7 +65,7 @@ impl SubjectsService {
             let sref = subject_ref.clone();
             // Every open entry so far; the erasure's own write re-checks the list under the lock.
             let planned = crate::db::blocking(&self.pool, move |c| {
-                Ok(crate::ledger::store::erasable_seqs(c, &sref, u64::MAX)?)
+                Ok(crate::ledger::read::open_entries_of(c, &sref)?)
             })
             .await?;
             let event = Erasure {
