@@ -236,6 +236,7 @@ impl Application {
             access,
             consent: consent.clone(),
             routes: std::sync::OnceLock::new(),
+            openapi: std::sync::OnceLock::new(),
         });
         let follower = actix_web::rt::spawn(follow_access(state.clone()));
         let consent_follower = actix_web::rt::spawn(consent::follow(consent, state.pool.clone()));
@@ -445,8 +446,23 @@ pub fn configure(
         extra(&mut routes);
     }
     let specs = routes.register(cfg);
+    state
+        .openapi
+        .get_or_init(|| openapi::document(&specs, &state.settings.limits, operations));
     let _ = state.routes.set(specs);
     cfg.default_service(actix_web::web::to(not_found));
+}
+
+/// Every API operation Accord serves, domain by domain as their routes are registered (the web
+/// UI's pages are not part of the API).
+pub fn operations(s: &mut openapi::Schemas, limits: &config::Limits) -> Vec<openapi::Op> {
+    let mut ops = ops::operations(s, limits);
+    ops.extend(openapi::operations(s, limits));
+    ops.extend(ledger::api::operations(s, limits));
+    ops.extend(auth::api::operations(s, limits));
+    ops.extend(consent::api::operations(s, limits));
+    ops.extend(subjects::api::operations(s, limits));
+    ops
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {

@@ -1,5 +1,9 @@
 //! Operations endpoints: liveness, readiness and Prometheus metrics.
 
+use crate::config::Limits;
+use crate::openapi::text;
+use crate::openapi::{Op, Schemas, op};
+
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
@@ -90,4 +94,22 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::telemetry::metrics_handle().render())
+}
+
+// ----- the OpenAPI operations of these routes -----
+
+/// The operations endpoints.
+pub fn operations(s: &mut Schemas, _limits: &Limits) -> Vec<Op> {
+    let json = "application/json";
+    let plain = "text/plain";
+    vec![
+        op("GET", "/healthz", "The process is up").ok(200, json, s.of::<Health>()),
+        op(
+            "GET",
+            "/readyz",
+            "Database reachable, migrations current, sequencer running (503 otherwise)",
+        )
+        .ok(200, json, s.of::<Readiness>()),
+        op("GET", "/metrics", "Prometheus metrics").ok(200, plain, text()),
+    ]
 }

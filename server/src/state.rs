@@ -22,6 +22,8 @@ pub struct AppState {
     pub consent: Arc<crate::consent::index::ConsentIndex>,
     /// Every route registered, with its declared access (filled when the routes are built).
     pub routes: OnceLock<Vec<RouteSpec>>,
+    /// The OpenAPI document of those routes (built with them).
+    pub openapi: OnceLock<serde_json::Value>,
 }
 
 impl AppState {

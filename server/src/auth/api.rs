@@ -1,5 +1,11 @@
 //! Access API: who am I, the effective policy, and API tokens for admins.
 
+use crate::auth::service::IssuedToken;
+use crate::config::Limits;
+use crate::openapi::{Op, Schemas, op};
+use crate::openapi::{path, text};
+use serde_json::json;
+
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -206,4 +212,44 @@ async fn revoke_token(
         .revoke_token(p.actor(), Some(rid.0), &jti)
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+// ----- the OpenAPI operations of these routes -----
+
+/// Access and tokens.
+pub fn operations(s: &mut Schemas, _limits: &Limits) -> Vec<Op> {
+    let json = "application/json";
+    vec![
+        op(
+            "GET",
+            "/v1/access/me",
+            "Who the caller is: roles and permissions",
+        )
+        .ok(200, json, s.of::<Me>()),
+        op(
+            "GET",
+            "/v1/access/policy",
+            "The access model and rules in force",
+        )
+        .ok(200, json, s.of::<PolicyView>()),
+        op("GET", "/v1/tokens", "API tokens issued (never their text)").ok(
+            200,
+            json,
+            s.array_of::<TokenView>(),
+        ),
+        op(
+            "POST",
+            "/v1/tokens",
+            "Issue an API token for a service (each role needs the caller's `role:<name>:grant`)",
+        )
+        .body(json, s.of::<IssueRequest>())
+        .ok(201, json, s.of::<IssuedToken>()),
+        op(
+            "DELETE",
+            "/v1/tokens/{jti}",
+            "Revoke an API token and every token minted with it",
+        )
+        .params(vec![path("jti", text(), "The token's id.")])
+        .ok(204, json, json!({})),
+    ]
 }

@@ -1,6 +1,14 @@
 //! Consent API: purposes, notices, recording and importing consent, checks (single, batch,
 //! filter, as of a moment), a subject's state and history, receipts, and erasure.
 
+use super::model::{NoticeDef, PurposeDef};
+use crate::config::Limits;
+use crate::openapi::{Op, Schemas, op};
+use crate::openapi::{Param, header, instant, path, query, seq, text, with_examples};
+use crate::vocab::schema as rule;
+use serde_json::{Value, json};
+use utoipa::ToSchema as _;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +26,7 @@ use super::input::{ConsentInput, NoticeInput, PurposeInput};
 use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod};
 use super::receipt;
 use super::service::ConsentService;
-use super::views::{ImportSummary, RecordView};
+use super::views::{Defined, ImportSummary, RecordView, Recorded};
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
@@ -1011,4 +1019,194 @@ pub async fn receipt_http(
     }
     let r = receipt::receipt(&state.ledger, &state.pool, seq, subject).await?;
     Ok(HttpResponse::Ok().json(r))
+}
+
+// ----- the OpenAPI operations of these routes -----
+
+/// A send list as plain text: one subject id per line; lines may be empty, and ASCII blanks
+/// around an id are ignored.
+pub fn send_list_text() -> Value {
+    let (c, sp) = (rule::CONTROL, rule::SPACE);
+    // Blanks, then optionally an id and blanks: one way to read each line (no backtracking).
+    let line = format!("[\\t\\f\\r ]*(?:[^{c}{sp}](?:[^{c}]{{0,254}}[^{c}{sp}])?[\\t\\f\\r ]*)?");
+    json!({"type": "string", "pattern": format!("^{line}(?:\\n{line})*$")})
+}
+
+/// A CSV row of an import: the consent fields, with evidence as `evidence_<field>` columns. A
+/// cell is taken as written; an empty one is a field left out.
+/// A purpose or notice change: `Defined<T>`, written in place, with `T` among the components.
+fn defined<T: utoipa::ToSchema>(s: &mut Schemas) -> Value
+where
+    Defined<T>: utoipa::ToSchema,
+{
+    s.add::<T>();
+    s.inline::<Defined<T>>()
+}
+
+pub fn csv_row(s: &mut Schemas) -> Value {
+    s.add::<ConsentInput>();
+    let mut row = s
+        .component(ConsentInput::name().as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let required: Vec<Value> = row["required"].as_array().cloned().unwrap_or_default();
+    if let Some(props) = row.get_mut("properties").and_then(Value::as_object_mut) {
+        props.remove("evidence");
+        for column in crate::consent::import::CSV_COLUMNS {
+            if column.starts_with("evidence_") {
+                props.insert(
+                    column.to_string(),
+                    crate::openapi::nullable(rule::text(1000, false)),
+                );
+            }
+        }
+        for (name, prop) in props.iter_mut() {
+            if !required.contains(&json!(name)) {
+                *prop = json!({"anyOf": [prop.clone(), {"const": ""}]});
+            }
+        }
+    }
+    row["allOf"] = Value::Array(crate::openapi::relations(
+        "ConsentInput",
+        &json!({"type": "string", "minLength": 1}),
+        &json!({"enum": [null, ""]}),
+    ));
+    row
+}
+
+pub fn subject_params(extra: Vec<Param>) -> Vec<Param> {
+    let mut v = vec![path("id", rule::subject(), "The data subject's id.")];
+    v.extend(extra);
+    v
+}
+
+pub fn min_seq() -> Param {
+    query(
+        "min_seq",
+        false,
+        seq(),
+        "Wait (at most 5 s) until this instance has applied this ledger seq: read your own writes on any instance. A seq the ledger does not hold is a 409.",
+    )
+}
+
+fn check_params(s: &mut Schemas, required: bool) -> Vec<Param> {
+    let mut v = vec![
+        query(
+            "purpose",
+            true,
+            with_examples(rule::key(), json!(["marketing.email"])),
+            "Purpose key, e.g. marketing.email; one not registered is a 409.",
+        ),
+        query(
+            "channel",
+            true,
+            s.of::<crate::consent::model::Channel>(),
+            "Channel; `any` matches records for any channel only.",
+        ),
+        query(
+            "at",
+            false,
+            instant(),
+            "Answer as of this moment, from history (records collected by then).",
+        ),
+        min_seq(),
+    ];
+    if required {
+        v.insert(
+            0,
+            query("subject", true, rule::subject(), "The data subject's id."),
+        );
+    }
+    v
+}
+
+/// Purposes, notices, consent, checks, receipts and a subject's consent.
+pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
+    let json = "application/json";
+    let ndjson = "application/x-ndjson";
+    let plain = "text/plain";
+    vec![
+        op("GET", "/v1/purposes", "Every purpose at its latest version").ok(200, json, s.of::<PurposeList>()),
+        op("POST", "/v1/purposes", "Register a purpose")
+            .body(json, {
+                let mut b = s.inline::<PurposeInput>();
+                b["required"] = json!(["key", "title"]);
+                b["properties"]["key"]["type"] = json!("string");
+                b
+            })
+            .ok(201, json, defined::<PurposeDef>(s)),
+        op("GET", "/v1/purposes/{key}", "A purpose and every version of it")
+            .params(vec![path("key", rule::key(), "Purpose key.")])
+            .ok(200, json, s.of::<PurposeDetail>()),
+        op("PUT", "/v1/purposes/{key}", "Record a new version of a purpose (unchanged: nothing recorded)")
+            .params(vec![path("key", rule::key(), "Purpose key (a body's `key`, if any, must equal it).")])
+            .body(json, s.of::<PurposeInput>())
+            .order("body.key", "==", "path.key")
+            .ok(200, json, defined::<PurposeDef>(s)),
+        op("POST", "/v1/purposes/{key}/retire", "Retire a purpose; its history stays")
+            .params(vec![path("key", rule::key(), "Purpose key.")])
+            .ok(200, json, defined::<PurposeDef>(s)),
+        op("GET", "/v1/notices", "Privacy-notice versions").ok(200, json, s.of::<NoticeList>()),
+        op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published; the same version again is a 200 that records nothing)")
+            .body(json, s.of::<NoticeInput>())
+            .ok(201, json, defined::<NoticeDef>(s))
+            .also(&[200]),
+        op("POST", "/v1/consents", "Record a consent decision (200 with `duplicate` when it was already recorded)")
+            .params(vec![
+                header(
+                    "Idempotency-Key",
+                    json!({"type": "string", "pattern": "^[!-~]{1,200}$"}),
+                    "1 to 200 visible ASCII characters (a UUID is a good choice). Retries with the same key get the first answer and write nothing.",
+                ),
+                header("Sec-GPC", text(), "`1`: a Global Privacy Control signal; recorded as an opt-out where the purpose honours GPC (then `decision` may be left out), and a grant is refused with a 409."),
+            ])
+            .body(json, s.of::<ConsentInput>())
+            .order("body.collected_at", "<", "body.expires_at")
+            .order("body.decision", "required unless", "header.Sec-GPC=1")
+            .ok(201, json, s.of::<Recorded>())
+            .also(&[200]),
+        op("POST", "/v1/consents/import", "Import consent decisions in bulk: NDJSON (one decision per line) or CSV; validated first, all or nothing; re-runs write nothing new")
+            .body(ndjson, json!({"type": "array", "items": s.of::<ConsentInput>(), "minItems": 1, "maxItems": limits.import_rows}))
+            .body("text/csv", json!({"type": "array", "items": csv_row(s), "minItems": 1, "maxItems": limits.import_rows}))
+            .order("body.collected_at", "<", "body.expires_at")
+            .ok(200, json, s.of::<ImportSummary>())
+            .also(&[409]),
+        op("GET", "/v1/consents/check", "May we? One subject, purpose and channel, now or as of a moment")
+            .params(check_params(s, true))
+            .ok(200, json, s.of::<CheckAnswer>())
+            .also(&[404, 409]),
+        op("POST", "/v1/consents/check", "May we? A batch of checks (at most `limits.batch_items`), answered in order")
+            .body(json, {
+                let mut b = s.inline::<BatchRequest>();
+                b["properties"]["items"]["maxItems"] = json!(limits.batch_items);
+                b
+            })
+            .ok(200, json, s.of::<BatchAnswer>())
+            .also(&[409]),
+        op("POST", "/v1/consents/filter", "Send list in (NDJSON: a JSON string or an object with `subject` per line; text/plain: one id per line), permitted subset out, then a trailer line with counts per reason. A bad line in the first 64 KiB is a 422; later it ends the answer, with the error in the trailer")
+            .params(check_params(s, false))
+            .body(ndjson, json!({"type": "array", "items": {"anyOf": [
+                rule::subject(),
+                {"type": "object", "required": ["subject"], "properties": {"subject": rule::subject()}},
+            ]}}))
+            .body(plain, send_list_text())
+            .ok(200, ndjson, json!({"type": "array", "items": {"oneOf": [
+                text(),
+                {"type": "object", "required": ["trailer"], "properties": {"trailer": s.of::<FilterTrailer>()}},
+            ]}}))
+            .also(&[404, 409]),
+        op("GET", "/v1/consents/receipts/{seq}", "A consent receipt (ISO/IEC TS 27560 fields) with its inclusion proof and signed checkpoint; check it with `accord-audit verify-receipt`. Without `consent:receipt`, name the record's subject.")
+            .params(vec![
+                path("seq", seq(), "The consent record's ledger seq."),
+                query("subject", false, rule::subject(), "The record's subject: required without the permission consent:receipt."),
+            ])
+            .ok(200, json, json!({"type": "object"})),
+        op("GET", "/v1/subjects/{id}/consents", "A subject's current consent per purpose and channel")
+            .params(subject_params(vec![min_seq()]))
+            .ok(200, json, s.of::<SubjectConsents>())
+            .also(&[409]),
+        op("GET", "/v1/subjects/{id}/consents/history", "Every consent event of a subject, with notice and ledger reference")
+            .params(subject_params(vec![]))
+            .ok(200, json, s.of::<SubjectHistory>()),
+    ]
 }

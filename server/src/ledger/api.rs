@@ -1,6 +1,11 @@
 //! The ledger's read API: the latest signed checkpoint, entries by page, inclusion and consistency
 //! proofs, and the verifier key. (Access control restricts these to auditors and compliance.)
 
+use crate::config::Limits;
+use crate::openapi::{Op, Schemas, op};
+use crate::openapi::{query, seq, size, text};
+use serde_json::json;
+
 use accord_audit::export::PayloadRecord;
 use accord_audit::hash;
 use actix_web::{HttpResponse, web};
@@ -299,4 +304,76 @@ async fn consistency(
         })
         .await?;
     Ok(web::Json(proof))
+}
+
+// ----- the OpenAPI operations of these routes -----
+
+/// The ledger's read routes.
+pub fn operations(s: &mut Schemas, _limits: &Limits) -> Vec<Op> {
+    let json = "application/json";
+    let plain = "text/plain";
+    vec![
+        op(
+            "GET",
+            "/v1/ledger/checkpoint",
+            "The latest signed checkpoint (C2SP signed note)",
+        )
+        .ok(200, plain, text())
+        .also(&[404]),
+        op(
+            "GET",
+            "/v1/ledger/entries",
+            "Ledger entries in seq order, with payloads or redaction markers",
+        )
+        .params(vec![
+            query("from", false, seq(), "First seq (default 0)."),
+            query(
+                "limit",
+                false,
+                json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+                "Page size (default 100).",
+            ),
+        ])
+        .ok(200, json, s.of::<EntriesPage>()),
+        op(
+            "GET",
+            "/v1/ledger/proofs/inclusion",
+            "RFC 9162 inclusion proof of an entry",
+        )
+        .params(vec![
+            query("seq", true, seq(), "The entry."),
+            query(
+                "size",
+                false,
+                size(),
+                "Tree size (default: the latest checkpoint's); beyond the ledger is a 409.",
+            ),
+        ])
+        .order("query.seq", "<", "query.size")
+        .ok(200, json, s.of::<InclusionProof>())
+        .also(&[404, 409]),
+        op(
+            "GET",
+            "/v1/ledger/proofs/consistency",
+            "RFC 9162 consistency proof between two tree sizes",
+        )
+        .params(vec![
+            query("from", true, size(), "Older tree size."),
+            query(
+                "to",
+                false,
+                size(),
+                "Newer tree size (default: the latest checkpoint's); beyond the ledger is a 409.",
+            ),
+        ])
+        .order("query.from", "<=", "query.to")
+        .ok(200, json, s.of::<ConsistencyProof>())
+        .also(&[404, 409]),
+        op(
+            "GET",
+            "/v1/ledger/key",
+            "The ledger's verifier key (signed-note vkey)",
+        )
+        .ok(200, plain, text()),
+    ]
 }

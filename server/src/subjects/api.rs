@@ -1,5 +1,10 @@
 //! `POST /v1/subjects/{id}/erase`.
 
+use super::service::Erased;
+use crate::config::Limits;
+use crate::consent::api::subject_params;
+use crate::openapi::{Op, Schemas, op};
+
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -61,4 +66,18 @@ async fn erase_subject(
         .erase(p.actor(), Some(rid.0), &id, input.reason)
         .await?;
     Ok(HttpResponse::Ok().json(out))
+}
+
+// ----- the OpenAPI operations of these routes -----
+
+/// Erasure.
+pub fn operations(s: &mut Schemas, _limits: &Limits) -> Vec<Op> {
+    let json = "application/json";
+    vec![
+        op("POST", "/v1/subjects/{id}/erase", "Erase a data subject (GDPR Art. 17): records removed, payloads redacted, an erasure entry lists them")
+            .params(subject_params(vec![]))
+            .body(json, s.of::<EraseRequest>())
+            .optional_body()
+            .ok(200, json, s.of::<Erased>()),
+    ]
 }
