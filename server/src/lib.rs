@@ -155,18 +155,15 @@ impl Application {
             policy,
             listener,
         } = start;
-        let tokens = auth::tokens::TokenAuthority::new(
-            &token_issuer(ledger.origin()),
-            &keys.token,
-            &settings.auth.external_issuers,
-        )?;
-        let access = Arc::new(auth::AccessState::new(
-            policy,
-            tokens,
-            auth::sessions::SessionCodec::new(keys.session_key()),
-            settings.auth.cookie_secure,
-        ));
-        access.reload(&pool).await?;
+        let ctx = StartContext {
+            settings: &settings,
+            pool: &pool,
+            ledger: &ledger,
+            clock: &clock,
+            keys: &keys,
+            files: &files,
+        };
+        let access = auth::start(&ctx, policy).await?;
         let instance: String = telemetry::new_request_id().chars().take(16).collect();
         let started = SystemEvent::ServerStarted {
             instance: instance.clone(),
@@ -177,51 +174,13 @@ impl Application {
             policies_source: Some(files.source.to_string()),
         };
         ledger.record(Actor::system(), None, &started).await?;
-        let svc = auth::service::AccessService::new(
-            ledger.clone(),
-            pool.clone(),
-            clock.clone(),
-            Some(access.clone()),
-        );
-        let setup_link = if svc.count_users().await? == 0 {
-            let raw = svc
-                .create_setup_link(Actor::system(), auth::service::PURPOSE_FIRST_ADMIN, None)
-                .await?;
-            Some(format!(
+        let setup_link = auth::first_admin_link(&ctx, &access).await?.map(|raw| {
+            format!(
                 "{}/ui/setup?token={raw}",
                 settings.public_url(listener.local_addr().ok())
-            ))
-        } else {
-            None
-        };
-        let consent = Arc::new(consent::index::ConsentIndex::new());
-        if let Some(defs) = &files.definitions {
-            let loaded = load_definitions(&ledger, &pool, &clock, Actor::system(), defs)
-                .await
-                .map_err(|e| {
-                    StartError(format!(
-                        "cannot load {}: {}",
-                        files.definitions_name(),
-                        AppErrorText(&e)
-                    ))
-                })?;
-            tracing::info!(
-                source = %files.source,
-                purposes_changed = loaded.purposes_changed,
-                notices_published = loaded.notices_published,
-                unchanged = loaded.unchanged,
-                "purposes and notices loaded"
-            );
-        }
-        {
-            let (index, p) = (consent.clone(), pool.clone());
-            actix_web::web::block(move || -> Result<u64, AppError> {
-                let mut c = p.get()?;
-                index.load(&mut c)
-            })
-            .await
-            .map_err(|e| StartError(format!("cannot load the consent index: {e}")))??;
-        }
+            )
+        });
+        let consent = consent::start(&ctx).await?;
         ledger.publish_checkpoint().await?;
 
         let address = listener
@@ -238,7 +197,7 @@ impl Application {
             routes: std::sync::OnceLock::new(),
             openapi: std::sync::OnceLock::new(),
         });
-        let follower = actix_web::rt::spawn(follow_access(state.clone()));
+        let follower = actix_web::rt::spawn(auth::follow(state.access.clone(), state.pool.clone()));
         let consent_follower = actix_web::rt::spawn(consent::follow(consent, state.pool.clone()));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -326,6 +285,17 @@ impl Application {
 }
 
 /// What was read and validated before anything was written.
+/// What a domain needs to start (`auth::start`, `consent::start`): the checked settings and
+/// files, the database, the ledger and the clock.
+pub struct StartContext<'a> {
+    pub settings: &'a Settings,
+    pub pool: &'a Pool,
+    pub ledger: &'a Ledger,
+    pub clock: &'a SharedClock,
+    pub keys: &'a Keys,
+    pub files: &'a policies::PolicyFiles,
+}
+
 struct Start {
     settings: Arc<Settings>,
     files: policies::PolicyFiles,
@@ -400,16 +370,6 @@ impl std::fmt::Display for AppErrorText<'_> {
 /// The issuer named in the API tokens this Accord signs.
 pub fn token_issuer(origin: &str) -> String {
     format!("accord:{origin}")
-}
-
-/// Applies access changes made on any instance (polls the ledger).
-async fn follow_access(state: actix_web::web::Data<AppState>) {
-    loop {
-        actix_web::rt::time::sleep(auth::FOLLOW_INTERVAL).await;
-        if let Err(e) = state.access.follow(&state.pool).await {
-            tracing::warn!(error = %e, "cannot follow access changes");
-        }
-    }
 }
 
 /// The routes (each with its declared access), body limits and error shapes.

@@ -95,3 +95,58 @@ impl actix_web::FromRequest for Principal {
         std::future::ready(p)
     }
 }
+
+/// Starts access for this instance: the token authority, the session codec, and users, grants
+/// and tokens loaded from the database under `policy`.
+pub async fn start(
+    ctx: &crate::StartContext<'_>,
+    policy: crate::authz::Policy,
+) -> Result<std::sync::Arc<AccessState>, crate::StartError> {
+    let tokens = tokens::TokenAuthority::new(
+        &crate::token_issuer(ctx.ledger.origin()),
+        &ctx.keys.token,
+        &ctx.settings.auth.external_issuers,
+    )?;
+    let access = std::sync::Arc::new(AccessState::new(
+        policy,
+        tokens,
+        sessions::SessionCodec::new(ctx.keys.session_key()),
+        ctx.settings.auth.cookie_secure,
+    ));
+    access.reload(ctx.pool).await?;
+    Ok(access)
+}
+
+/// With no user yet: a one-time link (its secret) for creating the first administrator.
+pub async fn first_admin_link(
+    ctx: &crate::StartContext<'_>,
+    access: &std::sync::Arc<AccessState>,
+) -> Result<Option<String>, crate::StartError> {
+    let svc = service::AccessService::new(
+        ctx.ledger.clone(),
+        ctx.pool.clone(),
+        ctx.clock.clone(),
+        Some(access.clone()),
+    );
+    if svc.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let raw = svc
+        .create_setup_link(
+            crate::ledger::Actor::system(),
+            service::PURPOSE_FIRST_ADMIN,
+            None,
+        )
+        .await?;
+    Ok(Some(raw))
+}
+
+/// Applies access changes made on any instance (polls the ledger).
+pub async fn follow(access: std::sync::Arc<AccessState>, pool: crate::db::Pool) {
+    loop {
+        actix_web::rt::time::sleep(FOLLOW_INTERVAL).await;
+        if let Err(e) = access.follow(&pool).await {
+            tracing::warn!(error = %e, "cannot follow access changes");
+        }
+    }
+}

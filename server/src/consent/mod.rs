@@ -47,3 +47,43 @@ pub async fn follow(index: Arc<ConsentIndex>, pool: Pool) {
         }
     }
 }
+
+/// Starts consent for this instance: records the purposes and notices of the definitions file
+/// (those unchanged record nothing), then loads the index from the database.
+pub async fn start(ctx: &crate::StartContext<'_>) -> Result<Arc<ConsentIndex>, crate::StartError> {
+    let files = ctx.files;
+    if let Some(defs) = &files.definitions {
+        let loaded = crate::load_definitions(
+            ctx.ledger,
+            ctx.pool,
+            ctx.clock,
+            crate::ledger::Actor::system(),
+            defs,
+        )
+        .await
+        .map_err(|e| {
+            crate::StartError(format!(
+                "cannot load {}: {}",
+                files.definitions_name(),
+                crate::AppErrorText(&e)
+            ))
+        })?;
+        tracing::info!(
+            source = %files.source,
+            purposes_changed = loaded.purposes_changed,
+            notices_published = loaded.notices_published,
+            unchanged = loaded.unchanged,
+            "purposes and notices loaded"
+        );
+    }
+    let index = Arc::new(ConsentIndex::new());
+    let (i, p) = (index.clone(), ctx.pool.clone());
+    actix_web::web::block(move || -> Result<u64, crate::error::AppError> {
+        let mut c = p.get()?;
+        i.load(&mut c)
+    })
+    .await
+    .map_err(|e| crate::StartError(format!("cannot load the consent index: {e}")))?
+    .map_err(|e| crate::StartError(format!("cannot load the consent index: {e}")))?;
+    Ok(index)
+}
