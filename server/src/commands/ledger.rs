@@ -1,11 +1,13 @@
-//! The work behind the CLI's commands other than `serve`, as functions the tests call directly.
-//! Each returns a [`StartError`] (one sentence, exit status 2) when it cannot even begin.
+//! `accord ledger …`: verify, checkpoint, export and replay, and what they print.
 
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use super::open;
+use super::output::Progress;
 use crate::StartError;
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection, DatabaseUrl, Manager};
 use crate::error::AppError;
@@ -14,33 +16,6 @@ use crate::ledger::export::{self, ExportSummary};
 use crate::ledger::store::{self, CheckpointRow};
 use crate::ledger::verify::{self, VerifyOutcome};
 use crate::ledger::writer::Writer;
-
-/// Applies pending migrations; returns the versions applied.
-pub fn migrate(settings: &Settings) -> Result<Vec<String>, StartError> {
-    let mut conn = open(&settings.database, true)?;
-    db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))
-}
-
-/// Opens one connection; for commands that only read, a missing SQLite file is an error rather than
-/// a new empty database.
-pub fn open(url: &DatabaseUrl, create: bool) -> Result<AnyConnection, StartError> {
-    if let DatabaseUrl::Sqlite(path) = url
-        && !create
-        && !path.exists()
-    {
-        return Err(StartError(format!(
-            "there is no database at {}: check --data-dir or --database-url",
-            path.display()
-        )));
-    }
-    if create {
-        // Creates the parent directory of a SQLite file if needed.
-        db::connect(url, 1).map_err(|e| StartError(e.to_string()))?;
-    }
-    Manager::new(url.clone())
-        .open()
-        .map_err(|e| StartError(e.to_string()))
-}
 
 fn writer_for(settings: &Settings, conn: &mut AnyConnection) -> Result<Writer, StartError> {
     let keys = Keys::load(&settings.data_dir).map_err(|e| StartError(e.to_string()))?;
@@ -125,88 +100,6 @@ pub fn export(
     }
 }
 
-/// What the `user`, `token`, `purposes` and `consent` commands work with: the services over this
-/// process's own ledger writer (its entries interleave with any running server's through the sequencing lock).
-pub struct CliAccess {
-    pub svc: crate::auth::service::AccessService,
-    pub consent: crate::consent::service::ConsentService,
-    pub ledger: crate::ledger::Ledger,
-    pub tokens: crate::auth::tokens::TokenAuthority,
-    pub public_url: String,
-    pub limits: crate::config::Limits,
-}
-
-impl CliAccess {
-    /// Opens (creating and migrating on first use) the data directory and database.
-    /// On a ledger this command creates, the purposes and notices of the policy files in force
-    /// are recorded as a first server start would, so a command run before the first start sees
-    /// them. An existing ledger is left alone: the CLI's policies may not be the server's.
-    pub async fn open(settings: &Settings) -> Result<CliAccess, StartError> {
-        let files = crate::policies::PolicyFiles::load(settings.policies_dir.as_deref())?;
-        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
-        files.check_definitions(clock.now())?;
-        let keys = std::sync::Arc::new(
-            Keys::load_or_create(&settings.data_dir).map_err(|e| StartError(e.to_string()))?,
-        );
-        let pool = db::connect(&settings.database, 2).map_err(|e| StartError(e.to_string()))?;
-        {
-            let mut c = pool
-                .get()
-                .map_err(|e| StartError(format!("no database connection: {e}")))?;
-            db::run_migrations(&mut c).map_err(|e| StartError(format!("{e:#}")))?;
-        }
-        let new_ledger = {
-            let mut c = pool
-                .get()
-                .map_err(|e| StartError(format!("no database connection: {e}")))?;
-            store::read_tree_state(&mut c)
-                .map_err(|e| StartError(format!("cannot read the ledger: {e}")))?
-                .is_none()
-        };
-        let ledger = crate::ledger::Ledger::open(
-            &Manager::new(settings.database.clone()),
-            &settings.ledger,
-            keys.clone(),
-            clock.clone(),
-        )?;
-        let tokens = crate::auth::tokens::TokenAuthority::new(
-            &crate::token_issuer(ledger.origin()),
-            &keys.token,
-            &settings.auth.external_issuers,
-        )?;
-        if let Some(defs) = files.definitions.as_ref().filter(|_| new_ledger) {
-            let loaded =
-                crate::load_definitions(&ledger, &pool, &clock, crate::ledger::Actor::cli(), defs)
-                    .await;
-            if let Err(e) = loaded {
-                ledger.shutdown().await;
-                return Err(StartError(format!(
-                    "cannot load {}: {e}",
-                    files.definitions_name()
-                )));
-            }
-        }
-        Ok(CliAccess {
-            consent: crate::consent::service::ConsentService::new(
-                ledger.clone(),
-                pool.clone(),
-                clock.clone(),
-                None,
-            ),
-            svc: crate::auth::service::AccessService::new(ledger.clone(), pool, clock, None),
-            ledger,
-            tokens,
-            public_url: settings.public_url(None),
-            limits: settings.limits,
-        })
-    }
-
-    /// Writes what is queued and publishes a checkpoint.
-    pub async fn close(self) {
-        self.ledger.shutdown().await;
-    }
-}
-
 /// A scratch database of the live one's backend, removed when dropped: a SQLite file in a
 /// temporary directory, or a schema of its own in the live PostgreSQL database.
 struct Scratch {
@@ -285,4 +178,102 @@ pub fn replay_check(
     drop(conn);
     drop(scratch);
     report.map_err(StartError::from)
+}
+
+pub fn read_pins(files: &[PathBuf]) -> Result<Vec<String>, StartError> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f).map_err(|e| {
+                StartError(format!(
+                    "cannot read the pinned checkpoint {}: {e}",
+                    f.display()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `accord ledger verify`: exit 0, or 1 naming the first bad seq and why.
+pub fn run_verify(settings: &Settings, pins: &[PathBuf]) -> Result<ExitCode, StartError> {
+    match verify(settings, &read_pins(pins)?)? {
+        Ok(s) => {
+            println!(
+                "ledger OK: {} entries, {} checkpoints, {} redacted payloads, root {} ({} entries after the latest checkpoint), verified in {} ms",
+                s.entries, s.checkpoints, s.redacted, s.root, s.unsigned_tail, s.elapsed_ms
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(f) => {
+            println!("ledger FAILED: {f}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `accord ledger checkpoint`: publishes one now and prints it.
+pub fn run_checkpoint(settings: &Settings) -> Result<ExitCode, StartError> {
+    let cp = checkpoint(settings, &SystemClock)?;
+    print!("{}", cp.note);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `accord ledger export --out FILE`.
+pub fn run_export(settings: &Settings, out: &Path) -> Result<ExitCode, StartError> {
+    let bar = Progress::new(None, "entries exported");
+    let s = export(settings, &SystemClock, out, |n| bar.show(n))?;
+    bar.finish();
+    println!(
+        "wrote {}: {} entries, {} checkpoints, covered by the checkpoint at size {}",
+        out.display(),
+        s.entries,
+        s.checkpoints,
+        s.checkpoint_size
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `accord ledger replay --check`: exit 0, or 1 listing the first differences.
+pub fn run_replay(settings: &Settings, check: bool) -> Result<ExitCode, StartError> {
+    if !check {
+        return Err(StartError(
+            "replay rebuilds the tables into a scratch database to compare them: run it as `accord ledger replay --check`".into(),
+        ));
+    }
+    let bar = Progress::new(None, "entries replayed");
+    let r = replay_check(settings, |done, _| bar.show(done))?;
+    bar.finish();
+    println!(
+        "replayed {} entries ({} redacted by erasures, not applied) into a scratch {} database in {} ms",
+        r.entries,
+        r.redacted,
+        settings.database.backend(),
+        r.elapsed_ms
+    );
+    for (table, live, replayed) in &r.tables {
+        println!("  {table:<16} {live:>9} rows live, {replayed:>9} replayed");
+    }
+    println!("not replayable (left out of the comparison):");
+    for (table, column, why) in crate::replay::NOT_REPLAYABLE {
+        let what = if *column == "*" {
+            table.to_string()
+        } else {
+            format!("{table}.{column}")
+        };
+        println!("  {what}: {why}");
+    }
+    if r.ok() {
+        println!("replay OK: every projected table equals the live database");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "replay FAILED: {} differences between the live database and the ledger; the first {}:",
+            r.total_differences,
+            r.differences.len()
+        );
+        for d in &r.differences {
+            println!("  {d}");
+        }
+        Ok(ExitCode::from(1))
+    }
 }
