@@ -78,6 +78,7 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        std::fs::create_dir_all(dir).expect("server directory");
         let log = std::fs::File::create(dir.join("server.log")).expect("server log");
         let mut child = Command::new(std::env::current_exe().expect("own path"))
             .env(SERVE_ENV, dir)
