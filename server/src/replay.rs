@@ -7,7 +7,6 @@
 //! erased. What the ledger deliberately never holds is listed in [`NOT_REPLAYABLE`] and left out
 //! of the comparison.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use diesel::Connection;
@@ -16,7 +15,7 @@ use serde_json::Value;
 use crate::auth::events::AccessEvent;
 use crate::clock::Timestamp;
 use crate::consent::events::{self as consent_events, ConsentEvent};
-use crate::db::{AnyConnection, ProjectedTable};
+use crate::db::{AnyConnection, ProjectedTable, Rows};
 use crate::error::AppError;
 use crate::ledger::{Appended, store};
 
@@ -132,13 +131,23 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.total_differences == 0
     }
+
+    /// Counts a difference, and keeps it if fewer than [`LISTED`] are kept.
+    fn note(&mut self, d: Difference) {
+        self.total_differences += 1;
+        if self.differences.len() < LISTED {
+            self.differences.push(d);
+        }
+    }
 }
 
-/// Replays every entry of `live`'s ledger into `scratch` (migrated and empty), then compares.
+/// Replays every entry of `live`'s ledger into `scratch` (migrated and empty), then compares,
+/// reading large tables `compare_page` rows at a time.
 /// `progress` is told how many entries are done, of how many.
 pub fn replay_check(
     live: &mut AnyConnection,
     scratch: &mut AnyConnection,
+    compare_page: i64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Report, AppError> {
     let started = Instant::now();
@@ -175,16 +184,92 @@ pub fn replay_check(
         Ok(())
     })?;
     for table in tables() {
-        compare(table, live, scratch, &mut report)?;
+        compare(table, live, scratch, compare_page.max(1), &mut report)?;
     }
     report.elapsed_ms = started.elapsed().as_millis();
     Ok(report)
 }
 
+/// Rows compared per page of a table read by seq.
+pub const COMPARE_PAGE: i64 = 10_000;
+
+/// A row's place in its table's order: its seq, or its key columns as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    Seq(i64),
+    Key(String),
+}
+
+/// One side of a comparison: a table's rows in key order, read a page at a time (or whole).
+struct Side<'c> {
+    conn: &'c mut AnyConnection,
+    table: &'static ProjectedTable,
+    buffered: std::collections::VecDeque<(Place, Value)>,
+    page: i64,
+    after: i64,
+    done: bool,
+    count: usize,
+}
+
+impl<'c> Side<'c> {
+    fn new(conn: &'c mut AnyConnection, table: &'static ProjectedTable, page: i64) -> Self {
+        Side {
+            conn,
+            table,
+            buffered: Default::default(),
+            page,
+            after: i64::MIN,
+            done: false,
+            count: 0,
+        }
+    }
+
+    fn key_text(&self, row: &Value) -> String {
+        self.table
+            .key
+            .iter()
+            .map(|k| format!("{k}={}", text(&row[*k])))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The next row in key order.
+    fn next(&mut self) -> Result<Option<(Place, Value)>, AppError> {
+        if self.buffered.is_empty() && !self.done {
+            match self.table.rows {
+                Rows::All(read) => {
+                    let mut rows: Vec<(Place, Value)> = read(self.conn)?
+                        .into_iter()
+                        .map(|r| (Place::Key(self.key_text(&r)), r))
+                        .collect();
+                    rows.sort_by(|a, b| a.0.cmp(&b.0));
+                    self.buffered.extend(rows);
+                    self.done = true;
+                }
+                Rows::BySeq(read) => {
+                    let page = read(self.conn, self.after, self.page)?;
+                    self.done = (page.len() as i64) < self.page;
+                    for r in page {
+                        let seq = r["seq"].as_i64().unwrap_or_default();
+                        self.after = self.after.max(seq);
+                        self.buffered.push_back((Place::Seq(seq), r));
+                    }
+                }
+            }
+        }
+        let next = self.buffered.pop_front();
+        self.count += usize::from(next.is_some());
+        Ok(next)
+    }
+}
+
+/// Compares one table, both sides read in key order and merged, so a table of millions of rows
+/// is held a page at a time.
 fn compare(
     table: &'static ProjectedTable,
     live: &mut AnyConnection,
     scratch: &mut AnyConnection,
+    page: i64,
     report: &mut Report,
 ) -> Result<(), AppError> {
     let skipped: Vec<&str> = NOT_REPLAYABLE
@@ -192,66 +277,62 @@ fn compare(
         .filter(|(t, _, _)| *t == table.name)
         .map(|(_, c, _)| *c)
         .collect();
-    let keyed = |rows: Vec<Value>| -> BTreeMap<String, Value> {
-        rows.into_iter()
-            .map(|r| {
-                let key = table
-                    .key
-                    .iter()
-                    .map(|k| format!("{k}={}", text(&r[*k])))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                (key, r)
-            })
-            .collect()
-    };
-    let a = keyed((table.rows)(live)?);
-    let b = keyed((table.rows)(scratch)?);
-    report.tables.push((table.name, a.len(), b.len()));
-    let mut note = |d: Difference| {
-        report.total_differences += 1;
-        if report.differences.len() < LISTED {
-            report.differences.push(d);
-        }
-    };
-    for (key, row) in &a {
-        let Some(other) = b.get(key) else {
-            note(Difference {
-                table: table.name,
-                key: key.clone(),
-                column: None,
-                live: Some(text(row)),
-                replayed: None,
-            });
-            continue;
+    let mut a = Side::new(live, table, page);
+    let mut b = Side::new(scratch, table, page);
+    let (mut x, mut y) = (a.next()?, b.next()?);
+    loop {
+        let order = match (&x, &y) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((p, _)), Some((q, _))) => p.cmp(q),
         };
-        let columns = row.as_object().into_iter().flat_map(|m| m.keys());
-        for column in columns {
-            if skipped.contains(&column.as_str()) {
-                continue;
+        match order {
+            std::cmp::Ordering::Less => {
+                if let Some((_, row)) = &x {
+                    report.note(Difference {
+                        table: table.name,
+                        key: a.key_text(row),
+                        column: None,
+                        live: Some(text(row)),
+                        replayed: None,
+                    });
+                }
+                x = a.next()?;
             }
-            if row[column] != other[column] {
-                note(Difference {
-                    table: table.name,
-                    key: key.clone(),
-                    column: Some(column.clone()),
-                    live: Some(text(&row[column])),
-                    replayed: Some(text(&other[column])),
-                });
+            std::cmp::Ordering::Greater => {
+                if let Some((_, row)) = &y {
+                    report.note(Difference {
+                        table: table.name,
+                        key: b.key_text(row),
+                        column: None,
+                        live: None,
+                        replayed: Some(text(row)),
+                    });
+                }
+                y = b.next()?;
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((_, row)), Some((_, other))) = (&x, &y) {
+                    let columns = row.as_object().into_iter().flat_map(|m| m.keys());
+                    for column in columns {
+                        if !skipped.contains(&column.as_str()) && row[column] != other[column] {
+                            report.note(Difference {
+                                table: table.name,
+                                key: a.key_text(row),
+                                column: Some(column.clone()),
+                                live: Some(text(&row[column])),
+                                replayed: Some(text(&other[column])),
+                            });
+                        }
+                    }
+                }
+                x = a.next()?;
+                y = b.next()?;
             }
         }
     }
-    for (key, row) in &b {
-        if !a.contains_key(key) {
-            note(Difference {
-                table: table.name,
-                key: key.clone(),
-                column: None,
-                live: None,
-                replayed: Some(text(row)),
-            });
-        }
-    }
+    report.tables.push((table.name, a.count, b.count));
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use diesel::QueryResult;
 
 use super::events::AccessEvent;
 use super::store::{self, SetupLinkRow, TokenRow, UserRow};
-use crate::db::{AnyConnection, ProjectedTable, json_rows};
+use crate::db::{AnyConnection, ProjectedTable, Rows, json_rows};
 use crate::ledger::Appended;
 
 /// The tables this projection writes, as `replay --check` compares them.
@@ -16,22 +16,22 @@ pub const TABLES: &[ProjectedTable] = &[
     ProjectedTable {
         name: "users",
         key: &["id"],
-        rows: |c| json_rows(store::all_users(c)?),
+        rows: Rows::All(|c| json_rows(store::all_users(c)?)),
     },
     ProjectedTable {
         name: "user_roles",
         key: &["user_id", "role"],
-        rows: |c| json_rows(store::all_user_roles(c)?),
+        rows: Rows::All(|c| json_rows(store::all_user_roles(c)?)),
     },
     ProjectedTable {
         name: "api_tokens",
         key: &["jti"],
-        rows: |c| json_rows(store::all_tokens(c)?),
+        rows: Rows::All(|c| json_rows(store::all_tokens(c)?)),
     },
     ProjectedTable {
         name: "setup_links",
         key: &["token_hash"],
-        rows: |c| json_rows(store::all_setup_links(c)?),
+        rows: Rows::All(|c| json_rows(store::all_setup_links(c)?)),
     },
 ];
 

@@ -170,11 +170,20 @@ pub fn replay_check(
     settings: &Settings,
     progress: impl FnMut(u64, u64),
 ) -> Result<crate::replay::Report, StartError> {
+    replay_check_paged(settings, crate::replay::COMPARE_PAGE, progress)
+}
+
+/// [`replay_check`], reading large tables `page` rows at a time.
+pub fn replay_check_paged(
+    settings: &Settings,
+    page: i64,
+    progress: impl FnMut(u64, u64),
+) -> Result<crate::replay::Report, StartError> {
     let mut live = open(&settings.database, false)?;
     let scratch = Scratch::create(&settings.database, &mut live)?;
     let mut conn = open(&scratch.url, true)?;
     db::run_migrations(&mut conn).map_err(|e| StartError(format!("{e:#}")))?;
-    let report = crate::replay::replay_check(&mut live, &mut conn, progress);
+    let report = crate::replay::replay_check(&mut live, &mut conn, page, progress);
     drop(conn);
     drop(scratch);
     report.map_err(StartError::from)

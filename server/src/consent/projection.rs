@@ -6,7 +6,7 @@ use diesel::QueryResult;
 
 use super::events::ConsentEvent;
 use super::store::{self, NoticeRow, PurposeRow, RecordRow};
-use crate::db::{AnyConnection, ProjectedTable, json_rows};
+use crate::db::{AnyConnection, ProjectedTable, Rows, json_rows};
 use crate::ledger::Appended;
 
 /// The tables this projection writes, as `replay --check` compares them.
@@ -14,17 +14,17 @@ pub const TABLES: &[ProjectedTable] = &[
     ProjectedTable {
         name: "purposes",
         key: &["key", "version"],
-        rows: |c| json_rows(store::all_purpose_versions(c)?),
+        rows: Rows::All(|c| json_rows(store::all_purpose_versions(c)?)),
     },
     ProjectedTable {
         name: "notices",
         key: &["key", "version"],
-        rows: |c| json_rows(store::all_notices(c)?),
+        rows: Rows::All(|c| json_rows(store::all_notices(c)?)),
     },
     ProjectedTable {
         name: "consent_records",
         key: &["seq"],
-        rows: |c| json_rows(store::all_records(c)?),
+        rows: Rows::BySeq(|c, after, limit| json_rows(store::records_after(c, after, limit)?)),
     },
 ];
 

@@ -301,10 +301,16 @@ pub fn subject_history(
         .load(conn)
 }
 
-/// Every consent record, in seq order.
-pub fn all_records(conn: &mut AnyConnection) -> QueryResult<Vec<RecordRow>> {
+/// At most `limit` consent records after seq `after`, in seq order.
+pub fn records_after(
+    conn: &mut AnyConnection,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<RecordRow>> {
     consent_records::table
+        .filter(consent_records::seq.gt(after))
         .order(consent_records::seq.asc())
+        .limit(limit)
         .select(RecordRow::as_select())
         .load(conn)
 }

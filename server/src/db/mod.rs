@@ -77,11 +77,21 @@ macro_rules! insert_or_ignore {
 }
 
 /// A table a domain's projection writes, as `accord ledger replay --check` compares it: its
-/// primary key columns, and how to read every row (as JSON objects, one member per column).
+/// primary key columns, and how to read its rows (as JSON objects, one member per column).
 pub struct ProjectedTable {
     pub name: &'static str,
     pub key: &'static [&'static str],
-    pub rows: fn(&mut AnyConnection) -> diesel::QueryResult<Vec<serde_json::Value>>,
+    pub rows: Rows,
+}
+
+/// How a projected table's rows are read.
+#[derive(Clone, Copy)]
+pub enum Rows {
+    /// A small table, read whole.
+    All(fn(&mut AnyConnection) -> diesel::QueryResult<Vec<serde_json::Value>>),
+    /// A table keyed by a ledger seq (its only key column), read in seq order a page at a time:
+    /// the rows after `after`, at most `limit` of them.
+    BySeq(fn(&mut AnyConnection, i64, i64) -> diesel::QueryResult<Vec<serde_json::Value>>),
 }
 
 /// Rows as JSON objects, for [`ProjectedTable::rows`].
