@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use diesel::Connection;
+use diesel::connection::SimpleConnection;
 use serde_json::Value;
 
 use crate::auth::events::AccessEvent;
@@ -151,6 +152,26 @@ pub fn replay_check(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Report, AppError> {
     let started = Instant::now();
+    // Every read of the live database sees one moment, even while a server keeps writing.
+    crate::per_backend!(
+        &mut *live,
+        postgres | c | c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        sqlite | c | c.batch_execute("BEGIN DEFERRED"),
+    )?;
+    let result = replay_in_snapshot(live, scratch, compare_page, &mut progress);
+    let end = live.batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    let mut report = result?;
+    end?;
+    report.elapsed_ms = started.elapsed().as_millis();
+    Ok(report)
+}
+
+fn replay_in_snapshot(
+    live: &mut AnyConnection,
+    scratch: &mut AnyConnection,
+    compare_page: i64,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<Report, AppError> {
     let size = store::read_tree_state(live)?
         .map(|s| s.size())
         .ok_or_else(|| AppError::NotFound("the database holds no ledger".into()))?;
@@ -164,6 +185,15 @@ pub fn replay_check(
             for row in &page {
                 report.entries += 1;
                 let Some(payload) = row.payload.as_deref() else {
+                    if row.redacted_by.is_none() {
+                        return Err(AppError::conflict(
+                            crate::error::ConflictCode::Ledger,
+                            format!(
+                                "entry {} has no payload and no erasure redacted it; run `accord ledger verify`",
+                                row.seq
+                            ),
+                        ));
+                    }
                     report.redacted += 1;
                     continue;
                 };
@@ -186,7 +216,6 @@ pub fn replay_check(
     for table in tables() {
         compare(table, live, scratch, compare_page.max(1), &mut report)?;
     }
-    report.elapsed_ms = started.elapsed().as_millis();
     Ok(report)
 }
 

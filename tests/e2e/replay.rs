@@ -99,10 +99,19 @@ async fn replay(db: TestDb) {
         .create_setup_link(Actor::cli(), "set_password", Some(user.id.clone()))
         .await
         .unwrap();
-    access
-        .disable_user(Actor::cli(), None, "ops@example.org")
-        .await
-        .unwrap();
+    // Two disables at once: one is recorded, the other finds it done (checked under the lock).
+    let (first, second) = tokio::join!(
+        access.disable_user(Actor::cli(), None, "ops@example.org"),
+        access.disable_user(Actor::cli(), None, "ops@example.org"),
+    );
+    let codes: Vec<_> = [&first, &second]
+        .iter()
+        .map(|r| r.as_ref().err().and_then(|e| e.conflict_code()))
+        .collect();
+    assert!(
+        codes.contains(&None) && codes.contains(&Some(accord::error::ConflictCode::Done)),
+        "{first:?} / {second:?}"
+    );
     app.stop().await;
 
     let report = commands::replay_check(&s, |_, _| {}).unwrap();

@@ -35,13 +35,6 @@ pub const TABLES: &[ProjectedTable] = &[
     },
 ];
 
-/// Columns the ledger deliberately never holds.
-pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[(
-    "users",
-    "password_hash",
-    "a password hash is a secret, kept out of the ledger",
-)];
-
 /// Applies one access event recorded as `a`.
 pub fn apply(c: &mut AnyConnection, event: &AccessEvent, a: &Appended) -> QueryResult<()> {
     let seq = a.seq as i64;

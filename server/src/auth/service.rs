@@ -355,7 +355,16 @@ impl AccessService {
             vec![AccessEvent::UserDisabled {
                 user_id: uid.clone(),
             }],
-            |_, _| Ok(()),
+            move |c, _| {
+                // Under the ledger's lock: a concurrent disable records nothing twice.
+                match store::user_by_id(c, &uid)? {
+                    Some(u) if u.disabled => Err(AppError::conflict(
+                        ConflictCode::Done,
+                        format!("{} is already disabled", u.email),
+                    )),
+                    _ => Ok(()),
+                }
+            },
         )
         .await?;
         Ok(user)

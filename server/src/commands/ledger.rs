@@ -150,14 +150,29 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // The scratch copy holds personal data: say so if it cannot be removed.
         match &self.place {
             ScratchPlace::Dir(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
+                if let Err(e) = std::fs::remove_dir_all(dir) {
+                    eprintln!(
+                        "accord: cannot remove the replay's scratch directory {} ({e}); remove it by hand",
+                        dir.display()
+                    );
+                }
             }
             ScratchPlace::Schema(name, live) => {
                 use diesel::connection::SimpleConnection;
-                if let Ok(mut c) = Manager::new(live.clone()).open() {
-                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+                let dropped = Manager::new(live.clone())
+                    .open()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut c| {
+                        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = dropped {
+                    eprintln!(
+                        "accord: cannot drop the replay's scratch schema {name} ({e}); drop it by hand"
+                    );
                 }
             }
         }
