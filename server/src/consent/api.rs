@@ -354,7 +354,7 @@ impl CheckQuery<'_> {
         if purpose.is_empty() {
             p.add("purpose", "is required");
         } else {
-            p.take(Key::parse("purpose", purpose));
+            p.take(Key::check("purpose", purpose));
         }
         let channel = match self.channel.as_deref() {
             None => {
@@ -430,7 +430,7 @@ async fn check_one(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let q = CheckQuery::read(req.query_string())?;
     let mut p = Problems::default();
     let subject = q.subject.as_deref().unwrap_or("");
-    p.take(SubjectId::parse("subject", subject));
+    p.take(SubjectId::check("subject", subject));
     let CheckOnParsed {
         purpose,
         channel,
@@ -495,10 +495,10 @@ async fn check_batch(
             break;
         }
         let at = format!("items/{i}/");
-        if let Err(e) = SubjectId::parse("subject", &item.subject) {
+        if let Err(e) = SubjectId::check("subject", &item.subject) {
             p.take_prefixed(&at, e);
         }
-        if let Err(e) = Key::parse("purpose", &item.purpose) {
+        if let Err(e) = Key::check("purpose", &item.purpose) {
             p.take_prefixed(&at, e);
         }
         let channel = p.take(Channel::parse_field(
@@ -625,8 +625,8 @@ impl FilterState {
             ),
         };
         let subject = match subject.and_then(|s| {
-            SubjectId::parse("subject", &s)
-                .map(|_| s)
+            SubjectId::check("subject", &s)
+                .map(|()| s)
                 .map_err(|e| e.to_string())
         }) {
             Ok(s) => s,
@@ -811,7 +811,7 @@ async fn filter(
 // ----- subjects -----
 
 fn subject_path(id: &str) -> Result<(), AppError> {
-    SubjectId::parse("id", id).map(drop)
+    SubjectId::check("id", id)
 }
 
 async fn subject_consents(
@@ -1015,7 +1015,7 @@ pub async fn receipt_http(
         }
     };
     if let Some(s) = &subject {
-        crate::vocab::SubjectId::parse("subject", s)?;
+        crate::vocab::SubjectId::check("subject", s)?;
     }
     let r = receipt::receipt(&state.ledger, &state.pool, seq, subject).await?;
     Ok(HttpResponse::Ok().json(r))

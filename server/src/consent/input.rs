@@ -42,7 +42,7 @@ impl PurposeInput {
                 p.add("key", "is required, e.g. marketing.email");
                 None
             }
-            Some(k) => p.take(Key::parse("key", k)).map(Key::into_inner),
+            Some(k) => p.take(Key::check("key", k)).map(|()| k.to_string()),
         };
         let title = self.title.clone().unwrap_or_default();
         p.take(vocab::text("title", &title, 200, true));
@@ -70,7 +70,7 @@ impl PurposeInput {
             }
         };
         if let Some(iri) = &self.dpv_iri {
-            p.take(Url::parse("dpv_iri", iri));
+            p.take(Url::check("dpv_iri", iri));
         }
         let status = match &self.status {
             None => Some(PurposeStatus::Active),
@@ -118,9 +118,9 @@ impl NoticeInput {
     pub fn validate(&self, now: Timestamp) -> Result<NoticeDef, AppError> {
         let mut p = Problems::default();
         let key = self.key.clone().unwrap_or_default();
-        p.take(Key::parse("key", &key));
+        p.take(Key::check("key", &key));
         let version = self.version.clone().unwrap_or_default();
-        p.take(Version::parse("version", &version));
+        p.take(Version::check("version", &version));
         let text_hash = match (&self.text_hash, &self.text) {
             (Some(h), None) => p
                 .take(Sha256Hex::parse("text_hash", h))
@@ -141,7 +141,7 @@ impl NoticeInput {
             }
         };
         let url = self.url.clone().unwrap_or_default();
-        p.take(Url::parse("url", &url));
+        p.take(Url::check("url", &url));
         let effective_at = match &self.effective_at {
             None => Some(now),
             Some(s) => p.take(vocab::instant("effective_at", s)),
@@ -206,12 +206,12 @@ impl ConsentInput {
         let mut p = Problems::default();
         let subject = required(&mut p, "subject", &self.subject);
         if let Some(s) = &subject {
-            p.take(SubjectId::parse("subject", s));
+            p.take(SubjectId::check("subject", s));
         }
         let purpose = match required(&mut p, "purpose", &self.purpose) {
             None => None,
             Some(k) => match (cx.purpose)(&k) {
-                None if p.take(Key::parse("purpose", &k)).is_none() => None,
+                None if p.take(Key::check("purpose", &k)).is_none() => None,
                 None => {
                     p.unmet(
                         "purpose",
@@ -259,8 +259,8 @@ impl ConsentInput {
         let notice = match (&self.notice_key, &self.notice_version) {
             (None, None) => None,
             (Some(k), Some(v)) => {
-                let ok = p.take(Key::parse("notice_key", k)).is_some()
-                    & p.take(Version::parse("notice_version", v)).is_some();
+                let ok = p.take(Key::check("notice_key", k)).is_some()
+                    & p.take(Version::check("notice_version", v)).is_some();
                 if ok
                     && let Some(exists) = cx.notice_exists
                     && !exists(k, v)
@@ -329,7 +329,7 @@ impl ConsentInput {
             p.add("expires_at", "only a grant can expire");
         }
         if let Some(j) = &self.jurisdiction {
-            p.take(Jurisdiction::parse("jurisdiction", j));
+            p.take(Jurisdiction::check("jurisdiction", j));
         }
         if let Some(s) = &self.source {
             p.take(vocab::text("source", s, 200, true));

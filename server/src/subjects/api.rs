@@ -51,7 +51,7 @@ async fn erase_subject(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    SubjectId::parse("id", &id)?;
+    SubjectId::check("id", &id)?;
     let bytes = body::read_limited(payload, 64 * 1024).await?;
     let input: EraseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         EraseRequest::default()

@@ -22,6 +22,12 @@ macro_rules! checked_text {
                 $check(field, s).map(|()| $name(s.to_string()))
             }
 
+            /// Checks the value of the request field `field` without keeping it (no allocation:
+            /// the consent-check paths call this for every subject).
+            pub fn check(field: &str, s: &str) -> Result<(), AppError> {
+                $check(field, s)
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -240,6 +246,8 @@ mod tests {
         assert!(SubjectId::parse("subject", "s-1").is_ok());
         assert!(SubjectId::parse("subject", "").is_err());
         assert!(SubjectId::parse("subject", " s").is_err());
+        assert!(SubjectId::check("subject", " s").is_err());
+        assert!(SubjectId::check("subject", "s-1").is_ok());
         assert!(SubjectId::parse("subject", "a\u{0}b").is_err());
         assert!(Version::parse("version", "2026-03").is_ok());
         assert!(Version::parse("version", "a b").is_err());
