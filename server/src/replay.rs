@@ -58,7 +58,7 @@ pub fn apply_entry(c: &mut AnyConnection, payload: &str, a: &Appended) -> Result
             a.kind
         ))
     };
-    if a.kind.starts_with("access.") {
+    if crate::auth::events::ACCESS_KINDS.contains(&a.kind.as_str()) {
         let event: AccessEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::auth::projection::apply(c, &event, a)?;
     } else if [

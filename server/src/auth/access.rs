@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::web;
 
+use super::events::ACCESS_KINDS;
 use super::model::Role;
 use super::sessions::{REFRESH_MICROS, SESSION_COOKIE, Session, SessionCodec};
 use super::tokens::TokenAuthority;
@@ -18,6 +19,8 @@ use crate::clock::Timestamp;
 use crate::db::Pool;
 use crate::error::AppError;
 use crate::ledger::Actor;
+use crate::ledger::follow::Follower;
+use crate::ledger::read::FollowedEntry;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +133,8 @@ pub struct AccessState {
     unknown: std::sync::Mutex<HashMap<String, i64>>,
     /// Ledger size up to which access entries have been applied.
     seen: AtomicU64,
+    /// Ledger size up to which the follower has read (applied once the reload it needs is done).
+    reached: AtomicU64,
 }
 
 impl std::fmt::Debug for AccessState {
@@ -158,6 +163,7 @@ impl AccessState {
             issued: RwLock::new(HashMap::new()),
             unknown: std::sync::Mutex::new(HashMap::new()),
             seen: AtomicU64::new(0),
+            reached: AtomicU64::new(0),
         }
     }
 
@@ -230,30 +236,6 @@ impl AccessState {
         }
         if let Ok(mut t) = self.issued.write() {
             *t = issued;
-        }
-        self.seen.fetch_max(size, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// One step of following the ledger: reloads if any `access.*` entry was written since the
-    /// last look (by this instance or another).
-    pub async fn follow(&self, pool: &Pool) -> Result<(), AppError> {
-        let seen = self.seen.load(Ordering::SeqCst);
-        let p = pool.clone();
-        let (size, changes) = web::block(move || -> Result<(u64, i64), AppError> {
-            let mut c = p.get()?;
-            let size = crate::ledger::read::size(&mut c)?;
-            if size <= seen {
-                return Ok((size, 0));
-            }
-            Ok((
-                size,
-                crate::ledger::read::count_kinds_since(&mut c, seen, "access.")?,
-            ))
-        })
-        .await??;
-        if changes > 0 {
-            self.reload(pool).await?;
         }
         self.seen.fetch_max(size, Ordering::SeqCst);
         Ok(())
@@ -432,4 +414,36 @@ pub(super) enum Bearer {
         jti: String,
         principal: Arc<Principal>,
     },
+}
+
+/// The access state follows the access entries: any of them (written here or on another instance)
+/// reloads users, roles and tokens from their tables.
+impl Follower for AccessState {
+    const NAME: &'static str = "access state";
+
+    fn kinds(&self) -> &'static [&'static str] {
+        ACCESS_KINDS
+    }
+
+    fn applied(&self) -> u64 {
+        self.seen.load(Ordering::SeqCst)
+    }
+
+    fn apply(&self, _page: &[FollowedEntry]) -> Result<(), AppError> {
+        // The reload in `settle` reads the tables these entries changed.
+        Ok(())
+    }
+
+    fn advanced(&self, seq: u64) {
+        self.reached.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    async fn settle(&self, pool: &Pool, applied: usize) -> Result<(), AppError> {
+        if applied > 0 {
+            self.reload(pool).await?;
+        }
+        self.seen
+            .fetch_max(self.reached.load(Ordering::SeqCst), Ordering::SeqCst);
+        Ok(())
+    }
 }

@@ -67,20 +67,48 @@ pub enum AccessEvent {
     },
 }
 
+/// The kinds of access entries.
+pub const USER_CREATED: &str = "access.user_created";
+pub const PASSWORD_SET: &str = "access.password_set";
+pub const ROLES_CHANGED: &str = "access.roles_changed";
+pub const USER_DISABLED: &str = "access.user_disabled";
+pub const LOGGED_IN: &str = "access.logged_in";
+pub const LOGGED_OUT: &str = "access.logged_out";
+pub const LOCKED_OUT: &str = "access.locked_out";
+pub const TOKEN_ISSUED: &str = "access.token_issued";
+pub const TOKEN_REVOKED: &str = "access.token_revoked";
+pub const SETUP_LINK_CREATED: &str = "access.setup_link_created";
+pub const SETUP_LINK_USED: &str = "access.setup_link_used";
+
+/// Every access kind.
+pub const ACCESS_KINDS: &[&str] = &[
+    USER_CREATED,
+    PASSWORD_SET,
+    ROLES_CHANGED,
+    USER_DISABLED,
+    LOGGED_IN,
+    LOGGED_OUT,
+    LOCKED_OUT,
+    TOKEN_ISSUED,
+    TOKEN_REVOKED,
+    SETUP_LINK_CREATED,
+    SETUP_LINK_USED,
+];
+
 impl LedgerEvent for AccessEvent {
     fn kind(&self) -> &'static str {
         match self {
-            AccessEvent::UserCreated { .. } => "access.user_created",
-            AccessEvent::PasswordSet { .. } => "access.password_set",
-            AccessEvent::RolesChanged { .. } => "access.roles_changed",
-            AccessEvent::UserDisabled { .. } => "access.user_disabled",
-            AccessEvent::LoggedIn { .. } => "access.logged_in",
-            AccessEvent::LoggedOut { .. } => "access.logged_out",
-            AccessEvent::LockedOut { .. } => "access.locked_out",
-            AccessEvent::TokenIssued { .. } => "access.token_issued",
-            AccessEvent::TokenRevoked { .. } => "access.token_revoked",
-            AccessEvent::SetupLinkCreated { .. } => "access.setup_link_created",
-            AccessEvent::SetupLinkUsed { .. } => "access.setup_link_used",
+            AccessEvent::UserCreated { .. } => USER_CREATED,
+            AccessEvent::PasswordSet { .. } => PASSWORD_SET,
+            AccessEvent::RolesChanged { .. } => ROLES_CHANGED,
+            AccessEvent::UserDisabled { .. } => USER_DISABLED,
+            AccessEvent::LoggedIn { .. } => LOGGED_IN,
+            AccessEvent::LoggedOut { .. } => LOGGED_OUT,
+            AccessEvent::LockedOut { .. } => LOCKED_OUT,
+            AccessEvent::TokenIssued { .. } => TOKEN_ISSUED,
+            AccessEvent::TokenRevoked { .. } => TOKEN_REVOKED,
+            AccessEvent::SetupLinkCreated { .. } => SETUP_LINK_CREATED,
+            AccessEvent::SetupLinkUsed { .. } => SETUP_LINK_USED,
         }
     }
 

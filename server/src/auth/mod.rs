@@ -141,12 +141,7 @@ pub async fn first_admin_link(
     Ok(Some(raw))
 }
 
-/// Applies access changes made on any instance (polls the ledger).
+/// Applies access changes made on any instance (follows the ledger).
 pub async fn follow(access: std::sync::Arc<AccessState>, pool: crate::db::Pool) {
-    loop {
-        actix_web::rt::time::sleep(FOLLOW_INTERVAL).await;
-        if let Err(e) = access.follow(&pool).await {
-            tracing::warn!(error = %e, "cannot follow access changes");
-        }
-    }
+    crate::ledger::follow::run(access, pool, FOLLOW_INTERVAL).await
 }

@@ -24,6 +24,7 @@ use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::AppError;
 use crate::ledger::erasure::Erasure;
+use crate::ledger::follow::Follower;
 use crate::ledger::read::{self, FollowedEntry};
 
 /// How long a write waits for this instance's index to show it before answering.
@@ -277,7 +278,6 @@ impl Default for ConsentIndex {
 }
 
 const LOAD_PAGE: i64 = 20_000;
-const FOLLOW_PAGE: i64 = 5_000;
 
 impl ConsentIndex {
     pub fn new() -> Self {
@@ -366,27 +366,7 @@ impl ConsentIndex {
         Ok(())
     }
 
-    /// Applies entries `[applied, until)` read from the ledger (blocking; the follower's step).
-    pub fn follow(&self, conn: &mut AnyConnection) -> Result<u64, AppError> {
-        let until = read::size(conn)?;
-        let mut from = self.applied();
-        while from < until {
-            let page = read::follow(conn, FOLLOWED_KINDS, from, until, FOLLOW_PAGE)?;
-            let done = (page.len() as i64) < FOLLOW_PAGE;
-            for e in &page {
-                self.apply(e)?;
-            }
-            from = match (done, page.last()) {
-                (false, Some(last)) => last.seq + 1,
-                _ => until,
-            };
-            // Readers waiting on a seq in this range may go as soon as it is applied.
-            self.applied.send_replace(from);
-        }
-        Ok(until)
-    }
-
-    fn apply(&self, e: &FollowedEntry) -> Result<(), AppError> {
+    fn apply_entry(&self, e: &FollowedEntry) -> Result<(), AppError> {
         let Some(payload) = &e.payload else {
             // Redacted: the erasure that redacted it comes later and removes what was applied.
             return Ok(());
@@ -678,6 +658,32 @@ fn decide(purpose: Option<PurposeAt>, best: Option<Rec>, t: Timestamp) -> CheckA
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> AppError {
     AppError::internal(anyhow::anyhow!("the consent index lock is poisoned"))
+}
+
+/// The index follows the consent entries and the erasures.
+impl Follower for ConsentIndex {
+    const NAME: &'static str = "consent index";
+
+    fn kinds(&self) -> &'static [&'static str] {
+        FOLLOWED_KINDS
+    }
+
+    fn applied(&self) -> u64 {
+        ConsentIndex::applied(self)
+    }
+
+    fn apply(&self, page: &[FollowedEntry]) -> Result<(), AppError> {
+        page.iter().try_for_each(|e| self.apply_entry(e))
+    }
+
+    fn advanced(&self, seq: u64) {
+        // Readers waiting on a seq below it may go now.
+        self.applied.send_replace(seq);
+    }
+
+    fn wait(&self, interval: Duration) -> impl std::future::Future<Output = ()> + Send {
+        self.wait_for_kick(interval)
+    }
 }
 
 #[cfg(test)]

@@ -32,20 +32,7 @@ pub const DEFINITIONS_FILE: &str = "purposes.toml";
 /// Keeps the index current: applies new ledger entries whenever a write or a `min_seq` reader
 /// asks, and at least every [`FOLLOW_INTERVAL`].
 pub async fn follow(index: Arc<ConsentIndex>, pool: Pool) {
-    loop {
-        index.wait_for_kick(FOLLOW_INTERVAL).await;
-        let (i, p) = (index.clone(), pool.clone());
-        let r = actix_web::web::block(move || -> Result<u64, crate::error::AppError> {
-            let mut c = p.get()?;
-            i.follow(&mut c)
-        })
-        .await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot follow consent changes"),
-            Err(e) => tracing::warn!(error = %e, "cannot follow consent changes"),
-        }
-    }
+    crate::ledger::follow::run(index, pool, FOLLOW_INTERVAL).await
 }
 
 /// Starts consent for this instance: records the purposes and notices of the definitions file

@@ -6,6 +6,7 @@ pub mod api;
 pub mod erasure;
 pub mod event;
 pub mod export;
+pub mod follow;
 pub mod proofs;
 pub mod read;
 mod sequencer;

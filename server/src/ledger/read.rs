@@ -36,11 +36,6 @@ pub fn follow(
     store::entries_of_kinds(c, from, until, kinds, limit)
 }
 
-/// How many entries from seq `from` on have a kind starting with `prefix`.
-pub fn count_kinds_since(c: &mut AnyConnection, from: u64, prefix: &str) -> QueryResult<i64> {
-    store::count_kind_prefix(c, from, prefix)
-}
-
 /// The seqs of the entries about a subject (by `subject_ref`) whose payloads are still open.
 pub fn open_entries_of(c: &mut AnyConnection, subject_ref: &str) -> QueryResult<Vec<u64>> {
     store::erasable_seqs(c, subject_ref, u64::MAX)

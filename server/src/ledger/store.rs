@@ -393,15 +393,6 @@ pub fn max_checkpoint_size(conn: &mut AnyConnection) -> QueryResult<Option<i64>>
         .first(conn)
 }
 
-/// Entries with `seq >= from` whose kind starts with `prefix` (e.g. `access.`).
-pub fn count_kind_prefix(conn: &mut AnyConnection, from: u64, prefix: &str) -> QueryResult<i64> {
-    ledger_entries::table
-        .filter(ledger_entries::seq.ge(to_i64(from)))
-        .filter(ledger_entries::kind.like(format!("{prefix}%")))
-        .count()
-        .get_result(conn)
-}
-
 /// An entry a domain follows: seq, time, kind and its open payload (`None` once redacted).
 #[derive(Debug, Clone)]
 pub struct FollowedEntry {
