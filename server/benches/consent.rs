@@ -173,7 +173,7 @@ fn load(dir: &Path, subjects: u64) -> (u64, f64) {
                 .flat_map(|s| (0..PURPOSES.len()).map(move |p| record(s, p, now)))
                 .collect();
             let s = svc
-                .import(Actor::system(), None, records, &|_| {})
+                .import(Actor::system(), None, records, &|_| {}, None)
                 .await
                 .expect("import");
             recorded += s.recorded;

@@ -185,6 +185,16 @@ impl Op {
         self.ok = (status, media, schema);
         self
     }
+    /// Honours `Idempotency-Key` (see [`crate::idempotency::respond`]); a reused key is one of the
+    /// 409s every write may answer.
+    pub fn idempotent(mut self) -> Self {
+        self.params.push(header(
+            "Idempotency-Key",
+            json!({"type": "string", "pattern": "^[!-~]{1,200}$"}),
+            "1 to 200 visible ASCII characters (a UUID is a good choice). A retry by the same caller with the same key and request gets the first answer (`Idempotent-Replayed: true`) and writes nothing; the key with another request is a 409 `key-reused`.",
+        ));
+        self
+    }
     pub fn also(mut self, statuses: &[u16]) -> Self {
         self.also.extend_from_slice(statuses);
         self

@@ -18,6 +18,7 @@ use crate::clock::Timestamp;
 use crate::consent::events::{self as consent_events, ConsentEvent};
 use crate::db::{AnyConnection, ProjectedTable, Rows};
 use crate::error::AppError;
+use crate::idempotency::IdempotencyEvent;
 use crate::ledger::{Appended, store};
 
 /// Entries read per query.
@@ -26,24 +27,18 @@ const PAGE: i64 = 1000;
 pub const LISTED: usize = 20;
 
 /// What no ledger entry holds, and why: (table, column, reason); `*` for a whole table.
-pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[
-    (
-        "users",
-        "password_hash",
-        "a password hash is a secret: it is kept out of the ledger and its exports",
-    ),
-    (
-        "idempotency_keys",
-        "*",
-        "answers kept for 24 hours so that a retried request gets its first answer: a cache of responses, not a record",
-    ),
-];
+pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[(
+    "users",
+    "password_hash",
+    "a password hash is a secret: it is kept out of the ledger and its exports",
+)];
 
 /// Every projected table, domain by domain.
 pub fn tables() -> impl Iterator<Item = &'static ProjectedTable> {
     crate::consent::projection::TABLES
         .iter()
         .chain(crate::auth::projection::TABLES)
+        .chain(crate::idempotency::TABLES)
 }
 
 /// Applies one recorded entry to the projections. The ledger's own entries (its start, an
@@ -61,6 +56,9 @@ pub fn apply_entry(c: &mut AnyConnection, payload: &str, a: &Appended) -> Result
     if crate::auth::events::ACCESS_KINDS.contains(&a.kind.as_str()) {
         let event: AccessEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::auth::projection::apply(c, &event, a)?;
+    } else if a.kind == crate::idempotency::ANSWERED {
+        let event: IdempotencyEvent = serde_json::from_str(payload).map_err(bad)?;
+        crate::idempotency::apply(c, &event, a)?;
     } else if [
         consent_events::PURPOSE_DEFINED,
         consent_events::PURPOSE_RETIRED,

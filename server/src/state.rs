@@ -27,6 +27,21 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A request that may carry an `Idempotency-Key`, as [`crate::idempotency::respond`] takes it.
+    pub fn keyed<'a>(
+        &'a self,
+        req: &'a actix_web::HttpRequest,
+        caller: &'a str,
+    ) -> crate::idempotency::Keyed<'a> {
+        crate::idempotency::Keyed {
+            pool: &self.pool,
+            keys: self.ledger.writer().keys(),
+            now: self.clock.now(),
+            req,
+            caller,
+        }
+    }
+
     /// Runs blocking database work on the blocking pool with a pooled connection.
     pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
     where

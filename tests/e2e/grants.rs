@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use accord::auth::model::Role;
-use accord::auth::service::AccessService;
+use accord::auth::service::{AccessService, TokenOrder};
 use accord::ledger::Actor;
 use accord_tests::{TestApp, TestDb, settings};
 use serde_json::{Value, json};
@@ -150,9 +150,12 @@ async fn cascade(db: TestDb) {
             Actor::user(&user.id),
             None,
             &app.state.access.tokens,
-            "by-user",
-            &[Role::Admin],
-            Duration::from_secs(3600),
+            TokenOrder {
+                client: "by-user",
+                roles: &[Role::Admin],
+                ttl: Duration::from_secs(3600),
+            },
+            None,
         )
         .await
         .unwrap();
@@ -196,9 +199,12 @@ async fn cascade(db: TestDb) {
             Actor::user(&user.id),
             None,
             &app.state.access.tokens,
-            "too-late",
-            &[Role::Service],
-            Duration::from_secs(3600),
+            TokenOrder {
+                client: "too-late",
+                roles: &[Role::Service],
+                ttl: Duration::from_secs(3600),
+            },
+            None,
         )
         .await;
     assert!(
@@ -275,9 +281,12 @@ async fn minted_elsewhere(db: TestDb) {
                 Actor::cli(),
                 None,
                 &app.state.access.tokens,
-                &format!("tour-{n}"),
-                &[Role::Service],
-                Duration::from_secs(3600),
+                TokenOrder {
+                    client: &format!("tour-{n}"),
+                    roles: &[Role::Service],
+                    ttl: Duration::from_secs(3600),
+                },
+                None,
             )
             .await
             .unwrap();

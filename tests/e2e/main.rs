@@ -5,6 +5,7 @@ mod browser;
 mod consent;
 mod consent_model;
 mod grants;
+mod idempotency;
 mod instances;
 mod ledger;
 mod limits;

@@ -3,6 +3,7 @@
 //! Accord's back in any projected table is named.
 
 use accord::auth::model::Role;
+use accord::auth::service::TokenOrder;
 use accord::commands;
 use accord::ledger::Actor;
 use accord::replay::Difference;
@@ -86,9 +87,12 @@ async fn replay(db: TestDb) {
             Actor::user(&user.id),
             None,
             &app.state.access.tokens,
-            "crm",
-            &[Role::Service],
-            std::time::Duration::from_secs(3600),
+            TokenOrder {
+                client: "crm",
+                roles: &[Role::Service],
+                ttl: std::time::Duration::from_secs(3600),
+            },
+            None,
         )
         .await
         .unwrap();

@@ -277,9 +277,12 @@ impl TestApp {
                 accord::ledger::Actor::system(),
                 None,
                 &self.state.access.tokens,
-                "test-client",
-                roles,
-                ttl,
+                accord::auth::service::TokenOrder {
+                    client: "test-client",
+                    roles,
+                    ttl,
+                },
+                None,
             )
             .await
             .expect("issue token")

@@ -122,9 +122,12 @@ pub async fn service_token(app: &accord::Application, ttl: std::time::Duration) 
             accord::ledger::Actor::system(),
             None,
             &state.access.tokens,
-            "bench",
-            &[accord::auth::model::Role::Service],
-            ttl,
+            accord::auth::service::TokenOrder {
+                client: "bench",
+                roles: &[accord::auth::model::Role::Service],
+                ttl,
+            },
+            None,
         )
         .await
         .expect("token")

@@ -1,9 +1,13 @@
 //! Access API: who am I, the effective policy, and API tokens for admins.
 
-use crate::auth::service::IssuedToken;
+use crate::auth::service::{IssuedToken, KeptToken, TokenOrder};
 use crate::config::Limits;
+use crate::idempotency::{self, Answer, Answering, RequestHash, Stored};
 use crate::openapi::{Op, Schemas, op};
 use crate::openapi::{path, text};
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use serde_json::json;
 
 use actix_web::{HttpResponse, web};
@@ -13,6 +17,7 @@ use super::model::{Role, parse_ttl};
 use super::service::AccessService;
 use super::{Principal, PrincipalKind};
 use crate::authz::{Access, Perm, Routes, Rule};
+use crate::body;
 use crate::clock::Timestamp;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -156,11 +161,43 @@ pub struct IssueRequest {
 
 async fn issue_token(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    body: web::Json<IssueRequest>,
+    bytes: Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
+    body::media_type(&req, &["application/json"])?;
+    let caller = p.id();
+    let replayed = |stored: Stored| {
+        let kept: KeptToken = serde_json::from_str(&stored.body).map_err(AppError::internal)?;
+        let issued = IssuedToken::sign(&state.access.tokens, kept.claims, kept.seq)?;
+        Ok(HttpResponse::build(stored.status())
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(issued))
+    };
+    let answering = Answering {
+        status: |_: &IssuedToken| StatusCode::CREATED,
+        kept: IssuedToken::kept,
+    };
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        RequestHash::of(&req, &bytes),
+        answering,
+        replayed,
+        |answer| mint(&state, &p, rid, &bytes, answer),
+    )
+    .await
+}
+
+/// Issues the token a request asks for, if the caller may grant its roles.
+async fn mint(
+    state: &AppState,
+    p: &Principal,
+    rid: RequestId,
+    bytes: &[u8],
+    answer: Option<Answer<IssuedToken>>,
+) -> Result<IssuedToken, AppError> {
+    let body: IssueRequest = body::json(bytes)?;
     let roles = body
         .roles
         .iter()
@@ -189,17 +226,19 @@ async fn issue_token(
             }
         )));
     }
-    let issued = service(&state)
+    service(state)
         .issue_token(
             p.actor(),
             Some(rid.0),
             &state.access.tokens,
-            &body.client,
-            &roles,
-            ttl,
+            TokenOrder {
+                client: &body.client,
+                roles: &roles,
+                ttl,
+            },
+            answer,
         )
-        .await?;
-    Ok(HttpResponse::Created().json(issued))
+        .await
 }
 
 async fn revoke_token(
@@ -243,7 +282,8 @@ pub fn operations(s: &mut Schemas, _limits: &Limits) -> Vec<Op> {
             "Issue an API token for a service (each role needs the caller's `role:<name>:grant`)",
         )
         .body(json, s.of::<IssueRequest>())
-        .ok(201, json, s.of::<IssuedToken>()),
+        .ok(201, json, s.of::<IssuedToken>())
+        .idempotent(),
         op(
             "DELETE",
             "/v1/tokens/{jti}",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::events::AccessEvent;
@@ -18,8 +18,9 @@ use super::{AccessState, passwords};
 use crate::clock::SharedClock;
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
+use crate::idempotency::{self, Answer};
 use crate::keys::random_bytes;
-use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
+use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger, Trailer};
 
 /// How long a one-time set-up link is valid.
 pub const SETUP_LINK_MICROS: i64 = 3600 * 1_000_000;
@@ -46,6 +47,63 @@ pub struct IssuedToken {
     pub roles: Vec<Role>,
     pub expires_at: String,
     pub seq: u64,
+    /// What was signed: kept for a retried request, which gets the same token signed again.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub claims: ApiClaims,
+}
+
+/// What a token is asked for: the client it is for, its roles, how long it lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenOrder<'a> {
+    pub client: &'a str,
+    pub roles: &'a [Role],
+    pub ttl: Duration,
+}
+
+/// What is kept of an issued token for a retried request: its claims, never its text (the
+/// signature is deterministic, so signing them again gives the same token).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeptToken {
+    pub claims: ApiClaims,
+    pub seq: u64,
+}
+
+impl IssuedToken {
+    /// Signs `claims` (of a token recorded at `seq`).
+    pub fn sign(
+        authority: &TokenAuthority,
+        claims: ApiClaims,
+        seq: u64,
+    ) -> Result<IssuedToken, AppError> {
+        Ok(IssuedToken::new(authority.sign(&claims)?, claims, seq))
+    }
+
+    fn new(token: String, claims: ApiClaims, seq: u64) -> IssuedToken {
+        let client = claims
+            .sub
+            .strip_prefix("service:")
+            .unwrap_or(&claims.sub)
+            .to_string();
+        IssuedToken {
+            token,
+            jti: claims.jti.clone(),
+            client,
+            roles: claims.roles.clone(),
+            expires_at: crate::clock::Timestamp(claims.exp * 1_000_000).to_rfc3339(),
+            seq,
+            claims,
+        }
+    }
+
+    /// The part kept for a retried request.
+    pub fn kept(&self) -> Result<String, AppError> {
+        serde_json::to_string(&KeptToken {
+            claims: self.claims.clone(),
+            seq: self.seq,
+        })
+        .map_err(AppError::internal)
+    }
 }
 
 /// Why a login failed. Only [`LoginError::Generic`] is ever shown as such to the person.
@@ -116,14 +174,32 @@ impl AccessService {
         guard: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<(), AppError> + Send + 'static,
         password: Option<(String, String)>,
     ) -> Result<Vec<Appended>, AppError> {
+        let (out, ()) = self
+            .record_returning(actor, request_id, events, guard, password, None)
+            .await?;
+        Ok(out)
+    }
+
+    /// Records access events: `guard` checks under the ledger's lock and returns the answer, the
+    /// projection applies them (with a password hash, if given), and `trailer` records the answer
+    /// for an idempotency key.
+    async fn record_returning<T: Send + 'static>(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        events: Vec<AccessEvent>,
+        guard: impl FnOnce(&mut AnyConnection, &[Appended]) -> Result<T, AppError> + Send + 'static,
+        password: Option<(String, String)>,
+        trailer: Option<Trailer>,
+    ) -> Result<(Vec<Appended>, T), AppError> {
         let drafts = drafts(&events)?;
         let out = self
             .ledger
-            .append(
+            .append_returning::<T>(
                 AppendRequest::new(actor, drafts)
                     .request_id(request_id)
                     .project(move |c, appended| {
-                        guard(c, appended)?;
+                        let value = guard(c, appended)?;
                         for (e, a) in events.iter().zip(appended) {
                             projection::apply(c, e, a)?;
                         }
@@ -132,8 +208,9 @@ impl AccessService {
                         {
                             return Err(AppError::NotFound(format!("no user {uid}")));
                         }
-                        Ok(())
-                    }),
+                        Ok(value)
+                    })
+                    .trailer(trailer),
             )
             .await?;
         if let Some(state) = &self.state {
@@ -436,10 +513,10 @@ impl AccessService {
         actor: Actor,
         request_id: Option<String>,
         authority: &TokenAuthority,
-        client: &str,
-        roles: &[Role],
-        ttl: Duration,
+        order: TokenOrder<'_>,
+        answer: Option<Answer<IssuedToken>>,
     ) -> Result<IssuedToken, AppError> {
+        let TokenOrder { client, roles, ttl } = order;
         let client = validate_client("client", client)?;
         if roles.is_empty() {
             return Err(AppError::validation("roles", "name at least one role"));
@@ -451,7 +528,7 @@ impl AccessService {
         let iat = now / 1_000_000;
         let exp = iat + ttl.as_secs() as i64;
         let jti = new_id("t_")?;
-        let token = authority.sign(&ApiClaims {
+        let claims = ApiClaims {
             iss: authority.issuer().to_string(),
             aud: API_AUDIENCE.into(),
             sub: format!("service:{client}"),
@@ -459,35 +536,32 @@ impl AccessService {
             iat,
             jti: jti.clone(),
             roles: roles.clone(),
-        })?;
+        };
+        let token = authority.sign(&claims)?;
         let minted_by = actor.as_str().to_string();
-        let appended = self
-            .record(
+        let (_, issued) = self
+            .record_returning(
                 actor,
                 request_id,
                 vec![AccessEvent::TokenIssued {
-                    jti: jti.clone(),
-                    client: client.clone(),
-                    roles: roles.clone(),
+                    jti,
+                    client,
+                    roles,
                     expires_at: exp * 1_000_000,
                     minted_by: minted_by.clone(),
                 }],
-                move |c, _| {
+                move |c, appended| {
                     // Checked again under the ledger's lock: a minter disabled (or a minting token
                     // revoked) while this request was on its way mints nothing.
                     store::minter_in_force(c, &minted_by)?;
-                    Ok(())
+                    let seq = appended.last().map(|a| a.seq).unwrap_or(0);
+                    Ok(IssuedToken::new(token, claims, seq))
                 },
+                None,
+                idempotency::trailer(answer, None),
             )
             .await?;
-        Ok(IssuedToken {
-            token,
-            jti,
-            client,
-            roles,
-            expires_at: crate::clock::Timestamp(exp * 1_000_000).to_rfc3339(),
-            seq: appended.last().map(|a| a.seq).unwrap_or(0),
-        })
+        Ok(issued)
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, AppError> {

@@ -4,7 +4,7 @@ use super::CliAccess;
 use super::output::role_list;
 use crate::StartError;
 use crate::auth::model::{Role, parse_ttl};
-use crate::auth::service::PURPOSE_SET_PASSWORD;
+use crate::auth::service::{PURPOSE_SET_PASSWORD, TokenOrder};
 use crate::clock::Timestamp;
 use crate::ledger::Actor;
 
@@ -121,9 +121,12 @@ pub async fn issue_token(
             Actor::cli(),
             None,
             &a.tokens,
-            client,
-            &roles(role_names, "role")?,
-            ttl,
+            TokenOrder {
+                client,
+                roles: &roles(role_names, "role")?,
+                ttl,
+            },
+            None,
         )
         .await?;
     eprintln!(

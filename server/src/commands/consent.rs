@@ -50,7 +50,7 @@ pub async fn import(a: &CliAccess, file: &Path) -> Result<(), StartError> {
     let progress = |done: u64| bar.show(done);
     let s = a
         .consent
-        .import(Actor::cli(), None, records, &progress)
+        .import(Actor::cli(), None, records, &progress, None)
         .await?;
     bar.finish();
     println!(

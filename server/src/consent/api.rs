@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::Method;
+use actix_web::http::{Method, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -32,7 +32,7 @@ use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::clock::Timestamp;
 use crate::error::{AppError, ConflictCode, FieldError};
-use crate::idempotency::IdempotencyKey;
+use crate::idempotency::{self, Answering, RequestHash, Stored};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
 use crate::vocab::{self, Key, Problems, SubjectId};
@@ -174,15 +174,27 @@ async fn get_purpose(
 
 async fn create_purpose(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    input: web::Json<PurposeInput>,
+    bytes: Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let def = input.validate(None)?;
-    let out = service(&state)
-        .define_purpose(p.actor(), Some(rid.0), def, true)
-        .await?;
-    Ok(HttpResponse::Created().json(out))
+    body::media_type(&req, &["application/json"])?;
+    let (svc, caller) = (service(&state), p.id());
+    let answering = Answering::json(|_: &Defined<PurposeDef>| StatusCode::CREATED);
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        RequestHash::of(&req, &bytes),
+        answering,
+        Stored::response,
+        |answer| async move {
+            let input: PurposeInput = body::json(&bytes)?;
+            let def = input.validate(None)?;
+            svc.define_purpose(p.actor(), Some(rid.0), def, true, answer)
+                .await
+        },
+    )
+    .await
 }
 
 async fn put_purpose(
@@ -202,21 +214,30 @@ async fn put_purpose(
     }
     let def = input.validate(Some(&key))?;
     let out = service(&state)
-        .define_purpose(p.actor(), Some(rid.0), def, false)
+        .define_purpose(p.actor(), Some(rid.0), def, false, None)
         .await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
 async fn retire_purpose(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Principal,
     rid: RequestId,
     key: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let out = service(&state)
-        .retire_purpose(p.actor(), Some(rid.0), &key)
-        .await?;
-    Ok(HttpResponse::Ok().json(out))
+    let (svc, caller) = (service(&state), p.id());
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        RequestHash::of(&req, b""),
+        Answering::json(|_: &Defined<PurposeDef>| StatusCode::OK),
+        Stored::response,
+        |answer| async move {
+            svc.retire_purpose(p.actor(), Some(rid.0), &key, answer)
+                .await
+        },
+    )
+    .await
 }
 
 async fn list_notices(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -238,20 +259,32 @@ async fn list_notices(state: web::Data<AppState>) -> Result<HttpResponse, AppErr
 
 async fn publish_notice(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    input: web::Json<NoticeInput>,
+    bytes: Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let def = input.validate(state.clock.now())?;
-    let out = service(&state)
-        .publish_notice(p.actor(), Some(rid.0), def)
-        .await?;
-    let status = if out.changed {
-        actix_web::http::StatusCode::CREATED
-    } else {
-        actix_web::http::StatusCode::OK
-    };
-    Ok(HttpResponse::build(status).json(out))
+    body::media_type(&req, &["application/json"])?;
+    let (svc, caller, now) = (service(&state), p.id(), state.clock.now());
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        RequestHash::of(&req, &bytes),
+        Answering::json(|out: &Defined<NoticeDef>| {
+            if out.changed {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            }
+        }),
+        Stored::response,
+        |answer| async move {
+            let input: NoticeInput = body::json(&bytes)?;
+            let def = input.validate(now)?;
+            svc.publish_notice(p.actor(), Some(rid.0), def, answer)
+                .await
+        },
+    )
+    .await
 }
 
 // ----- recording -----
@@ -273,33 +306,25 @@ async fn record_consent(
 ) -> Result<HttpResponse, AppError> {
     body::media_type(&req, &["application/json"])?;
     let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
-    let idem = IdempotencyKey::from_request(&req, &p.id(), &bytes)?;
-    let svc = service(&state);
-    if let Some(key) = &idem
-        && let Some(stored) = svc.replay(key).await?
-    {
-        return Ok(stored.response());
-    }
-    let input: ConsentInput = body::json(&bytes)?;
-    let record = svc.validate(&input, gpc_signal(&req), CollectionMethod::Api)?;
-    match svc
-        .record(p.actor(), Some(rid.0), record, idem.clone())
-        .await
-    {
-        Ok(out) if out.duplicate => Ok(HttpResponse::Ok().json(out)),
-        Ok(out) => Ok(HttpResponse::Created().json(out)),
-        Err(e) if e.conflict_code() == Some(ConflictCode::InFlight) => {
-            // A concurrent request with the same key won; answer as it did.
-            match &idem {
-                Some(key) => match svc.replay(key).await? {
-                    Some(stored) => Ok(stored.response()),
-                    None => Err(e),
-                },
-                None => Err(e),
+    let (svc, caller, gpc) = (service(&state), p.id(), gpc_signal(&req));
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        RequestHash::of(&req, &bytes),
+        Answering::json(|out: &Recorded| {
+            if out.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
             }
-        }
-        Err(e) => Err(e),
-    }
+        }),
+        Stored::response,
+        |answer| async move {
+            let input: ConsentInput = body::json(&bytes)?;
+            let record = svc.validate(&input, gpc, CollectionMethod::Api)?;
+            svc.record(p.actor(), Some(rid.0), record, answer).await
+        },
+    )
+    .await
 }
 
 // ----- checks -----
@@ -934,6 +959,7 @@ pub async fn import_http(
     let now = state.clock.now();
     let reference = state.db(move |c| Reference::load(c, now)).await?;
     let mut v = Validator::new(reference, limits.import_rows, limits.line_bytes);
+    let mut hash = RequestHash::new(&req);
     match format {
         Format::Csv => {
             let data = body::read_limited(payload, limits.import_bytes)
@@ -942,6 +968,7 @@ pub async fn import_http(
                     AppError::PayloadTooLarge(_) => too_big(1),
                     other => other,
                 })?;
+            hash.update(&data);
             v = web::block(move || {
                 v.csv(&data);
                 v
@@ -956,6 +983,7 @@ pub async fn import_http(
                     AppError::BadRequest(format!("the body could not be read: {e}"))
                 })?;
                 total += chunk.len();
+                hash.update(&chunk);
                 if total > limits.import_bytes {
                     return Err(too_big(lines.line + 1));
                 }
@@ -971,11 +999,19 @@ pub async fn import_http(
             }
         }
     }
-    let records = v.finish()?;
-    let summary: ImportSummary = service(&state)
-        .import(p.actor(), Some(rid.0), records, &|_| {})
-        .await?;
-    Ok(HttpResponse::Ok().json(summary))
+    let (svc, caller) = (service(&state), p.id());
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        hash,
+        Answering::json(|_: &ImportSummary| StatusCode::OK),
+        Stored::response,
+        |answer| async move {
+            let records = v.finish()?;
+            svc.import(p.actor(), Some(rid.0), records, &|_| {}, answer)
+                .await
+        },
+    )
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -1134,7 +1170,8 @@ pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
                 b["properties"]["key"]["type"] = json!("string");
                 b
             })
-            .ok(201, json, defined::<PurposeDef>(s)),
+            .ok(201, json, defined::<PurposeDef>(s))
+            .idempotent(),
         op("GET", "/v1/purposes/{key}", "A purpose and every version of it")
             .params(vec![path("key", rule::key(), "Purpose key.")])
             .ok(200, json, s.of::<PurposeDetail>()),
@@ -1145,32 +1182,30 @@ pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
             .ok(200, json, defined::<PurposeDef>(s)),
         op("POST", "/v1/purposes/{key}/retire", "Retire a purpose; its history stays")
             .params(vec![path("key", rule::key(), "Purpose key.")])
-            .ok(200, json, defined::<PurposeDef>(s)),
+            .ok(200, json, defined::<PurposeDef>(s))
+            .idempotent(),
         op("GET", "/v1/notices", "Privacy-notice versions").ok(200, json, s.of::<NoticeList>()),
         op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published; the same version again is a 200 that records nothing)")
             .body(json, s.of::<NoticeInput>())
             .ok(201, json, defined::<NoticeDef>(s))
-            .also(&[200]),
+            .also(&[200])
+            .idempotent(),
         op("POST", "/v1/consents", "Record a consent decision (200 with `duplicate` when it was already recorded)")
             .params(vec![
-                header(
-                    "Idempotency-Key",
-                    json!({"type": "string", "pattern": "^[!-~]{1,200}$"}),
-                    "1 to 200 visible ASCII characters (a UUID is a good choice). Retries with the same key get the first answer and write nothing.",
-                ),
                 header("Sec-GPC", text(), "`1`: a Global Privacy Control signal; recorded as an opt-out where the purpose honours GPC (then `decision` may be left out), and a grant is refused with a 409."),
             ])
             .body(json, s.of::<ConsentInput>())
             .order("body.collected_at", "<", "body.expires_at")
             .order("body.decision", "required unless", "header.Sec-GPC=1")
             .ok(201, json, s.of::<Recorded>())
-            .also(&[200]),
+            .also(&[200])
+            .idempotent(),
         op("POST", "/v1/consents/import", "Import consent decisions in bulk: NDJSON (one decision per line) or CSV; validated first, all or nothing; re-runs write nothing new")
             .body(ndjson, json!({"type": "array", "items": s.of::<ConsentInput>(), "minItems": 1, "maxItems": limits.import_rows}))
             .body("text/csv", json!({"type": "array", "items": csv_row(s), "minItems": 1, "maxItems": limits.import_rows}))
             .order("body.collected_at", "<", "body.expires_at")
             .ok(200, json, s.of::<ImportSummary>())
-            .also(&[409]),
+            .idempotent(),
         op("GET", "/v1/consents/check", "May we? One subject, purpose and channel, now or as of a moment")
             .params(check_params(s, true))
             .ok(200, json, s.of::<CheckAnswer>())

@@ -4,8 +4,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
-
 use super::definitions::{Definitions, LoadSummary};
 use super::events::ConsentEvent;
 use super::index::ConsentIndex;
@@ -17,7 +15,7 @@ use super::views::{Defined, ImportSummary, RecordView, Recorded, recorded};
 use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{self, Answer};
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
 
 /// Events per append in a bulk import.
@@ -66,11 +64,14 @@ impl ConsentService {
     }
 
     /// Appends, then waits until this instance's index shows the change, so the caller reads its
-    /// own write here without `min_seq`.
-    async fn append(&self, req: AppendRequest) -> Result<Vec<Appended>, AppError> {
-        let out = self.ledger.append(req).await?;
+    /// own write here without `min_seq`. Returns what the projection returned.
+    async fn append_returning<T: Send + 'static>(
+        &self,
+        req: AppendRequest,
+    ) -> Result<(Vec<Appended>, T), AppError> {
+        let (out, value) = self.ledger.append_returning::<T>(req).await?;
         self.applied(&out).await;
-        Ok(out)
+        Ok((out, value))
     }
 
     /// Waits (a while) until this instance's index shows the entries.
@@ -90,6 +91,7 @@ impl ConsentService {
         request_id: Option<String>,
         mut def: PurposeDef,
         create_only: bool,
+        answer: Option<Answer<Defined<PurposeDef>>>,
     ) -> Result<Defined<PurposeDef>, AppError> {
         let key = def.key.clone();
         let latest = self
@@ -123,8 +125,8 @@ impl ConsentService {
             ConsentEvent::PurposeDefined(def.clone())
         };
         let (key, version) = (def.key.clone(), def.version);
-        let out = self
-            .append(
+        let (_, out) = self
+            .append_returning(
                 AppendRequest::new(actor, vec![EventDraft::new(&event)?])
                     .request_id(request_id)
                     .project(move |c, appended| {
@@ -136,17 +138,14 @@ impl ConsentService {
                                 "purpose {key:?} changed meanwhile (now version {now}); read it and try again"
                             )));
                         }
-                        Ok(projection::apply(c, &event, first(appended)?)?)
-                    }),
+                        let a = first(appended)?;
+                        projection::apply(c, &event, a)?;
+                        Ok(defined(a, def))
+                    })
+                    .trailer(idempotency::trailer(answer, None)),
             )
             .await?;
-        let a = first(&out)?;
-        Ok(Defined {
-            seq: a.seq,
-            leaf_hash: a.leaf_hash.clone(),
-            changed: true,
-            value: def,
-        })
+        Ok(out)
     }
 
     /// Retires a purpose: checks then answer `purpose_retired`, no new consent is accepted, and
@@ -156,10 +155,12 @@ impl ConsentService {
         actor: Actor,
         request_id: Option<String>,
         key: &str,
+        answer: Option<Answer<Defined<PurposeDef>>>,
     ) -> Result<Defined<PurposeDef>, AppError> {
         let mut def = self.purpose(key).await?;
         def.status = PurposeStatus::Retired;
-        self.define_purpose(actor, request_id, def, false).await
+        self.define_purpose(actor, request_id, def, false, answer)
+            .await
     }
 
     pub async fn purpose(&self, key: &str) -> Result<PurposeDef, AppError> {
@@ -203,6 +204,7 @@ impl ConsentService {
         actor: Actor,
         request_id: Option<String>,
         def: NoticeDef,
+        answer: Option<Answer<Defined<NoticeDef>>>,
     ) -> Result<Defined<NoticeDef>, AppError> {
         let (k, v) = (def.key.clone(), def.version.clone());
         if let Some(row) = self.read(move |c| Ok(store::notice(c, &k, &v)?)).await? {
@@ -227,8 +229,8 @@ impl ConsentService {
         }
         let event = ConsentEvent::NoticePublished(def.clone());
         let (key, version) = (def.key.clone(), def.version.clone());
-        let out = self
-            .append(
+        let (_, out) = self
+            .append_returning(
                 AppendRequest::new(actor, vec![EventDraft::new(&event)?])
                     .request_id(request_id)
                     .project(move |c, appended| {
@@ -240,17 +242,14 @@ impl ConsentService {
                                 ),
                             ));
                         }
-                        Ok(projection::apply(c, &event, first(appended)?)?)
-                    }),
+                        let a = first(appended)?;
+                        projection::apply(c, &event, a)?;
+                        Ok(defined(a, def))
+                    })
+                    .trailer(idempotency::trailer(answer, None)),
             )
             .await?;
-        let a = first(&out)?;
-        Ok(Defined {
-            seq: a.seq,
-            leaf_hash: a.leaf_hash.clone(),
-            changed: true,
-            value: def,
-        })
+        Ok(out)
     }
 
     pub async fn notices(&self) -> Result<Vec<NoticeRow>, AppError> {
@@ -288,13 +287,13 @@ impl ConsentService {
         actor: Actor,
         request_id: Option<String>,
         record: ConsentRecord,
-        idem: Option<IdempotencyKey>,
+        answer: Option<Answer<Recorded>>,
     ) -> Result<Recorded, AppError> {
         let projected = record.clone();
         let event = ConsentEvent::ConsentRecorded(Box::new(record.clone()));
         let subject_ref = self.ledger.writer().keys().subject_ref(&record.subject);
         let result = self
-            .append(
+            .append_returning::<Recorded>(
                 AppendRequest::new(actor, vec![EventDraft::new(&event)?])
                     .request_id(request_id)
                     .project(move |c, appended| {
@@ -304,17 +303,16 @@ impl ConsentService {
                         }
                         check_references(c, std::slice::from_ref(&projected))?;
                         projection::apply(c, &event, a)?;
-                        if let Some(key) = &idem {
-                            let body = serde_json::to_string(&recorded(&projected, a, false))
-                                .map_err(AppError::internal)?;
-                            key.store(c, StatusCode::CREATED, &body, Some(&subject_ref), a.at)?;
-                        }
-                        Ok(())
-                    }),
+                        Ok(recorded(&projected, a, false))
+                    })
+                    .trailer(idempotency::trailer(
+                        answer,
+                        Some((record.subject.clone(), subject_ref)),
+                    )),
             )
             .await;
         match result {
-            Ok(out) => Ok(recorded(&record, first(&out)?, false)),
+            Ok((_, out)) => Ok(out),
             Err(e) if e.conflict_code() == Some(ConflictCode::Duplicate) => {
                 let fp = record.fingerprint.clone();
                 let existing = self
@@ -340,16 +338,6 @@ impl ConsentService {
         }
     }
 
-    /// Replays the stored answer for an idempotency key, if any.
-    pub async fn replay(
-        &self,
-        key: &IdempotencyKey,
-    ) -> Result<Option<idempotency::Stored>, AppError> {
-        let key = key.clone();
-        let now = self.clock.now();
-        self.read(move |c| key.replay(c, now)).await
-    }
-
     /// Writes validated records in chunks, skipping those already recorded (by fingerprint), so a
     /// re-run of the same file writes nothing new. `progress` is told how many rows are done.
     pub async fn import(
@@ -358,6 +346,7 @@ impl ConsentService {
         request_id: Option<String>,
         records: Vec<ConsentRecord>,
         progress: &(dyn Fn(u64) + Sync),
+        mut answer: Option<Answer<ImportSummary>>,
     ) -> Result<ImportSummary, AppError> {
         let mut summary = ImportSummary {
             rows: records.len() as u64,
@@ -385,7 +374,13 @@ impl ConsentService {
                 })
                 .collect();
             summary.duplicates += n - fresh.len() as u64;
-            if !fresh.is_empty() {
+            // The answer is recorded with the last chunk, if the import wrote anything.
+            let trailer = if iter.peek().is_none() && (summary.recorded > 0 || !fresh.is_empty()) {
+                idempotency::trailer(answer.take(), None)
+            } else {
+                None
+            };
+            if !fresh.is_empty() || trailer.is_some() {
                 let events: Vec<ConsentEvent> = fresh
                     .iter()
                     .map(|r| ConsentEvent::ConsentRecorded(Box::new(r.clone())))
@@ -394,8 +389,9 @@ impl ConsentService {
                     .iter()
                     .map(EventDraft::new)
                     .collect::<Result<Vec<_>, _>>()?;
-                let out = self
-                    .append(
+                let so_far = summary.clone();
+                let (_, folded) = self
+                    .append_returning::<ImportSummary>(
                         AppendRequest::new(actor.clone(), drafts)
                             .request_id(request_id.clone())
                             .project(move |c, appended| {
@@ -409,15 +405,13 @@ impl ConsentService {
                                         "some rows were recorded by another writer meanwhile; run the import again (it skips what is recorded)",
                                     ),
                                     other => other.into(),
-                                })
-                            }),
+                                })?;
+                                Ok(so_far.with(appended))
+                            })
+                            .trailer(trailer),
                     )
                     .await?;
-                summary.recorded += out.len() as u64;
-                if summary.first_seq.is_none() {
-                    summary.first_seq = out.first().map(|a| a.seq);
-                }
-                summary.last_seq = out.last().map(|a| a.seq).or(summary.last_seq);
+                summary = folded;
             }
             done += n;
             progress(done);
@@ -441,7 +435,7 @@ impl ConsentService {
         let (purposes, notices) = defs.validate(self.clock.now())?;
         for d in purposes {
             if self
-                .define_purpose(actor.clone(), None, d, false)
+                .define_purpose(actor.clone(), None, d, false, None)
                 .await?
                 .changed
             {
@@ -451,13 +445,27 @@ impl ConsentService {
             }
         }
         for d in notices {
-            if self.publish_notice(actor.clone(), None, d).await?.changed {
+            if self
+                .publish_notice(actor.clone(), None, d, None)
+                .await?
+                .changed
+            {
                 summary.notices_published += 1;
             } else {
                 summary.unchanged += 1;
             }
         }
         Ok(summary)
+    }
+}
+
+/// A definition recorded by entry `a`.
+fn defined<T>(a: &Appended, value: T) -> Defined<T> {
+    Defined {
+        seq: a.seq,
+        leaf_hash: a.leaf_hash.clone(),
+        changed: true,
+        value,
     }
 }
 

@@ -74,6 +74,18 @@ pub struct ImportSummary {
     pub last_seq: Option<u64>,
 }
 
+impl ImportSummary {
+    /// This summary with the entries of one more chunk counted.
+    pub fn with(mut self, appended: &[Appended]) -> ImportSummary {
+        self.recorded += appended.len() as u64;
+        if self.first_seq.is_none() {
+            self.first_seq = appended.first().map(|a| a.seq);
+        }
+        self.last_seq = appended.last().map(|a| a.seq).or(self.last_seq);
+        self
+    }
+}
+
 /// A purpose or notice change and the entry that made it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Defined<T> {

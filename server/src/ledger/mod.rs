@@ -43,12 +43,29 @@ pub type Projection = Box<
     dyn FnOnce(&mut AnyConnection, &[Appended]) -> Result<Projected, AppError> + Send + 'static,
 >;
 
+/// One more entry an append adds after its own events, made from what its projection returned
+/// (an idempotency answer: it quotes the seqs the events were given). It is staged and applied in
+/// the append's savepoint, so it is recorded exactly when the events are. It is not among the
+/// entries the append returns.
+pub type Trailer =
+    Box<dyn FnOnce(&(dyn std::any::Any + Send)) -> Result<TrailerEntry, AppError> + Send + 'static>;
+
+/// A trailer's event and how it is applied once recorded.
+pub struct TrailerEntry {
+    pub draft: EventDraft,
+    pub apply: ApplyOne,
+}
+
+/// Applies one recorded entry.
+pub type ApplyOne = Box<dyn FnOnce(&mut AnyConnection, &Appended) -> Result<(), AppError> + Send>;
+
 /// One append: events, who caused them, the request they came from, and an optional projection.
 pub struct AppendRequest {
     pub actor: Actor,
     pub request_id: Option<String>,
     pub events: Vec<EventDraft>,
     pub apply: Option<Projection>,
+    pub trailer: Option<Trailer>,
 }
 
 impl AppendRequest {
@@ -58,6 +75,7 @@ impl AppendRequest {
             request_id: None,
             events,
             apply: None,
+            trailer: None,
         }
     }
 
@@ -75,6 +93,12 @@ impl AppendRequest {
         self.apply = Some(Box::new(move |c: &mut AnyConnection, a: &[Appended]| {
             f(c, a).map(|v| Box::new(v) as Projected)
         }));
+        self
+    }
+
+    /// Adds a trailer entry (see [`Trailer`]); it needs a projection, whose value it reads.
+    pub fn trailer(mut self, trailer: Option<Trailer>) -> Self {
+        self.trailer = trailer;
         self
     }
 }
@@ -216,7 +240,7 @@ impl Ledger {
     }
 
     async fn submit(&self, req: AppendRequest) -> sequencer::AppendOutcome {
-        if req.events.is_empty() {
+        if req.events.is_empty() && req.trailer.is_none() {
             return Ok((Vec::new(), None));
         }
         let (reply, rx) = oneshot::channel();
@@ -225,6 +249,7 @@ impl Ledger {
             request_id: req.request_id,
             events: req.events,
             apply: req.apply,
+            trailer: req.trailer,
             queued: Instant::now(),
             reply,
         };

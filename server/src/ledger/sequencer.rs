@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::event::{Actor, Appended, EventDraft};
 use super::store::{self, PendingRows};
-use super::{Projected, Projection, Shared};
+use super::{Projected, Projection, Shared, Trailer};
 use crate::db::{AnyConnection, Manager};
 use crate::error::AppError;
 
@@ -22,6 +22,7 @@ pub(super) struct Pending {
     pub request_id: Option<String>,
     pub events: Vec<EventDraft>,
     pub apply: Option<Projection>,
+    pub trailer: Option<Trailer>,
     pub queued: Instant,
     pub reply: oneshot::Sender<AppendOutcome>,
 }
@@ -226,6 +227,11 @@ fn write_batch(
         let mut outcomes = Vec::with_capacity(batch.len());
         for p in batch.iter_mut() {
             match p.apply.take() {
+                None if p.trailer.is_some() => {
+                    outcomes.push(Err(AppError::internal(anyhow::anyhow!(
+                        "a trailer entry needs a projection to read"
+                    ))));
+                }
                 None => {
                     let staged = shared.writer.stage(
                         &mut state,
@@ -259,6 +265,23 @@ fn write_batch(
                         .map_err(|_| {
                             AppError::internal(anyhow::anyhow!("the projection panicked"))
                         })??;
+                        if let Some(trailer) = p.trailer.take() {
+                            let entry = trailer(&*value)?;
+                            let mut own = PendingRows::default();
+                            let trailed = shared.writer.stage(
+                                &mut state,
+                                at,
+                                &p.actor,
+                                p.request_id.as_deref(),
+                                std::slice::from_ref(&entry.draft),
+                                &mut own,
+                            )?;
+                            store::insert_rows(conn, &mut own)?;
+                            let a = trailed.first().ok_or_else(|| {
+                                AppError::internal(anyhow::anyhow!("a trailer staged no entry"))
+                            })?;
+                            (entry.apply)(conn, a)?;
+                        }
                         Ok((appended, Some(value)))
                     });
                     if r.is_err() {

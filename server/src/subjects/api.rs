@@ -5,6 +5,7 @@ use crate::config::Limits;
 use crate::consent::api::subject_params;
 use crate::openapi::{Op, Schemas, op};
 
+use actix_web::http::StatusCode;
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::error::AppError;
+use crate::idempotency::{self, Answering, RequestHash, Stored};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
 use crate::vocab::{self, SubjectId};
@@ -62,10 +64,18 @@ async fn erase_subject(
     if let Some(r) = &input.reason {
         vocab::text("reason", r, 1000, false)?;
     }
-    let out = service(&state)
-        .erase(p.actor(), Some(rid.0), &id, input.reason)
-        .await?;
-    Ok(HttpResponse::Ok().json(out))
+    let (svc, caller) = (service(&state), p.id());
+    idempotency::respond(
+        state.keyed(&req, &caller),
+        RequestHash::of(&req, &bytes),
+        Answering::json(|_: &Erased| StatusCode::OK),
+        Stored::response,
+        |answer| async move {
+            svc.erase(p.actor(), Some(rid.0), &id, input.reason, answer)
+                .await
+        },
+    )
+    .await
 }
 
 // ----- the OpenAPI operations of these routes -----
@@ -78,6 +88,7 @@ pub fn operations(s: &mut Schemas, _limits: &Limits) -> Vec<Op> {
             .params(subject_params(vec![]))
             .body(json, s.of::<EraseRequest>())
             .optional_body()
-            .ok(200, json, s.of::<Erased>()),
+            .ok(200, json, s.of::<Erased>())
+            .idempotent(),
     ]
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::consent::index::ConsentIndex;
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
+use crate::idempotency::{self, Answer};
 use crate::ledger::erasure::{self, Erasure};
 use crate::ledger::{Actor, AppendRequest, EventDraft, Ledger};
 
@@ -57,6 +58,7 @@ impl SubjectsService {
         request_id: Option<String>,
         subject: &str,
         reason: Option<String>,
+        answer: Option<Answer<Erased>>,
     ) -> Result<Erased, AppError> {
         let subject_ref = self.ledger.writer().keys().subject_ref(subject);
         let mut attempts = 0;
@@ -77,34 +79,40 @@ impl SubjectsService {
             let projected = event.clone();
             let result = self
                 .ledger
-                .append_returning::<usize>(
+                .append_returning::<Erased>(
                     AppendRequest::new(actor.clone(), vec![EventDraft::new(&event)?])
                         .request_id(request_id.clone())
                         .project(move |c, appended| {
                             erasure::redact(c, &projected, appended)?;
-                            forget_subject(c, &projected)
-                        }),
+                            let records_removed = forget_subject(c, &projected)?;
+                            let a = appended.last().ok_or_else(|| {
+                                AppError::internal(anyhow::anyhow!("append returned no entry"))
+                            })?;
+                            Ok(Erased {
+                                seq: a.seq,
+                                leaf_hash: a.leaf_hash.clone(),
+                                redacted_seqs: projected.redacted_seqs,
+                                records_removed,
+                            })
+                        })
+                        // Made again for each attempt; used by the one that is recorded.
+                        .trailer(idempotency::trailer(
+                            answer.as_ref().map(Answer::again),
+                            None,
+                        )),
                 )
                 .await;
             match result {
-                Ok((out, removed)) => {
-                    let a = out.last().ok_or_else(|| {
-                        AppError::internal(anyhow::anyhow!("append returned no entry"))
-                    })?;
+                Ok((_, erased)) => {
                     if let Some(index) = &self.consent {
-                        index.wait_for_write(a.seq).await;
+                        index.wait_for_write(erased.seq).await;
                     }
                     // A redaction counts for the verifiers only once a checkpoint signs its
                     // erasure: sign one now rather than at the next interval.
                     if let Err(e) = self.ledger.publish_checkpoint().await {
                         tracing::warn!(error = %e, "cannot publish a checkpoint after an erasure");
                     }
-                    return Ok(Erased {
-                        seq: a.seq,
-                        leaf_hash: a.leaf_hash.clone(),
-                        redacted_seqs: planned,
-                        records_removed: removed,
-                    });
+                    return Ok(erased);
                 }
                 Err(e)
                     if e.conflict_code() == Some(ConflictCode::SubjectChanged)

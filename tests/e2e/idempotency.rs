@@ -1,0 +1,261 @@
+//! `Idempotency-Key` on every writing POST: a retry gets the first answer again (the same token
+//! text for a token), marked as replayed, and writes nothing; a key reused for another request is
+//! refused; two requests with one key at once write once. Answers are ledger entries, so
+//! `accord ledger replay --check` rebuilds them, and an erasure takes those naming the subject.
+
+use accord::auth::model::Role;
+use accord::commands;
+use accord::db::schema::ledger_payloads;
+use accord_tests::{Reply, TestApp, TestDb, settings};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+
+/// Sends the same POST twice with one key; the second is the first answer again and writes nothing.
+async fn twice(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    key: &str,
+    body: Option<(&str, String)>,
+) -> Reply {
+    let headers = [("Idempotency-Key", key)];
+    let send = || {
+        app.send(
+            "POST",
+            path,
+            Some(token),
+            &headers,
+            body.clone().map(|(ct, b)| (ct, b.into_bytes())),
+        )
+    };
+    let first = send().await;
+    assert!(
+        first.status < 300,
+        "{path}: {} {}",
+        first.status,
+        first.body
+    );
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let size = app.ledger.size();
+    let again = send().await;
+    assert_eq!(again.status, first.status, "{path}: {}", again.body);
+    assert_eq!(again.json(), first.json(), "{path}");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"), "{path}");
+    assert_eq!(app.ledger.size(), size, "{path}: a replay writes nothing");
+    first
+}
+
+fn json_body(v: Value) -> Option<(&'static str, String)> {
+    Some(("application/json", v.to_string()))
+}
+
+async fn every_post(db: TestDb) {
+    let data = tempfile::tempdir().unwrap();
+    let s = settings(&db, data.path());
+    let app = TestApp::spawn(s.clone()).await.unwrap();
+    let token = app
+        .token(&[Role::Admin, Role::ComplianceOfficer, Role::Service])
+        .await;
+    let t = token.as_str();
+
+    // Without a key, creating a purpose twice is refused the second time; with one, the retry is
+    // the first answer.
+    let r = twice(
+        &app,
+        t,
+        "/v1/purposes",
+        "p-1",
+        json_body(json!({"key": "newsletter", "title": "Newsletter"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = twice(
+        &app,
+        t,
+        "/v1/purposes",
+        "p-2",
+        json_body(json!({"key": "old", "title": "Old"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = twice(&app, t, "/v1/purposes/old/retire", "p-3", None).await;
+    assert_eq!(r.json()["status"], "retired", "{}", r.body);
+    let r = twice(
+        &app,
+        t,
+        "/v1/notices",
+        "n-1",
+        json_body(json!({"key": "privacy", "version": "v1", "text": "We use …", "url": "https://example.org/p"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+
+    // A decision: its answer is an entry of its own, right after the record's.
+    let before = app.ledger.size();
+    let r = twice(
+        &app,
+        t,
+        "/v1/consents",
+        "c-1",
+        json_body(
+            json!({"subject": "s-1", "purpose": "newsletter", "channel": "email", "decision": "granted"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["seq"], before, "{}", r.body);
+    assert_eq!(app.ledger.size(), before + 2, "the record and its answer");
+    // The same key for another request is refused, and so is a malformed key.
+    let other = app
+        .send(
+            "POST",
+            "/v1/consents",
+            Some(t),
+            &[("Idempotency-Key", "c-1")],
+            Some(("application/json", json!({"subject": "s-9", "purpose": "newsletter", "channel": "email", "decision": "granted"}).to_string().into_bytes())),
+        )
+        .await;
+    assert_eq!(other.status, 409, "{}", other.body);
+    assert_eq!(other.json()["type"], "/problems/conflict/key-reused");
+    let long = "k".repeat(201);
+    for bad in ["", long.as_str(), "with space"] {
+        let r = app
+            .send(
+                "POST",
+                "/v1/consents",
+                Some(t),
+                &[("Idempotency-Key", bad)],
+                Some(("application/json", json!({"subject": "s-9", "purpose": "newsletter", "channel": "email", "decision": "granted"}).to_string().into_bytes())),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad:?}: {}", r.body);
+        assert!(r.body.contains("Idempotency-Key"), "{}", r.body);
+    }
+
+    // An import: the retry answers "3 recorded" again (a run without a key would find 3 duplicates).
+    let rows: String = (0..3)
+        .map(|i| format!("{{\"subject\":\"i-{i}\",\"purpose\":\"newsletter\",\"channel\":\"sms\",\"decision\":\"granted\",\"collected_at\":\"2026-01-01T00:00:00Z\"}}\n"))
+        .collect();
+    let r = twice(
+        &app,
+        t,
+        "/v1/consents/import",
+        "i-1",
+        Some(("application/x-ndjson", rows.clone())),
+    )
+    .await;
+    assert_eq!(
+        (r.json()["recorded"].clone(), r.json()["duplicates"].clone()),
+        (json!(3), json!(0))
+    );
+    // The same rows under another key wrote nothing: no answer is kept, and asking again answers alike.
+    let r = twice_unkept(&app, t, "/v1/consents/import", "i-2", rows).await;
+    assert_eq!(r["duplicates"], 3, "{r}");
+
+    // A token: the retry gets the same token text, and it works.
+    let r = twice(
+        &app,
+        t,
+        "/v1/tokens",
+        "t-1",
+        json_body(json!({"client": "crm", "roles": ["marketer"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let minted = r.json()["token"].as_str().unwrap().to_string();
+    let (status, me) = app.get_json_with("/v1/access/me", &minted).await;
+    assert_eq!(status, 200, "{me}");
+    // Nothing in the ledger holds the token's text.
+    let mut c = db.connect();
+    let payloads: Vec<String> = ledger_payloads::table
+        .select(ledger_payloads::payload)
+        .load::<Option<String>>(&mut c)
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(payloads.iter().all(|p| !p.contains(&minted)));
+    assert!(
+        payloads.iter().any(|p| p.contains("\"key\":\"t-1\"")),
+        "the token's answer is recorded"
+    );
+
+    // Two requests with one key at once: one writes, the other is its answer.
+    let body = json!({"subject": "s-2", "purpose": "newsletter", "channel": "push", "decision": "granted"}).to_string();
+    let size = app.ledger.size();
+    let send = || {
+        app.send(
+            "POST",
+            "/v1/consents",
+            Some(t),
+            &[("Idempotency-Key", "race")],
+            Some(("application/json", body.clone().into_bytes())),
+        )
+    };
+    let (a, b) = tokio::join!(send(), send());
+    assert_eq!((a.status, b.status), (201, 201), "{} / {}", a.body, b.body);
+    assert_eq!(a.json(), b.json());
+    assert_eq!(app.ledger.size(), size + 2, "one record and its answer");
+
+    // Erasing s-1 takes the answer that names them; the erasure's own answer stays.
+    let r = twice(&app, t, "/v1/subjects/s-1/erase", "e-1", None).await;
+    assert_eq!(r.status, 200);
+    app.stop().await;
+
+    let report = commands::replay_check(&s, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.differences);
+    let answers = report
+        .tables
+        .iter()
+        .find(|(t, _, _)| *t == "idempotency_keys")
+        .map(|(_, live, replayed)| (*live, *replayed));
+    // p-1, p-2, p-3, n-1, i-1, t-1, race, e-1 (c-1 went with s-1).
+    assert_eq!(answers, Some((8, 8)), "{report:?}");
+    let verified = commands::ledger::verify(&s, &[]).unwrap();
+    assert!(verified.is_ok(), "{verified:?}");
+
+    // An answer changed behind Accord's back is named.
+    c.batch_execute("UPDATE idempotency_keys SET status = 202 WHERE key = 'p-1';")
+        .unwrap();
+    let report = commands::replay_check(&s, |_, _| {}).unwrap();
+    assert_eq!(report.total_differences, 1, "{:?}", report.differences);
+    let d = &report.differences[0];
+    assert_eq!(
+        (
+            d.table,
+            d.column.as_deref(),
+            d.live.as_deref(),
+            d.replayed.as_deref()
+        ),
+        ("idempotency_keys", Some("status"), Some("202"), Some("201")),
+        "{d}"
+    );
+}
+
+/// Sends a POST twice with one key when it writes nothing: both are answered alike, neither as a
+/// replay (no answer was kept).
+async fn twice_unkept(app: &TestApp, token: &str, path: &str, key: &str, body: String) -> Value {
+    let headers = [("Idempotency-Key", key)];
+    let send = || {
+        app.send(
+            "POST",
+            path,
+            Some(token),
+            &headers,
+            Some(("application/x-ndjson", body.clone().into_bytes())),
+        )
+    };
+    let size = app.ledger.size();
+    let first = send().await;
+    let again = send().await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(again.json(), first.json());
+    assert_eq!(again.header("idempotent-replayed"), None);
+    assert_eq!(app.ledger.size(), size);
+    first.json()
+}
+
+on_both_backends!(idempotent_posts, super::every_post);
