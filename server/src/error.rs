@@ -194,8 +194,6 @@ pub enum ConflictCode {
     InFlight,
     /// This Idempotency-Key was used for a different request.
     KeyReused,
-    /// A seq the ledger does not hold.
-    BeyondLedger,
     /// Fields that the current state does not allow (a purpose not registered, …), listed.
     State,
     /// The tokens a change revokes changed while it was prepared (retried).
@@ -217,7 +215,6 @@ impl ConflictCode {
             ConflictCode::LinkPurpose => "link-purpose",
             ConflictCode::InFlight => "in-flight",
             ConflictCode::KeyReused => "key-reused",
-            ConflictCode::BeyondLedger => "beyond-ledger",
             ConflictCode::State => "state",
             ConflictCode::MintedChanged => "minted-changed",
             ConflictCode::SubjectChanged => "subject-changed",

@@ -179,7 +179,7 @@ fn replay_in_snapshot(
         while from < size {
             let page = store::entries_page(live, from, size, PAGE)?;
             let Some(last) = page.last() else { break };
-            from = last.seq as u64 + 1;
+            from = last.seq.get() + 1;
             for row in &page {
                 report.entries += 1;
                 let Some(payload) = row.payload.as_deref() else {
@@ -199,7 +199,7 @@ fn replay_in_snapshot(
                     AppError::internal(anyhow::anyhow!("entry {}: unreadable leaf: {e}", row.seq))
                 })?;
                 let appended = Appended {
-                    seq: row.seq as u64,
+                    seq: row.seq,
                     leaf_hash: row.leaf_hash.clone(),
                     at: Timestamp(row.columns.at),
                     kind: row.columns.kind.clone(),

@@ -34,7 +34,7 @@ async fn two_instances_write_one_linear_history() {
         }
     };
     let (results, ()) = tokio::join!(join_all(appends), checkpoints);
-    let seqs: BTreeSet<u64> = results.into_iter().map(|r| r.unwrap().seq).collect();
+    let seqs: BTreeSet<u64> = results.into_iter().map(|r| r.unwrap().seq.get()).collect();
     assert_eq!(
         seqs.len() as u64,
         2 * PER_INSTANCE,

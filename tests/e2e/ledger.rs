@@ -54,7 +54,7 @@ async fn round_trip(db: TestDb) {
     let mut seqs: Vec<u64> = join_all(appends)
         .await
         .into_iter()
-        .map(|r| r.unwrap().seq)
+        .map(|r| r.unwrap().seq.get())
         .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (4..304).collect::<Vec<_>>());
@@ -325,7 +325,7 @@ async fn stop_drains_and_checkpoints(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        latest.size as u64,
+        latest.size.get(),
         state.size(),
         "the final checkpoint covers every entry"
     );

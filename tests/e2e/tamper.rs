@@ -253,7 +253,7 @@ async fn checkpoint_signed_by_another_key(db: TestDb) {
     );
     let forged = Checkpoint {
         origin: origin.clone(),
-        size: latest.size as u64,
+        size: latest.size.get(),
         root: accord_audit::hash::from_hex(&latest.root).unwrap(),
     }
     .sign(&NoteSigner::new(&origin, SigningKey::from_bytes(&[7; 32])).unwrap())
@@ -270,7 +270,7 @@ async fn checkpoint_signed_by_another_key(db: TestDb) {
         data.path(),
         &[],
         None,
-        Some(latest.size as u64),
+        Some(latest.size.get()),
         "signature",
     );
 }
@@ -310,8 +310,8 @@ async fn fork_from_pinned_checkpoint(db: TestDb) {
     // On its own the fork is consistent: only the pin exposes it.
     commands::verify(&fs, &[]).unwrap().unwrap();
     let (on, off) = both_fail(&fs, data.path(), std::slice::from_ref(&pin.note));
-    assert_names(&on, None, Some(pin.size as u64), "pinned");
-    assert_names(&off, None, Some(pin.size as u64), "pinned");
+    assert_names(&on, None, Some(pin.size.get()), "pinned");
+    assert_names(&off, None, Some(pin.size.get()), "pinned");
     // The genuine ledger still agrees with its pin.
     commands::verify(&s, std::slice::from_ref(&pin.note))
         .unwrap()

@@ -37,7 +37,7 @@ pub const TABLES: &[ProjectedTable] = &[
 
 /// Applies one access event recorded as `a`.
 pub fn apply(c: &mut AnyConnection, event: &AccessEvent, a: &Appended) -> QueryResult<()> {
-    let seq = a.seq as i64;
+    let seq = a.seq;
     let at = a.at.micros();
     match event {
         AccessEvent::UserCreated {

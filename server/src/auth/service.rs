@@ -21,6 +21,7 @@ use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, Answer};
 use crate::keys::random_bytes;
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger, Trailer};
+use crate::vocab::Seq;
 
 /// How long a one-time set-up link is valid.
 pub const SETUP_LINK_MICROS: i64 = 3600 * 1_000_000;
@@ -46,7 +47,7 @@ pub struct IssuedToken {
     pub client: String,
     pub roles: Vec<Role>,
     pub expires_at: String,
-    pub seq: u64,
+    pub seq: Seq,
     /// What was signed: kept for a retried request, which gets the same token signed again.
     #[serde(skip)]
     #[schema(ignore)]
@@ -66,7 +67,7 @@ pub struct TokenOrder<'a> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct KeptToken {
     pub claims: ApiClaims,
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 impl IssuedToken {
@@ -74,12 +75,12 @@ impl IssuedToken {
     pub fn sign(
         authority: &TokenAuthority,
         claims: ApiClaims,
-        seq: u64,
+        seq: Seq,
     ) -> Result<IssuedToken, AppError> {
         Ok(IssuedToken::new(authority.sign(&claims)?, claims, seq))
     }
 
-    fn new(token: String, claims: ApiClaims, seq: u64) -> IssuedToken {
+    fn new(token: String, claims: ApiClaims, seq: Seq) -> IssuedToken {
         let client = claims
             .sub
             .strip_prefix("service:")
@@ -554,7 +555,7 @@ impl AccessService {
                     // Checked again under the ledger's lock: a minter disabled (or a minting token
                     // revoked) while this request was on its way mints nothing.
                     store::minter_in_force(c, &minted_by)?;
-                    let seq = appended.last().map(|a| a.seq).unwrap_or(0);
+                    let seq = appended.last().map(|a| a.seq).unwrap_or_default();
                     Ok(IssuedToken::new(token, claims, seq))
                 },
                 None,

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::model::Role;
 use crate::db::AnyConnection;
 use crate::db::schema::{api_tokens, setup_links, user_roles, users};
+use crate::vocab::Seq;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = users, treat_none_as_null = true)]
@@ -18,7 +19,7 @@ pub struct UserRow {
     pub session_epoch: i64,
     pub locked_until: Option<i64>,
     pub created_at: i64,
-    pub updated_seq: i64,
+    pub updated_seq: Seq,
 }
 
 pub fn insert_user(conn: &mut AnyConnection, row: &UserRow) -> QueryResult<()> {
@@ -57,7 +58,7 @@ pub fn count_users(conn: &mut AnyConnection) -> QueryResult<i64> {
 
 /// A new password (its hash written by [`set_password_hash`]): every session ends and a lockout
 /// is lifted.
-pub fn password_changed(conn: &mut AnyConnection, id: &str, seq: i64) -> QueryResult<usize> {
+pub fn password_changed(conn: &mut AnyConnection, id: &str, seq: Seq) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::id.eq(id)))
         .set((
             users::session_epoch.eq(users::session_epoch + 1),
@@ -74,7 +75,7 @@ pub fn set_password_hash(conn: &mut AnyConnection, id: &str, hash: &str) -> Quer
         .execute(conn)
 }
 
-pub fn disable_user(conn: &mut AnyConnection, id: &str, seq: i64) -> QueryResult<usize> {
+pub fn disable_user(conn: &mut AnyConnection, id: &str, seq: Seq) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::id.eq(id)))
         .set((
             users::disabled.eq(true),
@@ -85,7 +86,7 @@ pub fn disable_user(conn: &mut AnyConnection, id: &str, seq: i64) -> QueryResult
 }
 
 /// Ends every session of the user (logout everywhere).
-pub fn bump_session_epoch(conn: &mut AnyConnection, id: &str, seq: i64) -> QueryResult<usize> {
+pub fn bump_session_epoch(conn: &mut AnyConnection, id: &str, seq: Seq) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::id.eq(id)))
         .set((
             users::session_epoch.eq(users::session_epoch + 1),
@@ -98,7 +99,7 @@ pub fn set_locked_until(
     conn: &mut AnyConnection,
     id: &str,
     until: i64,
-    seq: i64,
+    seq: Seq,
 ) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::id.eq(id)))
         .set((
@@ -112,7 +113,7 @@ pub fn grant_role(
     conn: &mut AnyConnection,
     user_id: &str,
     role: Role,
-    seq: i64,
+    seq: Seq,
 ) -> QueryResult<()> {
     let exists: i64 = user_roles::table
         .filter(user_roles::user_id.eq(user_id))
@@ -145,7 +146,7 @@ pub fn revoke_role(conn: &mut AnyConnection, user_id: &str, role: Role) -> Query
 pub struct GrantRow {
     pub user_id: String,
     pub role: String,
-    pub granted_seq: i64,
+    pub granted_seq: Seq,
 }
 
 /// Every row of `user_roles`.

@@ -31,11 +31,11 @@ use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::clock::Timestamp;
-use crate::error::{AppError, ConflictCode, FieldError};
+use crate::error::{AppError, FieldError};
 use crate::idempotency::{self, Answering, RequestHash, Stored};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
-use crate::vocab::{self, Key, Problems, SubjectId};
+use crate::vocab::{self, Key, Problems, Seq, SubjectId};
 
 pub const CONSENT_READ: Perm = Perm::new("consent", "read");
 pub const CONSENT_WRITE: Perm = Perm::new("consent", "write");
@@ -95,7 +95,7 @@ pub fn service(state: &AppState) -> ConsentService {
 pub struct PurposeView {
     #[serde(flatten)]
     def: model::PurposeDef,
-    seq: i64,
+    seq: Seq,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -107,7 +107,7 @@ pub struct PurposeList {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PurposeVersion {
     definition: model::PurposeDef,
-    seq: i64,
+    seq: Seq,
     #[schema(value_type = String, format = DateTime)]
     recorded_at: String,
 }
@@ -128,7 +128,7 @@ pub struct NoticeView {
     url: String,
     #[schema(value_type = String, format = DateTime)]
     effective_at: String,
-    seq: i64,
+    seq: Seq,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -370,7 +370,7 @@ struct CheckOnParsed<'a> {
     purpose: &'a str,
     channel: Channel,
     at: Option<Timestamp>,
-    min_seq: Option<u64>,
+    min_seq: Option<Seq>,
 }
 
 impl CheckQuery<'_> {
@@ -400,21 +400,17 @@ impl CheckQuery<'_> {
 /// Waits until this instance has applied `min_seq`, or says why it cannot answer yet.
 /// Waits until this instance has applied ledger seq `min_seq` (at most [`MIN_SEQ_WAIT`]). A seq
 /// the ledger does not hold yet is a 409 at once, not a wait: no write returned it.
-pub async fn await_min_seq(state: &AppState, min_seq: Option<u64>) -> Result<(), AppError> {
-    let Some(seq) = min_seq else { return Ok(()) };
+pub async fn await_min_seq(state: &AppState, min_seq: Option<Seq>) -> Result<(), AppError> {
+    let Some(seq) = min_seq.map(Seq::get) else {
+        return Ok(());
+    };
     let index = &state.consent;
     if index.applied() > seq {
         return Ok(());
     }
     let size = state.db(|c| Ok(crate::ledger::read::size(c)?)).await?;
     if seq >= size {
-        return Err(AppError::conflict(
-            ConflictCode::BeyondLedger,
-            format!(
-                "min_seq {seq} is not in the ledger, which holds {size} entries (seqs 0 to {}); pass a seq a write returned",
-                size.saturating_sub(1)
-            ),
-        ));
+        return Err(Seq::beyond("min_seq", seq, size));
     }
     if index.wait_applied(seq, MIN_SEQ_WAIT).await {
         Ok(())
@@ -426,18 +422,8 @@ pub async fn await_min_seq(state: &AppState, min_seq: Option<u64>) -> Result<(),
     }
 }
 
-fn parse_min_seq(p: &mut Problems, field: &str, v: Option<&str>) -> Option<u64> {
-    let s = v?;
-    match s.parse::<u64>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            p.add(
-                field,
-                format!("{s:?} is not a ledger seq (a non-negative integer)"),
-            );
-            None
-        }
-    }
+fn parse_min_seq(p: &mut Problems, field: &str, v: Option<&str>) -> Option<Seq> {
+    p.take(Seq::parse(field, v?))
 }
 
 fn parse_at(p: &mut Problems, field: &str, v: Option<&str>) -> Option<Timestamp> {
@@ -487,13 +473,13 @@ pub struct BatchItem {
 pub struct BatchRequest {
     items: Vec<BatchItem>,
     #[serde(default, deserialize_with = "crate::body::whole_number")]
-    min_seq: Option<u64>,
+    min_seq: Option<Seq>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAnswer {
     results: Vec<CheckAnswer>,
-    applied_seq: u64,
+    applied_seq: Seq,
 }
 
 async fn check_batch(
@@ -567,7 +553,7 @@ async fn check_batch(
         .collect();
     Ok(HttpResponse::Ok().json(BatchAnswer {
         results,
-        applied_seq: index.applied(),
+        applied_seq: Seq::new(index.applied()),
     }))
 }
 
@@ -577,7 +563,7 @@ pub struct FilterTrailer {
     checked: u64,
     allowed: u64,
     reasons: BTreeMap<String, u64>,
-    applied_seq: u64,
+    applied_seq: Seq,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<FilterError>,
 }
@@ -674,7 +660,7 @@ impl FilterState {
     }
 
     fn trailer(&mut self, out: &mut Vec<u8>) {
-        self.trailer.applied_seq = self.index.applied();
+        self.trailer.applied_seq = Seq::new(self.index.applied());
         self.trailer.reasons = self
             .reasons
             .iter()
@@ -862,7 +848,7 @@ async fn subject_consents(
     Ok(HttpResponse::Ok().json(SubjectConsents {
         subject: id.into_inner(),
         consents,
-        applied_seq: state.consent.applied(),
+        applied_seq: Seq::new(state.consent.applied()),
     }))
 }
 
@@ -872,7 +858,7 @@ pub struct SubjectConsents {
     subject: String,
     consents: Vec<SubjectConsent>,
     /// The ledger size the answer reflects.
-    applied_seq: u64,
+    applied_seq: Seq,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -891,7 +877,7 @@ pub struct SubjectHistory {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEvent {
-    seq: i64,
+    seq: Seq,
     leaf_hash: String,
     #[schema(value_type = String, format = DateTime)]
     recorded_at: String,
@@ -1028,15 +1014,7 @@ pub async fn receipt_http(
     seq: web::Path<String>,
     q: web::Query<ReceiptQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let seq: u64 = seq.parse().map_err(|_| {
-        AppError::validation(
-            "seq",
-            format!(
-                "{:?} is not a ledger seq (a non-negative integer)",
-                seq.as_str()
-            ),
-        )
-    })?;
+    let seq = Seq::parse("seq", &seq)?;
     let subject = if p.allowed(&state.access.policy, CONSENT_RECEIPT) {
         q.into_inner().subject
     } else {

@@ -26,6 +26,7 @@ use crate::error::AppError;
 use crate::ledger::erasure::Erasure;
 use crate::ledger::follow::Follower;
 use crate::ledger::read::{self, FollowedEntry};
+use crate::vocab::Seq;
 
 /// How long a write waits for this instance's index to show it before answering.
 pub const WRITE_WAIT: Duration = Duration::from_secs(5);
@@ -307,7 +308,7 @@ impl ConsentIndex {
             let mut purposes = self.purposes.write().map_err(poisoned)?;
             *purposes = Purposes::default();
             for row in store::all_purpose_versions(conn)? {
-                if (row.seq as u64) < size {
+                if row.seq.get() < size {
                     purposes.add(Timestamp(row.at), row.def()?);
                 }
             }
@@ -315,12 +316,12 @@ impl ConsentIndex {
         for shard in self.shards.iter() {
             shard.write().map_err(poisoned)?.clear();
         }
-        let mut after = 0i64;
+        let mut from = Seq::ZERO;
         let mut loaded = 0u64;
         loop {
-            let page = store::index_page(conn, after, size, LOAD_PAGE)?;
+            let page = store::index_page(conn, from, Seq::new(size), LOAD_PAGE)?;
             let Some(last) = page.last() else { break };
-            after = last.0 + 1;
+            from = last.0.next();
             let mut purposes = self.purposes.write().map_err(poisoned)?;
             for (seq, subject, purpose, channel, decision, basis, collected, expires) in page {
                 let (Some(channel), Some(decision), Some(basis)) = (
@@ -335,7 +336,7 @@ impl ConsentIndex {
                 let rec = Rec {
                     collected,
                     expires: expires.unwrap_or(NO_EXPIRY),
-                    seq: seq as u64,
+                    seq: seq.get(),
                     purpose: purposes.id(&purpose),
                     channel: channel.index(),
                     decision: decision.index(),
@@ -388,7 +389,7 @@ impl ConsentIndex {
                     .map_err(poisoned)?
                     .add(Timestamp(e.at), def);
             }
-            ConsentEvent::ConsentRecorded(r) => self.record(&r, e.seq)?,
+            ConsentEvent::ConsentRecorded(r) => self.record(&r, e.seq.get())?,
             ConsentEvent::NoticePublished(_) => {}
         }
         Ok(())
@@ -411,11 +412,11 @@ impl ConsentIndex {
     }
 
     /// Removes every record whose entry an erasure redacted.
-    fn erase(&self, seqs: &[u64]) -> Result<(), AppError> {
+    fn erase(&self, seqs: &[Seq]) -> Result<(), AppError> {
         if seqs.is_empty() {
             return Ok(());
         }
-        let gone: HashSet<u64> = seqs.iter().copied().collect();
+        let gone: HashSet<u64> = seqs.iter().map(|s| s.get()).collect();
         for shard in self.shards.iter() {
             let mut shard = shard.write().map_err(poisoned)?;
             let touched: Vec<Entry> = shard
@@ -652,7 +653,7 @@ fn decide(purpose: Option<PurposeAt>, best: Option<Rec>, t: Timestamp) -> CheckA
         expires_at: best
             .filter(|r| r.expires != NO_EXPIRY)
             .map(|r| Timestamp(r.expires)),
-        seq: best.map(|r| r.seq),
+        seq: best.map(|r| Seq::new(r.seq)),
     }
 }
 

@@ -224,7 +224,7 @@ pub struct CheckAnswer {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// The ledger entry of the record the answer rests on.
-    pub seq: Option<u64>,
+    pub seq: Option<crate::vocab::Seq>,
 }
 
 /// A reason with, for `not_required`, the legal basis that makes consent unnecessary.

@@ -16,6 +16,7 @@ use crate::db::AnyConnection;
 use crate::error::AppError;
 use crate::ledger::read as ledger_read;
 use crate::ledger::{Ledger, proofs};
+use crate::vocab::Seq;
 
 /// Builds the receipt of the consent record at `seq`, proven against the latest checkpoint
 /// (publishing one first when none covers the entry yet). With `subject`, only a record of that
@@ -24,7 +25,7 @@ use crate::ledger::{Ledger, proofs};
 pub async fn receipt(
     ledger: &Ledger,
     pool: &crate::db::Pool,
-    seq: u64,
+    seq: Seq,
     subject: Option<String>,
 ) -> Result<ConsentReceipt, AppError> {
     let p = pool.clone();
@@ -36,7 +37,7 @@ pub async fn receipt(
         {
             return Err(not_a_record(seq));
         }
-        Ok(ledger_read::latest_checkpoint(&mut c)?.is_some_and(|cp| cp.size as u64 > seq))
+        Ok(ledger_read::latest_checkpoint(&mut c)?.is_some_and(|cp| cp.size > seq))
     })
     .await??;
     if !covered {
@@ -52,19 +53,19 @@ pub async fn receipt(
     .await?
 }
 
-fn not_a_record(seq: u64) -> AppError {
+fn not_a_record(seq: Seq) -> AppError {
     AppError::NotFound(format!("ledger entry {seq} is not a consent record"))
 }
 
 /// The consent record at `seq`, if the entry is one and is not erased.
-fn record_at(c: &mut AnyConnection, seq: u64) -> Result<ConsentRecord, AppError> {
+fn record_at(c: &mut AnyConnection, seq: Seq) -> Result<ConsentRecord, AppError> {
     Ok(*open_entry(c, seq)?.6)
 }
 
 #[allow(clippy::type_complexity)]
 fn open_entry(
     c: &mut AnyConnection,
-    seq: u64,
+    seq: Seq,
 ) -> Result<
     (
         String,
@@ -85,7 +86,7 @@ fn open_entry(
         salt,
         payload,
         redacted_by,
-    } = ledger_read::entry(c, seq)?.ok_or_else(|| not_a_record(seq))?;
+    } = ledger_read::entry(c, seq.get())?.ok_or_else(|| not_a_record(seq))?;
     if kind != CONSENT_KIND {
         return Err(not_a_record(seq));
     }
@@ -105,18 +106,18 @@ fn open_entry(
 
 fn build(
     c: &mut AnyConnection,
-    seq: u64,
+    seq: Seq,
     origin: String,
     verifier_key: String,
 ) -> Result<ConsentReceipt, AppError> {
     let (body, leaf_hash, at, _, salt, payload, r) = open_entry(c, seq)?;
     let cp = ledger_read::latest_checkpoint(c)?
-        .filter(|cp| cp.size as u64 > seq)
+        .filter(|cp| cp.size > seq)
         .ok_or_else(|| {
             AppError::Unavailable("no checkpoint covers this entry yet; retry".into())
         })?;
-    let size = cp.size as u64;
-    let path = proofs::inclusion(c, seq, size)?;
+    let size = cp.size.get();
+    let path = proofs::inclusion(c, seq.get(), size)?;
     let purpose = store::purpose_versions(c, &r.purpose)?
         .into_iter()
         .rev()
@@ -130,7 +131,7 @@ fn build(
                 version: n.version.clone(),
                 url: row.as_ref().map(|r| r.url.clone()),
                 text_hash: row.as_ref().map(|r| r.text_hash.clone()),
-                seq: row.map(|r| r.seq as u64),
+                seq: row.map(|r| r.seq.get()),
             })
         }
     };
@@ -146,7 +147,7 @@ fn build(
                 title: purpose.as_ref().map(|p| p.title.clone()),
                 description: purpose.as_ref().map(|p| p.description.clone()),
                 dpv_iri: purpose.as_ref().and_then(|p| p.dpv_iri.clone()),
-                seq: purpose.as_ref().map(|p| p.seq as u64),
+                seq: purpose.as_ref().map(|p| p.seq.get()),
             },
             channel: r.channel.as_str().into(),
             state: r.decision.as_str().into(),
@@ -162,7 +163,7 @@ fn build(
         },
         proof: ReceiptProof {
             origin,
-            seq,
+            seq: seq.get(),
             leaf_body: body,
             leaf_hash,
             payload,

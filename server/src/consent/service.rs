@@ -16,7 +16,9 @@ use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, Answer};
+use crate::ledger::read::Leaf;
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
+use crate::vocab::Seq;
 
 /// Events per append in a bulk import.
 pub const IMPORT_CHUNK: usize = 1000;
@@ -77,7 +79,7 @@ impl ConsentService {
     /// Waits (a while) until this instance's index shows the entries.
     async fn applied(&self, out: &[Appended]) {
         if let (Some(last), Some(index)) = (out.last(), &self.index) {
-            index.wait_for_write(last.seq).await;
+            index.wait_for_write(last.seq.get()).await;
         }
     }
 
@@ -111,7 +113,7 @@ impl ConsentService {
             def.version = current.version;
             if current == def {
                 return Ok(Defined {
-                    seq: row.seq as u64,
+                    seq: row.seq,
                     leaf_hash: String::new(),
                     changed: false,
                     value: current,
@@ -174,7 +176,7 @@ impl ConsentService {
     }
 
     /// Every purpose at its latest version, by key.
-    pub async fn purposes(&self) -> Result<Vec<(PurposeDef, i64)>, AppError> {
+    pub async fn purposes(&self) -> Result<Vec<(PurposeDef, Seq)>, AppError> {
         let rows = self.read(|c| Ok(store::all_purpose_versions(c)?)).await?;
         let mut latest: std::collections::BTreeMap<String, PurposeRow> = Default::default();
         for r in rows {
@@ -221,7 +223,7 @@ impl ConsentService {
                 ));
             }
             return Ok(Defined {
-                seq: row.seq as u64,
+                seq: row.seq,
                 leaf_hash: String::new(),
                 changed: false,
                 value: def,
@@ -319,8 +321,8 @@ impl ConsentService {
                     .read(move |c| {
                         let seq = store::seq_by_fingerprint(c, &fp)?;
                         Ok(match seq {
-                            Some(s) => crate::ledger::read::entry(c, s as u64)?
-                                .map(|e| (s as u64, e.leaf_hash, Timestamp(e.at))),
+                            Some(s) => crate::ledger::read::entry(c, s.get())?
+                                .map(|e| (s, e.leaf_hash, Timestamp(e.at))),
                             None => None,
                         })
                     })
@@ -419,10 +421,29 @@ impl ConsentService {
         Ok(summary)
     }
 
-    /// The subject's records in ledger order, each with its leaf hash.
+    /// The subject's records in ledger order, each with its entry's leaf hash and time.
     pub async fn history(&self, subject: &str) -> Result<Vec<(RecordRow, String, i64)>, AppError> {
         let s = subject.to_string();
-        self.read(move |c| Ok(store::subject_history(c, &s)?)).await
+        self.read(move |c| {
+            let rows = store::subject_history(c, &s)?;
+            let seqs: Vec<Seq> = rows.iter().map(|r| r.seq).collect();
+            let mut leaves: HashMap<Seq, Leaf> = crate::ledger::read::leaves(c, &seqs)?
+                .into_iter()
+                .map(|l| (l.seq, l))
+                .collect();
+            rows.into_iter()
+                .map(|r| {
+                    let leaf = leaves.remove(&r.seq).ok_or_else(|| {
+                        AppError::internal(anyhow::anyhow!(
+                            "consent record {} has no ledger entry",
+                            r.seq
+                        ))
+                    })?;
+                    Ok((r, leaf.leaf_hash, leaf.at))
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Records purposes and notices from a definitions file; unchanged ones record nothing.

@@ -9,8 +9,8 @@ use super::model::{
 };
 use crate::clock::Timestamp;
 use crate::db::AnyConnection;
-use crate::db::schema::{consent_records, ledger_entries, notices, purposes};
-use crate::ledger::store::to_i64;
+use crate::db::schema::{consent_records, notices, purposes};
+use crate::vocab::Seq;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = purposes, treat_none_as_null = true)]
@@ -26,7 +26,7 @@ pub struct PurposeRow {
     pub dpv_iri: Option<String>,
     pub status: String,
     pub at: i64,
-    pub seq: i64,
+    pub seq: Seq,
 }
 
 fn corrupt(table: &str, column: &str, value: &str) -> diesel::result::Error {
@@ -36,7 +36,7 @@ fn corrupt(table: &str, column: &str, value: &str) -> diesel::result::Error {
 }
 
 impl PurposeRow {
-    pub fn new(def: &PurposeDef, at: Timestamp, seq: u64) -> Self {
+    pub fn new(def: &PurposeDef, at: Timestamp, seq: Seq) -> Self {
         PurposeRow {
             key: def.key.clone(),
             version: def.version,
@@ -49,7 +49,7 @@ impl PurposeRow {
             dpv_iri: def.dpv_iri.clone(),
             status: def.status.as_str().into(),
             at: at.micros(),
-            seq: to_i64(seq),
+            seq,
         }
     }
 
@@ -114,11 +114,11 @@ pub struct NoticeRow {
     pub url: String,
     pub effective_at: i64,
     pub at: i64,
-    pub seq: i64,
+    pub seq: Seq,
 }
 
 impl NoticeRow {
-    pub fn new(def: &NoticeDef, at: Timestamp, seq: u64) -> Self {
+    pub fn new(def: &NoticeDef, at: Timestamp, seq: Seq) -> Self {
         NoticeRow {
             key: def.key.clone(),
             version: def.version.clone(),
@@ -126,7 +126,7 @@ impl NoticeRow {
             url: def.url.clone(),
             effective_at: def.effective_at.micros(),
             at: at.micros(),
-            seq: to_i64(seq),
+            seq,
         }
     }
 }
@@ -165,7 +165,7 @@ pub fn all_notices(conn: &mut AnyConnection) -> QueryResult<Vec<NoticeRow>> {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = consent_records, treat_none_as_null = true)]
 pub struct RecordRow {
-    pub seq: i64,
+    pub seq: Seq,
     pub subject: String,
     pub purpose: String,
     pub channel: String,
@@ -184,9 +184,9 @@ pub struct RecordRow {
 }
 
 impl RecordRow {
-    pub fn new(r: &ConsentRecord, seq: u64) -> Self {
+    pub fn new(r: &ConsentRecord, seq: Seq) -> Self {
         RecordRow {
-            seq: to_i64(seq),
+            seq,
             subject: r.subject.clone(),
             purpose: r.purpose.clone(),
             channel: r.channel.as_str().into(),
@@ -251,7 +251,7 @@ pub fn insert_records(conn: &mut AnyConnection, rows: &[RecordRow]) -> QueryResu
 }
 
 /// The seq of the record with this fingerprint, if one exists.
-pub fn seq_by_fingerprint(conn: &mut AnyConnection, fingerprint: &str) -> QueryResult<Option<i64>> {
+pub fn seq_by_fingerprint(conn: &mut AnyConnection, fingerprint: &str) -> QueryResult<Option<Seq>> {
     consent_records::table
         .filter(consent_records::fingerprint.eq(fingerprint))
         .select(consent_records::seq)
@@ -276,28 +276,12 @@ pub fn existing_fingerprints(
     Ok(out)
 }
 
-pub fn record_by_seq(conn: &mut AnyConnection, seq: u64) -> QueryResult<Option<RecordRow>> {
+/// A subject's records in ledger order.
+pub fn subject_history(conn: &mut AnyConnection, subject: &str) -> QueryResult<Vec<RecordRow>> {
     consent_records::table
-        .filter(consent_records::seq.eq(to_i64(seq)))
-        .select(RecordRow::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// A subject's records in ledger order, each with its leaf hash and the time it was recorded.
-pub fn subject_history(
-    conn: &mut AnyConnection,
-    subject: &str,
-) -> QueryResult<Vec<(RecordRow, String, i64)>> {
-    consent_records::table
-        .inner_join(ledger_entries::table.on(ledger_entries::seq.eq(consent_records::seq)))
         .filter(consent_records::subject.eq(subject))
         .order(consent_records::seq.asc())
-        .select((
-            RecordRow::as_select(),
-            ledger_entries::leaf_hash,
-            ledger_entries::at,
-        ))
+        .select(RecordRow::as_select())
         .load(conn)
 }
 
@@ -322,7 +306,7 @@ pub fn delete_subject(conn: &mut AnyConnection, subject: &str) -> QueryResult<us
 
 /// The columns the in-memory index needs.
 pub type IndexRow = (
-    i64,
+    Seq,
     String,
     String,
     String,
@@ -335,13 +319,13 @@ pub type IndexRow = (
 /// Records with `after <= seq < before`, in seq order, at most `limit`, as the index needs them.
 pub fn index_page(
     conn: &mut AnyConnection,
-    after: i64,
-    before: u64,
+    from: Seq,
+    before: Seq,
     limit: i64,
 ) -> QueryResult<Vec<IndexRow>> {
     consent_records::table
-        .filter(consent_records::seq.ge(after))
-        .filter(consent_records::seq.lt(to_i64(before)))
+        .filter(consent_records::seq.ge(from))
+        .filter(consent_records::seq.lt(before))
         .order(consent_records::seq.asc())
         .limit(limit)
         .select((

@@ -53,7 +53,7 @@ impl From<&ConsentRecord> for RecordView {
 /// The answer to a consent write.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recorded {
-    pub seq: u64,
+    pub seq: crate::vocab::Seq,
     pub leaf_hash: String,
     #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
@@ -70,8 +70,8 @@ pub struct ImportSummary {
     pub recorded: u64,
     /// Rows already recorded (by an earlier run or earlier in the same file).
     pub duplicates: u64,
-    pub first_seq: Option<u64>,
-    pub last_seq: Option<u64>,
+    pub first_seq: Option<crate::vocab::Seq>,
+    pub last_seq: Option<crate::vocab::Seq>,
 }
 
 impl ImportSummary {
@@ -89,7 +89,7 @@ impl ImportSummary {
 /// A purpose or notice change and the entry that made it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Defined<T> {
-    pub seq: u64,
+    pub seq: crate::vocab::Seq,
     pub leaf_hash: String,
     pub changed: bool,
     #[serde(flatten)]

@@ -16,6 +16,7 @@ use super::stream::{Item, LedgerStream};
 use crate::authz::{Access, Perm, Routes};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::vocab::Seq;
 
 /// Reading the ledger: entries carry payloads with personal data, so auditors and compliance only.
 pub const LEDGER_READ: Perm = Perm::new("ledger", "read");
@@ -56,7 +57,7 @@ struct EntriesQuery {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EntryView {
-    seq: u64,
+    seq: crate::vocab::Seq,
     /// The canonical leaf body, exactly as hashed.
     body: String,
     leaf_hash: String,
@@ -119,7 +120,7 @@ async fn entries(
                 } = item
                 {
                     out.push(EntryView {
-                        seq,
+                        seq: Seq::new(seq),
                         body,
                         leaf_hash,
                         payload: payload.ok(),
@@ -164,14 +165,6 @@ pub struct InclusionProof {
     checkpoint: Option<String>,
 }
 
-/// A tree size the ledger has not reached: the state decides, so a 409.
-fn beyond_ledger(field: &str, size: u64, tree: u64) -> AppError {
-    AppError::unmet(
-        field,
-        format!("{size} is beyond the ledger, whose tree size is {tree}"),
-    )
-}
-
 /// `field` is not `relation` the tree size `size_field`: a 422 when the caller named that size,
 /// a 409 when it is the latest checkpoint's (a later checkpoint may cover it).
 fn past_size(
@@ -214,9 +207,9 @@ async fn inclusion(
             if let Some(size) = size
                 && size > tree
             {
-                return Err(beyond_ledger("size", size, tree));
+                return Err(Seq::beyond("size", size, tree));
             }
-            let size = size.unwrap_or(latest.size.max(0) as u64);
+            let size = size.unwrap_or(latest.size.get());
             if seq >= size {
                 return Err(past_size(false, "seq", "below", seq, "size", size));
             }
@@ -225,7 +218,7 @@ async fn inclusion(
                 .ok_or_else(|| AppError::NotFound(format!("no entry with seq {seq}")))?;
             let path = super::proofs::inclusion(c, seq, size)?;
             let root = super::proofs::root_at(c, size)?;
-            let checkpoint = if latest.size as u64 == size {
+            let checkpoint = if latest.size.get() == size {
                 Some(latest.note)
             } else {
                 store::checkpoints_page(c, Some(size - 1), size, 1)?
@@ -285,10 +278,10 @@ async fn consistency(
             let tree = tree_size(c)?;
             let to = match to {
                 Some(t) => t,
-                None => latest_or_404(c)?.size.max(0) as u64,
+                None => latest_or_404(c)?.size.get(),
             };
             if to > tree {
-                return Err(beyond_ledger("to", to, tree));
+                return Err(Seq::beyond("to", to, tree));
             }
             if from > to {
                 return Err(past_size(false, "from", "at most", from, "to", to));

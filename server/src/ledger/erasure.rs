@@ -10,6 +10,7 @@ use super::store;
 use super::{Appended, LedgerEvent};
 use crate::db::AnyConnection;
 use crate::error::AppError;
+use crate::vocab::Seq;
 
 /// The erasure entry's payload. The subject id itself is never in it: only its `subject_ref`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct Erasure {
     pub subject: String,
     pub subject_ref: String,
     /// The entries whose payloads this erasure removed (the verifiers accept exactly these).
-    pub redacted_seqs: Vec<u64>,
+    pub redacted_seqs: Vec<crate::vocab::Seq>,
     pub reason: Option<String>,
 }
 
@@ -43,7 +44,7 @@ pub fn redact(
     conn: &mut AnyConnection,
     erasure: &Erasure,
     appended: &[Appended],
-) -> Result<u64, AppError> {
+) -> Result<Seq, AppError> {
     let seq = appended
         .first()
         .map(|a| a.seq)

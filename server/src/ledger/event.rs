@@ -75,7 +75,7 @@ impl Actor {
 /// A recorded entry, as the writer gets it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Appended {
-    pub seq: u64,
+    pub seq: crate::vocab::Seq,
     pub leaf_hash: String,
     pub at: Timestamp,
     pub kind: String,

@@ -30,7 +30,7 @@ pub fn write_export<W: Write>(
     out: &mut W,
     mut progress: impl FnMut(u64),
 ) -> Result<ExportSummary, AppError> {
-    let size = checkpoint.size.max(0) as u64;
+    let size = checkpoint.size.get();
     let io =
         |e: std::io::Error| AppError::internal(anyhow::anyhow!("cannot write the export: {e}"));
     let line = |l: &ExportLine, out: &mut W| -> Result<(), AppError> {

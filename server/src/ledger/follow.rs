@@ -55,7 +55,7 @@ pub fn step<F: Follower>(f: &F, c: &mut AnyConnection) -> Result<usize, AppError
         f.apply(&page)?;
         applied += page.len();
         from = match page.last() {
-            Some(last) if page.len() as i64 == PAGE => last.seq + 1,
+            Some(last) if page.len() == PAGE as usize => last.seq.get() + 1,
             _ => until,
         };
         f.advanced(from);

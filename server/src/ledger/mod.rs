@@ -116,7 +116,7 @@ pub(crate) struct Shared {
 impl Shared {
     fn note_checkpoint(&self, cp: &store::CheckpointRow) {
         self.last_checkpoint_size
-            .store(cp.size.max(0) as u64, Ordering::SeqCst);
+            .store(cp.size.get(), Ordering::SeqCst);
         self.last_checkpoint_at
             .store(cp.published_at, Ordering::SeqCst);
     }

@@ -6,8 +6,9 @@ use diesel::QueryResult;
 
 use super::store;
 use crate::db::AnyConnection;
+use crate::vocab::Seq;
 
-pub use store::{CheckpointRow, FollowedEntry, StoredEntry};
+pub use store::{CheckpointRow, FollowedEntry, Leaf, StoredEntry};
 
 /// The number of entries (0 before the ledger is initialised).
 pub fn size(c: &mut AnyConnection) -> QueryResult<u64> {
@@ -36,7 +37,12 @@ pub fn follow(
     store::entries_of_kinds(c, from, until, kinds, limit)
 }
 
+/// The leaf hash and time of each entry in `seqs` that the ledger holds, in seq order.
+pub fn leaves(c: &mut AnyConnection, seqs: &[Seq]) -> QueryResult<Vec<Leaf>> {
+    store::leaves(c, seqs)
+}
+
 /// The seqs of the entries about a subject (by `subject_ref`) whose payloads are still open.
-pub fn open_entries_of(c: &mut AnyConnection, subject_ref: &str) -> QueryResult<Vec<u64>> {
-    store::erasable_seqs(c, subject_ref, u64::MAX)
+pub fn open_entries_of(c: &mut AnyConnection, subject_ref: &str) -> QueryResult<Vec<Seq>> {
+    store::erasable_seqs(c, subject_ref, Seq::new(u64::MAX))
 }

@@ -9,6 +9,7 @@ use crate::db::AnyConnection;
 use crate::db::schema::{
     ledger_checkpoints, ledger_entries, ledger_nodes, ledger_payloads, ledger_tree_state,
 };
+use crate::vocab::Seq;
 
 /// Every 4th level of the tree is stored, so any perfect subtree root is at most 8 reads away.
 pub const NODE_STRIDE: u32 = 4;
@@ -143,7 +144,7 @@ pub fn to_i64(v: u64) -> i64 {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = ledger_entries, treat_none_as_null = true)]
 pub struct NewEntry {
-    pub seq: i64,
+    pub seq: Seq,
     pub body: String,
     pub leaf_hash: String,
     pub at: i64,
@@ -156,7 +157,7 @@ pub struct NewEntry {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = ledger_payloads, treat_none_as_null = true)]
 pub struct NewPayload {
-    pub seq: i64,
+    pub seq: Seq,
     pub salt: Option<String>,
     pub payload: Option<String>,
     pub redacted_by: Option<i64>,
@@ -200,7 +201,7 @@ pub fn insert_rows(conn: &mut AnyConnection, rows: &mut PendingRows) -> QueryRes
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = ledger_checkpoints)]
 pub struct CheckpointRow {
-    pub size: i64,
+    pub size: Seq,
     pub root: String,
     pub note: String,
     pub published_at: i64,
@@ -248,7 +249,7 @@ pub fn checkpoints_page(
 /// An entry with its payload row (absent if someone deleted it behind Accord's back).
 #[derive(Debug, Clone)]
 pub struct EntryRow {
-    pub seq: i64,
+    pub seq: Seq,
     pub body: String,
     pub leaf_hash: String,
     pub columns: EntryColumns,
@@ -269,7 +270,7 @@ pub struct EntryColumns {
 }
 
 type EntryTuple = (
-    (i64, String, String),
+    (Seq, String, String),
     (i64, String, String, Option<String>, Option<String>),
     Option<i64>,
     Option<String>,
@@ -387,7 +388,7 @@ pub fn count_entries_from(conn: &mut AnyConnection, from: u64) -> QueryResult<i6
 }
 
 /// The largest checkpoint size stored, if any.
-pub fn max_checkpoint_size(conn: &mut AnyConnection) -> QueryResult<Option<i64>> {
+pub fn max_checkpoint_size(conn: &mut AnyConnection) -> QueryResult<Option<Seq>> {
     ledger_checkpoints::table
         .select(diesel::dsl::max(ledger_checkpoints::size))
         .first(conn)
@@ -396,7 +397,7 @@ pub fn max_checkpoint_size(conn: &mut AnyConnection) -> QueryResult<Option<i64>>
 /// An entry a domain follows: seq, time, kind and its open payload (`None` once redacted).
 #[derive(Debug, Clone)]
 pub struct FollowedEntry {
-    pub seq: u64,
+    pub seq: Seq,
     pub at: i64,
     pub kind: String,
     pub payload: Option<String>,
@@ -411,7 +412,7 @@ pub fn entries_of_kinds(
     kinds: &[&str],
     limit: i64,
 ) -> QueryResult<Vec<FollowedEntry>> {
-    let rows: Vec<(i64, i64, String, Option<String>)> = ledger_entries::table
+    let rows: Vec<(Seq, i64, String, Option<String>)> = ledger_entries::table
         .left_join(ledger_payloads::table)
         .filter(ledger_entries::seq.ge(to_i64(from)))
         .filter(ledger_entries::seq.lt(to_i64(until)))
@@ -428,7 +429,7 @@ pub fn entries_of_kinds(
     Ok(rows
         .into_iter()
         .map(|(seq, at, kind, payload)| FollowedEntry {
-            seq: seq.max(0) as u64,
+            seq,
             at,
             kind,
             payload,
@@ -467,35 +468,61 @@ pub fn entry(conn: &mut AnyConnection, seq: u64) -> QueryResult<Option<StoredEnt
         .optional()
 }
 
+/// An entry's place in the tree: its seq, leaf hash and time.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct Leaf {
+    pub seq: Seq,
+    pub leaf_hash: String,
+    pub at: i64,
+}
+
+/// The [`Leaf`] of each entry in `seqs` the ledger holds, in seq order.
+pub fn leaves(conn: &mut AnyConnection, seqs: &[Seq]) -> QueryResult<Vec<Leaf>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(1000) {
+        out.extend(
+            ledger_entries::table
+                .filter(ledger_entries::seq.eq_any(chunk))
+                .order(ledger_entries::seq.asc())
+                .select((
+                    ledger_entries::seq,
+                    ledger_entries::leaf_hash,
+                    ledger_entries::at,
+                ))
+                .load::<Leaf>(conn)?,
+        );
+    }
+    out.sort_by_key(|l| l.seq);
+    Ok(out)
+}
+
 /// Seqs of the entries about `subject_ref` whose payloads are still open, below `before`,
 /// erasure entries excepted (they hold no personal data, and their own lists must stay readable).
 pub fn erasable_seqs(
     conn: &mut AnyConnection,
     subject_ref: &str,
-    before: u64,
-) -> QueryResult<Vec<u64>> {
-    let seqs: Vec<i64> = ledger_entries::table
+    before: Seq,
+) -> QueryResult<Vec<Seq>> {
+    ledger_entries::table
         .inner_join(ledger_payloads::table)
         .filter(ledger_entries::subject_ref.eq(subject_ref))
-        .filter(ledger_entries::seq.lt(to_i64(before)))
+        .filter(ledger_entries::seq.lt(before))
         .filter(ledger_entries::kind.ne(accord_audit::payload::ERASURE_KIND))
         .filter(ledger_payloads::redacted_by.is_null())
         .order(ledger_entries::seq.asc())
         .select(ledger_entries::seq)
-        .load(conn)?;
-    Ok(seqs.into_iter().map(|s| s.max(0) as u64).collect())
+        .load(conn)
 }
 
 /// Removes the salt and payload of each entry in `seqs`, naming the erasure entry `by`.
-pub fn redact_payloads(conn: &mut AnyConnection, seqs: &[u64], by: u64) -> QueryResult<usize> {
-    let seqs: Vec<i64> = seqs.iter().map(|s| to_i64(*s)).collect();
+pub fn redact_payloads(conn: &mut AnyConnection, seqs: &[Seq], by: Seq) -> QueryResult<usize> {
     let mut n = 0;
     for chunk in seqs.chunks(1000) {
         n += diesel::update(ledger_payloads::table.filter(ledger_payloads::seq.eq_any(chunk)))
             .set((
                 ledger_payloads::salt.eq(None::<String>),
                 ledger_payloads::payload.eq(None::<String>),
-                ledger_payloads::redacted_by.eq(Some(to_i64(by))),
+                ledger_payloads::redacted_by.eq(Some(by)),
             ))
             .execute(conn)?;
     }

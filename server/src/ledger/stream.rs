@@ -65,7 +65,7 @@ impl LedgerStream {
                 self.entries_done = true;
             }
             if let Some(last) = page.last() {
-                self.next_seq = last.seq as u64 + 1;
+                self.next_seq = last.seq.get() + 1;
             }
             self.entries.extend(page);
         }
@@ -75,7 +75,7 @@ impl LedgerStream {
                 self.checkpoints_done = true;
             }
             if let Some(last) = page.last() {
-                self.last_cp = Some(last.size as u64);
+                self.last_cp = Some(last.size.get());
             }
             self.checkpoints.extend(page);
         }
@@ -88,7 +88,7 @@ impl LedgerStream {
             return Ok(self.checkpoints.pop_front().map(Item::Checkpoint));
         }
         Ok(self.entries.pop_front().map(|e| Item::Entry {
-            seq: e.seq.max(0) as u64,
+            seq: e.seq.get(),
             payload: payload_record(&e),
             body: e.body,
             leaf_hash: e.leaf_hash,

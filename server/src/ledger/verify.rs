@@ -208,7 +208,7 @@ impl Bookkeeping {
     /// Called after the verifier accepted the checkpoint's signed note: the row's columns must say
     /// what the note says.
     fn checkpoint(&mut self, cp: &CheckpointRow, verifier: &NoteVerifier) -> Result<(), Failure> {
-        let size = cp.size.max(0) as u64;
+        let size = cp.size.get();
         let signed = Checkpoint::open(&cp.note, verifier)
             .map_err(|e| fail(None, Some(size), e.to_string()))?;
         if signed.size != size || hash::to_hex(&signed.root) != cp.root {
@@ -237,7 +237,7 @@ impl Bookkeeping {
             ));
         }
         if let Some(max) = store::max_checkpoint_size(conn)?
-            && max.max(0) as u64 > size
+            && max.get() > size
         {
             return tree(format!(
                 "a checkpoint at size {max} lies beyond its size {size}: it was rolled back"

@@ -17,6 +17,7 @@ use crate::clock::Timestamp;
 use crate::db::AnyConnection;
 use crate::error::AppError;
 use crate::keys::{Keys, random_bytes};
+use crate::vocab::Seq;
 
 /// What every writer of this ledger shares: its origin and keys.
 pub struct Writer {
@@ -97,7 +98,7 @@ impl Writer {
             state.last_leaf = leaf;
             state.last_at = at;
             rows.entries.push(NewEntry {
-                seq: store::to_i64(seq),
+                seq: Seq::new(seq),
                 body: text,
                 leaf_hash: leaf_hex.clone(),
                 at,
@@ -107,13 +108,13 @@ impl Writer {
                 request_id: request_id.map(str::to_string),
             });
             rows.payloads.push(NewPayload {
-                seq: store::to_i64(seq),
+                seq: Seq::new(seq),
                 salt: Some(hex::encode(salt)),
                 payload: Some(ev.payload.clone()),
                 redacted_by: None,
             });
             out.push(Appended {
-                seq,
+                seq: Seq::new(seq),
                 leaf_hash: leaf_hex,
                 at: Timestamp(at),
                 kind: ev.kind.clone(),
@@ -137,12 +138,7 @@ impl Writer {
             };
             let latest = store::latest_checkpoint(c)?;
             let size = state.size();
-            let latest_size = match &latest {
-                Some(l) => u64::try_from(l.size).map_err(|_| {
-                    AppError::internal(anyhow::anyhow!("a stored checkpoint has a negative size"))
-                })?,
-                None => 0,
-            };
+            let latest_size = latest.as_ref().map(|l| l.size.get()).unwrap_or(0);
             if latest.is_some() && latest_size >= size {
                 return Ok(latest);
             }
@@ -188,7 +184,7 @@ impl Writer {
             .sign(&self.signer)
             .map_err(|e| AppError::internal(anyhow::anyhow!("cannot sign the checkpoint: {e}")))?;
             let row = store::CheckpointRow {
-                size: store::to_i64(size),
+                size: Seq::new(size),
                 root: hash::to_hex(&root),
                 note,
                 published_at: now.micros(),

@@ -17,9 +17,9 @@ const ATTEMPTS: usize = 5;
 /// What an erasure did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Erased {
-    pub seq: u64,
+    pub seq: crate::vocab::Seq,
     pub leaf_hash: String,
-    pub redacted_seqs: Vec<u64>,
+    pub redacted_seqs: Vec<crate::vocab::Seq>,
     /// Consent records removed.
     pub records_removed: usize,
 }
@@ -105,7 +105,7 @@ impl SubjectsService {
             match result {
                 Ok((_, erased)) => {
                     if let Some(index) = &self.consent {
-                        index.wait_for_write(erased.seq).await;
+                        index.wait_for_write(erased.seq.get()).await;
                     }
                     // A redaction counts for the verifiers only once a checkpoint signs its
                     // erasure: sign one now rather than at the next interval.

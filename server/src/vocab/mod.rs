@@ -6,14 +6,17 @@
 //! - checked text ([`rules`]): `SubjectId`, `Key`, `Version`, `Url`, `Sha256Hex`,
 //!   `Jurisdiction`, free text, and instants in the ledger's range, each with its JSON Schema in
 //!   [`schema`];
+//! - [`Seq`]: a ledger seq, one type in rows, events and the API;
 //! - [`Problems`]: a request's field errors, gathered and answered once (422 or 409).
 
 pub mod problems;
 pub mod rules;
 pub mod schema;
+pub mod seq;
 
 pub use problems::Problems;
 pub use rules::{Jurisdiction, Key, Sha256Hex, SubjectId, Url, Version, instant, text};
+pub use seq::Seq;
 
 /// Declares a `Copy` enum whose values are stored and sent as the given text.
 #[macro_export]
