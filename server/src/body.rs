@@ -24,6 +24,17 @@ pub fn media_type(req: &HttpRequest, allowed: &[&'static str]) -> Result<&'stati
     })
 }
 
+/// Requires a JSON body: `application/json`, or a media type with a `json` subtype or a `+json`
+/// suffix (as the JSON extractor takes them).
+pub fn json_media_type(req: &HttpRequest) -> Result<(), AppError> {
+    match req.mime_type().ok().flatten() {
+        Some(m) if m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json") => Ok(()),
+        _ => Err(AppError::UnsupportedMediaType(
+            "send the body as application/json".into(),
+        )),
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<BytesMut, AppError> {
     let mut buf = BytesMut::new();

@@ -56,7 +56,9 @@ pub struct AnswerRow {
     pub created_at: i64,
 }
 
-/// A request's idempotency key, scoped to its caller, with a hash of what was asked.
+/// A request's idempotency key (as a keyed reference), scoped to its caller (the credential that
+/// sent it, as the ledger names it: a user, one service token, an external subject), with a keyed
+/// hash of what was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
     pub caller: String,
@@ -66,7 +68,9 @@ pub struct IdempotencyKey {
 
 impl IdempotencyKey {
     /// Reads the header, if present: 1 to 200 visible ASCII characters. `body` is what was sent.
-    /// Reads the header with the hash of a body that was read as it streamed.
+    /// Reads the header, if present: 1 to 200 visible ASCII characters. `hash` is of what was
+    /// asked. Both the key and the hash are kept only as keyed references (see
+    /// [`Keys::request_ref`]).
     pub fn read(
         req: &HttpRequest,
         caller: &str,
@@ -88,10 +92,8 @@ impl IdempotencyKey {
             })?;
         Ok(Some(IdempotencyKey {
             caller: caller.to_string(),
-            key: key.to_string(),
-            // Keyed, so that a recorded answer does not let anyone holding the ledger test guesses
-            // of what was asked (a path may name a data subject).
-            request_hash: keys.subject_ref(&hex::encode(hash.0.finalize())),
+            key: keys.request_ref("key", key),
+            request_hash: keys.request_ref("request", &hex::encode(hash.0.finalize())),
         }))
     }
 
@@ -181,6 +183,15 @@ impl<T> Clone for Answering<T> {
 }
 impl<T> Copy for Answering<T> {}
 
+/// 201 for a request that made something new, 200 for one that found it made.
+pub fn created_if(new: bool) -> StatusCode {
+    if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// What a service needs to record the answer of a request that carried a key.
 pub struct Answer<T> {
     key: IdempotencyKey,
@@ -188,6 +199,10 @@ pub struct Answer<T> {
 }
 
 impl<T> Answer<T> {
+    pub fn key(&self) -> &IdempotencyKey {
+        &self.key
+    }
+
     /// The same answer again, for a write that is attempted more than once.
     pub fn again(&self) -> Answer<T> {
         Answer {
@@ -304,11 +319,31 @@ impl LedgerEvent for IdempotencyEvent {
         ANSWERED
     }
 
+    /// `answer:<key>`: readable after an erasure redacts the payload, so a replay still clears an
+    /// expired answer the redacted one replaced (see [`apply_redacted`]).
     fn entity(&self) -> String {
         match self {
-            IdempotencyEvent::Answered { caller, .. } => format!("answers:{caller}"),
+            IdempotencyEvent::Answered { key, .. } => format!("{ENTITY_PREFIX}{key}"),
         }
     }
+}
+
+const ENTITY_PREFIX: &str = "answer:";
+
+/// Removes the caller's answer for `key` if it expired by `at`: it makes room for a new one.
+fn clear_expired(
+    c: &mut AnyConnection,
+    caller: &str,
+    key: &str,
+    at: Timestamp,
+) -> QueryResult<usize> {
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::caller.eq(caller))
+            .filter(idempotency_keys::key.eq(key))
+            .filter(idempotency_keys::created_at.lt(at.micros() - RETENTION_MICROS)),
+    )
+    .execute(c)
 }
 
 /// Stores an answer (its time is the entry's). An expired answer for the same key makes room; a
@@ -322,13 +357,7 @@ pub fn apply(c: &mut AnyConnection, e: &IdempotencyEvent, a: &Appended) -> Resul
         body,
         subject_ref,
     } = e;
-    diesel::delete(
-        idempotency_keys::table
-            .filter(idempotency_keys::caller.eq(caller))
-            .filter(idempotency_keys::key.eq(key))
-            .filter(idempotency_keys::created_at.lt(a.at.micros() - RETENTION_MICROS)),
-    )
-    .execute(c)?;
+    clear_expired(c, caller, key, a.at)?;
     diesel::insert_into(idempotency_keys::table)
         .values((
             idempotency_keys::caller.eq(caller),
@@ -347,6 +376,20 @@ pub fn apply(c: &mut AnyConnection, e: &IdempotencyEvent, a: &Appended) -> Resul
             ) => AppError::conflict(ConflictCode::InFlight, IN_FLIGHT),
             other => other.into(),
         })?;
+    Ok(())
+}
+
+/// Replays an answer entry whose payload an erasure redacted: the answer itself went with the
+/// subject, but the expired answer it replaced is gone too. The key is read from the entity, the
+/// caller from the leaf (the answer's caller is the request's actor).
+pub fn apply_redacted(c: &mut AnyConnection, entity: &str, a: &Appended) -> Result<(), AppError> {
+    let key = entity.strip_prefix(ENTITY_PREFIX).ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!(
+            "entry {}: an answer's entity is {entity:?}",
+            a.seq
+        ))
+    })?;
+    clear_expired(c, &a.actor, key, a.at)?;
     Ok(())
 }
 

@@ -89,6 +89,16 @@ impl Keys {
     pub fn subject_ref(&self, subject_id: &str) -> String {
         subject_ref(&self.subject, subject_id)
     }
+
+    /// A keyed reference for what an idempotent request asked and the key it came with: HMAC-SHA-256
+    /// under the server key, with a prefix no subject id can have (subject ids hold no control
+    /// characters), so it equals no `subject_ref` and nobody holding the ledger can test guesses.
+    pub fn request_ref(&self, what: &str, data: &str) -> String {
+        subject_ref(
+            &self.subject,
+            &format!("accord/idempotency/v1\0{what}\0{data}"),
+        )
+    }
 }
 
 pub fn subject_ref(key: &[u8; 32], subject_id: &str) -> String {

@@ -210,8 +210,9 @@ pub fn text() -> Value {
     json!({"type": "string"})
 }
 
+/// A ledger seq (see [`crate::vocab::Seq`]: both backends store it as a signed 64-bit integer).
 pub fn seq() -> Value {
-    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+    json!({"type": "integer", "minimum": 0, "maximum": i64::MAX})
 }
 
 pub fn instant() -> Value {
@@ -225,7 +226,7 @@ pub fn with_examples(mut schema: Value, examples: Value) -> Value {
 
 /// A tree size: 1 or more.
 pub fn size() -> Value {
-    json!({"type": "integer", "minimum": 1, "maximum": u64::MAX})
+    json!({"type": "integer", "minimum": 1, "maximum": i64::MAX})
 }
 
 /// What the validators check on each field that the types alone do not say: each validator's own

@@ -53,7 +53,7 @@ pub fn apply_entry(c: &mut AnyConnection, payload: &str, a: &Appended) -> Result
             a.kind
         ))
     };
-    if crate::auth::events::ACCESS_KINDS.contains(&a.kind.as_str()) {
+    if a.kind.starts_with("access.") {
         let event: AccessEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::auth::projection::apply(c, &event, a)?;
     } else if a.kind == crate::idempotency::ANSWERED {
@@ -164,6 +164,20 @@ pub fn replay_check(
     Ok(report)
 }
 
+/// A stored entry as its projection sees it.
+fn appended(row: &store::EntryRow) -> Result<Appended, AppError> {
+    let body: Value = serde_json::from_str(&row.body).map_err(|e| {
+        AppError::internal(anyhow::anyhow!("entry {}: unreadable leaf: {e}", row.seq))
+    })?;
+    Ok(Appended {
+        seq: row.seq,
+        leaf_hash: row.leaf_hash.clone(),
+        at: Timestamp(row.columns.at),
+        kind: row.columns.kind.clone(),
+        actor: body["actor"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
 fn replay_in_snapshot(
     live: &mut AnyConnection,
     scratch: &mut AnyConnection,
@@ -193,19 +207,16 @@ fn replay_in_snapshot(
                         ));
                     }
                     report.redacted += 1;
+                    if row.columns.kind == crate::idempotency::ANSWERED {
+                        crate::idempotency::apply_redacted(
+                            scratch,
+                            &row.columns.entity,
+                            &appended(row)?,
+                        )?;
+                    }
                     continue;
                 };
-                let body: Value = serde_json::from_str(&row.body).map_err(|e| {
-                    AppError::internal(anyhow::anyhow!("entry {}: unreadable leaf: {e}", row.seq))
-                })?;
-                let appended = Appended {
-                    seq: row.seq,
-                    leaf_hash: row.leaf_hash.clone(),
-                    at: Timestamp(row.columns.at),
-                    kind: row.columns.kind.clone(),
-                    actor: body["actor"].as_str().unwrap_or_default().to_string(),
-                };
-                apply_entry(scratch, payload, &appended)?;
+                apply_entry(scratch, payload, &appended(row)?)?;
             }
             progress(from, size);
         }

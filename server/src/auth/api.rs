@@ -7,7 +7,6 @@ use crate::openapi::{Op, Schemas, op};
 use crate::openapi::{path, text};
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
 use serde_json::json;
 
 use actix_web::{HttpResponse, web};
@@ -164,12 +163,15 @@ async fn issue_token(
     req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    bytes: Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    body::media_type(&req, &["application/json"])?;
-    let caller = p.id();
+    body::json_media_type(&req)?;
+    let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
+    let caller = p.actor();
     let replayed = |stored: Stored| {
         let kept: KeptToken = serde_json::from_str(&stored.body).map_err(AppError::internal)?;
+        // Signed again only for a caller who may still grant every role on it.
+        may_grant(&state, &p, &kept.claims.roles)?;
         let issued = IssuedToken::sign(&state.access.tokens, kept.claims, kept.seq)?;
         Ok(HttpResponse::build(stored.status())
             .insert_header(("Idempotent-Replayed", "true"))
@@ -180,7 +182,7 @@ async fn issue_token(
         kept: IssuedToken::kept,
     };
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         RequestHash::of(&req, &bytes),
         answering,
         replayed,
@@ -205,27 +207,7 @@ async fn mint(
         .map(|(i, r)| Role::parse_field(&format!("roles[{i}]"), r))
         .collect::<Result<Vec<_>, _>>()?;
     let ttl = parse_ttl("ttl", body.ttl.as_deref().unwrap_or("90d"))?;
-    let refused = p.ungrantable(&state.access.policy, &roles);
-    if !refused.is_empty() {
-        let names: Vec<String> = refused
-            .iter()
-            .map(|r| Perm::grant(*r).to_string())
-            .collect();
-        return Err(AppError::Forbidden(format!(
-            "you may not put {} on a token: that needs the permission {} ({} held); tokens with \
-             these roles are issued with `accord token issue` by an operator",
-            refused
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            names.join(" and "),
-            match p.role_names().as_slice() {
-                [] => "no role".to_string(),
-                held => format!("you hold {}", held.join(", ")),
-            }
-        )));
-    }
+    may_grant(state, p, &roles)?;
     service(state)
         .issue_token(
             p.actor(),
@@ -239,6 +221,32 @@ async fn mint(
             answer,
         )
         .await
+}
+
+/// Refuses (403) roles the caller may not put on a token, naming the permissions they need.
+fn may_grant(state: &AppState, p: &Principal, roles: &[Role]) -> Result<(), AppError> {
+    let refused = p.ungrantable(&state.access.policy, roles);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = refused
+        .iter()
+        .map(|r| Perm::grant(*r).to_string())
+        .collect();
+    Err(AppError::Forbidden(format!(
+        "you may not put {} on a token: that needs the permission {} ({} held); tokens with \
+         these roles are issued with `accord token issue` by an operator",
+        refused
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        names.join(" and "),
+        match p.role_names().as_slice() {
+            [] => "no role".to_string(),
+            held => format!("you hold {}", held.join(", ")),
+        }
+    )))
 }
 
 async fn revoke_token(

@@ -177,13 +177,14 @@ async fn create_purpose(
     req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    bytes: Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    body::media_type(&req, &["application/json"])?;
-    let (svc, caller) = (service(&state), p.id());
+    body::json_media_type(&req)?;
+    let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
+    let (svc, caller) = (service(&state), p.actor());
     let answering = Answering::json(|_: &Defined<PurposeDef>| StatusCode::CREATED);
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         RequestHash::of(&req, &bytes),
         answering,
         Stored::response,
@@ -226,9 +227,9 @@ async fn retire_purpose(
     rid: RequestId,
     key: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (svc, caller) = (service(&state), p.id());
+    let (svc, caller) = (service(&state), p.actor());
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         RequestHash::of(&req, b""),
         Answering::json(|_: &Defined<PurposeDef>| StatusCode::OK),
         Stored::response,
@@ -262,20 +263,15 @@ async fn publish_notice(
     req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    bytes: Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    body::media_type(&req, &["application/json"])?;
-    let (svc, caller, now) = (service(&state), p.id(), state.clock.now());
+    body::json_media_type(&req)?;
+    let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
+    let (svc, caller, now) = (service(&state), p.actor(), state.clock.now());
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         RequestHash::of(&req, &bytes),
-        Answering::json(|out: &Defined<NoticeDef>| {
-            if out.changed {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            }
-        }),
+        Answering::json(|out: &Defined<NoticeDef>| idempotency::created_if(out.changed)),
         Stored::response,
         |answer| async move {
             let input: NoticeInput = body::json(&bytes)?;
@@ -306,17 +302,11 @@ async fn record_consent(
 ) -> Result<HttpResponse, AppError> {
     body::media_type(&req, &["application/json"])?;
     let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
-    let (svc, caller, gpc) = (service(&state), p.id(), gpc_signal(&req));
+    let (svc, caller, gpc) = (service(&state), p.actor(), gpc_signal(&req));
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         RequestHash::of(&req, &bytes),
-        Answering::json(|out: &Recorded| {
-            if out.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            }
-        }),
+        Answering::json(|out: &Recorded| idempotency::created_if(!out.duplicate)),
         Stored::response,
         |answer| async move {
             let input: ConsentInput = body::json(&bytes)?;
@@ -985,9 +975,9 @@ pub async fn import_http(
             }
         }
     }
-    let (svc, caller) = (service(&state), p.id());
+    let (svc, caller) = (service(&state), p.actor());
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         hash,
         Answering::json(|_: &ImportSummary| StatusCode::OK),
         Stored::response,

@@ -294,6 +294,7 @@ impl ConsentService {
         let projected = record.clone();
         let event = ConsentEvent::ConsentRecorded(Box::new(record.clone()));
         let subject_ref = self.ledger.writer().keys().subject_ref(&record.subject);
+        let key = answer.as_ref().map(|a| a.key().clone());
         let result = self
             .append_returning::<Recorded>(
                 AppendRequest::new(actor, vec![EventDraft::new(&event)?])
@@ -316,6 +317,17 @@ impl ConsentService {
         match result {
             Ok((_, out)) => Ok(out),
             Err(e) if e.conflict_code() == Some(ConflictCode::Duplicate) => {
+                // A request with the same key that recorded this decision first: its answer is
+                // this one's.
+                if let Some(key) = key {
+                    let now = self.clock.now();
+                    if self.read(move |c| key.stored(c, now)).await?.is_some() {
+                        return Err(AppError::conflict(
+                            ConflictCode::InFlight,
+                            idempotency::IN_FLIGHT,
+                        ));
+                    }
+                }
                 let fp = record.fingerprint.clone();
                 let existing = self
                     .read(move |c| {

@@ -247,17 +247,19 @@ fn write_batch(
                     // Rows gathered so far go in first, outside this append's savepoint.
                     store::insert_rows(conn, &mut rows)?;
                     let before = state.clone();
+                    let trailer = p.trailer.take();
+                    let (actor, request_id) = (&p.actor, p.request_id.as_deref());
                     let r = conn.transaction::<_, AppError, _>(|conn| {
-                        let mut own = PendingRows::default();
-                        let appended = shared.writer.stage(
-                            &mut state,
-                            at,
-                            &p.actor,
-                            p.request_id.as_deref(),
-                            &p.events,
-                            &mut own,
-                        )?;
-                        store::insert_rows(conn, &mut own)?;
+                        // Stages entries and writes their rows now, inside this savepoint.
+                        let mut write = |conn: &mut AnyConnection, events: &[EventDraft]| {
+                            let mut own = PendingRows::default();
+                            let appended = shared
+                                .writer
+                                .stage(&mut state, at, actor, request_id, events, &mut own)?;
+                            store::insert_rows(conn, &mut own)?;
+                            Ok::<_, AppError>(appended)
+                        };
+                        let appended = write(conn, &p.events)?;
                         // A panicking projection fails its own append, not the sequencer.
                         let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             apply(conn, &appended)
@@ -265,18 +267,9 @@ fn write_batch(
                         .map_err(|_| {
                             AppError::internal(anyhow::anyhow!("the projection panicked"))
                         })??;
-                        if let Some(trailer) = p.trailer.take() {
+                        if let Some(trailer) = trailer {
                             let entry = trailer(&*value)?;
-                            let mut own = PendingRows::default();
-                            let trailed = shared.writer.stage(
-                                &mut state,
-                                at,
-                                &p.actor,
-                                p.request_id.as_deref(),
-                                std::slice::from_ref(&entry.draft),
-                                &mut own,
-                            )?;
-                            store::insert_rows(conn, &mut own)?;
+                            let trailed = write(conn, std::slice::from_ref(&entry.draft))?;
                             let a = trailed.first().ok_or_else(|| {
                                 AppError::internal(anyhow::anyhow!("a trailer staged no entry"))
                             })?;

@@ -160,7 +160,7 @@ pub struct NewPayload {
     pub seq: Seq,
     pub salt: Option<String>,
     pub payload: Option<String>,
-    pub redacted_by: Option<i64>,
+    pub redacted_by: Option<Seq>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -255,7 +255,7 @@ pub struct EntryRow {
     pub columns: EntryColumns,
     pub salt: Option<String>,
     pub payload: Option<String>,
-    pub redacted_by: Option<i64>,
+    pub redacted_by: Option<Seq>,
     pub has_payload_row: bool,
 }
 
@@ -275,7 +275,7 @@ type EntryTuple = (
     Option<i64>,
     Option<String>,
     Option<String>,
-    Option<i64>,
+    Option<Seq>,
 );
 
 /// Entries with `from <= seq < until`, in seq order, at most `limit`.
@@ -447,7 +447,7 @@ pub struct StoredEntry {
     pub kind: String,
     pub salt: Option<String>,
     pub payload: Option<String>,
-    pub redacted_by: Option<i64>,
+    pub redacted_by: Option<Seq>,
 }
 
 /// The entry `seq`, if the ledger holds it.

@@ -121,8 +121,8 @@ fn payload_record(e: &EntryRow) -> Result<PayloadRecord, String> {
                 })
                 .map_err(|err| format!("the stored payload is not JSON: {err}"))
         }
-        (None, None, Some(by)) if by >= 0 => Ok(PayloadRecord::Redacted {
-            redacted_by: by as u64,
+        (None, None, Some(by)) => Ok(PayloadRecord::Redacted {
+            redacted_by: by.get(),
         }),
         _ => {
             Err("the payload row is inconsistent (salt, data and redaction marker disagree)".into())

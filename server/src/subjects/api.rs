@@ -64,9 +64,9 @@ async fn erase_subject(
     if let Some(r) = &input.reason {
         vocab::text("reason", r, 1000, false)?;
     }
-    let (svc, caller) = (service(&state), p.id());
+    let (svc, caller) = (service(&state), p.actor());
     idempotency::respond(
-        state.keyed(&req, &caller),
+        state.keyed(&req, caller.as_str()),
         RequestHash::of(&req, &bytes),
         Answering::json(|_: &Erased| StatusCode::OK),
         Stored::response,

@@ -131,6 +131,7 @@ impl utoipa::PartialSchema for Seq {
                 utoipa::openapi::schema::KnownFormat::Int64,
             )))
             .minimum(Some(0))
+            .maximum(Some(i64::MAX))
             .description(Some("A ledger seq (an entry's position, from 0)."))
             .into()
     }

@@ -1,0 +1,2 @@
+-- Dropped answers cannot be brought back; nothing to undo.
+SELECT 1;
