@@ -17,39 +17,85 @@ use serde_json::{Value, json};
 
 use crate::on_both_backends;
 
-/// Sends the same POST twice with one key; the second is the first answer again and writes nothing.
-async fn twice(
-    app: &TestApp,
-    token: &str,
-    path: &str,
-    key: &str,
-    body: Option<(&str, String)>,
-) -> Reply {
-    let headers = [("Idempotency-Key", key)];
-    let send = || {
-        app.send(
-            "POST",
-            path,
-            Some(token),
-            &headers,
-            body.clone().map(|(ct, b)| (ct, b.into_bytes())),
-        )
-    };
-    let first = send().await;
-    assert!(
-        first.status < 300,
-        "{path}: {} {}",
-        first.status,
-        first.body
-    );
-    assert_eq!(first.header("idempotent-replayed"), None);
-    let size = app.ledger.size();
-    let again = send().await;
-    assert_eq!(again.status, first.status, "{path}: {}", again.body);
-    assert_eq!(again.json(), first.json(), "{path}");
-    assert_eq!(again.header("idempotent-replayed"), Some("true"), "{path}");
-    assert_eq!(app.ledger.size(), size, "{path}: a replay writes nothing");
-    first
+/// A caller of the API: one token.
+struct Caller<'a> {
+    app: &'a TestApp,
+    token: &'a str,
+}
+
+impl Caller<'_> {
+    /// A POST with an `Idempotency-Key`.
+    async fn keyed(&self, path: &str, key: &str, body: Option<(&str, String)>) -> Reply {
+        let body = body.map(|(ct, b)| (ct, b.into_bytes()));
+        self.app
+            .send(
+                "POST",
+                path,
+                Some(self.token),
+                &[("Idempotency-Key", key)],
+                body,
+            )
+            .await
+    }
+
+    /// Sends the same POST twice with one key; the second is the first answer again and writes
+    /// nothing.
+    async fn twice(&self, path: &str, key: &str, body: Option<(&str, String)>) -> Reply {
+        let send = || self.keyed(path, key, body.clone());
+        let first = send().await;
+        assert!(
+            first.status < 300,
+            "{path}: {} {}",
+            first.status,
+            first.body
+        );
+        assert_eq!(first.header("idempotent-replayed"), None);
+        let size = self.app.ledger.size();
+        let again = send().await;
+        assert_eq!(again.status, first.status, "{path}: {}", again.body);
+        assert_eq!(again.json(), first.json(), "{path}");
+        assert_eq!(again.header("idempotent-replayed"), Some("true"), "{path}");
+        assert_eq!(
+            self.app.ledger.size(),
+            size,
+            "{path}: a replay writes nothing"
+        );
+        first
+    }
+
+    /// Sends an import twice with one key when it writes nothing: both are answered alike,
+    /// neither as a replay (no answer was kept).
+    async fn twice_unkept(&self, path: &str, key: &str, body: String) -> Value {
+        let send = || self.keyed(path, key, Some(("application/x-ndjson", body.clone())));
+        let size = self.app.ledger.size();
+        let first = send().await;
+        let again = send().await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        assert_eq!(again.json(), first.json());
+        assert_eq!(again.header("idempotent-replayed"), None);
+        assert_eq!(self.app.ledger.size(), size);
+        first.json()
+    }
+}
+
+/// Replays the ledger (which must match the live tables) and counts the kept answers: (live,
+/// replayed).
+fn replayed_answers(s: &accord::config::Settings) -> (usize, usize) {
+    let report = commands::replay_check(s, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.differences);
+    report
+        .tables
+        .iter()
+        .find(|(t, _, _)| *t == "idempotency_keys")
+        .map(|(_, live, replayed)| (*live, *replayed))
+        .unwrap()
+}
+
+/// A newsletter grant by e-mail, as a JSON body.
+fn grant(subject: &str) -> Option<(&'static str, String)> {
+    json_body(
+        json!({"subject": subject, "purpose": "newsletter", "channel": "email", "decision": "granted"}),
+    )
 }
 
 fn json_body(v: Value) -> Option<(&'static str, String)> {
@@ -64,12 +110,16 @@ async fn every_post(db: TestDb) {
         .token(&[Role::Admin, Role::ComplianceOfficer, Role::Service])
         .await;
     let t = token.as_str();
+    let caller = Caller {
+        app: &app,
+        token: t,
+    };
 
     // Without a key, creating a purpose twice is refused the second time; with one, the retry is
     // the first answer.
     for (key, purpose) in [("p-1", "newsletter"), ("p-2", "old")] {
         let body = json_body(json!({"key": purpose, "title": purpose}));
-        let r = twice(&app, t, "/v1/purposes", key, body).await;
+        let r = caller.twice("/v1/purposes", key, body).await;
         assert_eq!(r.status, 201);
     }
     // A key belongs to the credential that sent it: another token using it asks anew.
@@ -86,12 +136,9 @@ async fn every_post(db: TestDb) {
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.json()["type"], "/problems/conflict/exists");
-    let r = twice(&app, t, "/v1/purposes/old/retire", "p-3", None).await;
+    let r = caller.twice("/v1/purposes/old/retire", "p-3", None).await;
     assert_eq!(r.json()["status"], "retired", "{}", r.body);
-    let r = twice(
-        &app,
-        t,
-        "/v1/notices",
+    let r = caller.twice("/v1/notices",
         "n-1",
         json_body(json!({"key": "privacy", "version": "v1", "text": "We use …", "url": "https://example.org/p"})),
     )
@@ -100,16 +147,7 @@ async fn every_post(db: TestDb) {
 
     // A decision: its answer is an entry of its own, right after the record's.
     let before = app.ledger.size();
-    let r = twice(
-        &app,
-        t,
-        "/v1/consents",
-        "c-1",
-        json_body(
-            json!({"subject": "s-1", "purpose": "newsletter", "channel": "email", "decision": "granted"}),
-        ),
-    )
-    .await;
+    let r = caller.twice("/v1/consents", "c-1", grant("s-1")).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["seq"], before, "{}", r.body);
     assert_eq!(app.ledger.size(), before + 2, "the record and its answer");
@@ -144,31 +182,31 @@ async fn every_post(db: TestDb) {
     let rows: String = (0..3)
         .map(|i| format!("{{\"subject\":\"i-{i}\",\"purpose\":\"newsletter\",\"channel\":\"sms\",\"decision\":\"granted\",\"collected_at\":\"2026-01-01T00:00:00Z\"}}\n"))
         .collect();
-    let r = twice(
-        &app,
-        t,
-        "/v1/consents/import",
-        "i-1",
-        Some(("application/x-ndjson", rows.clone())),
-    )
-    .await;
+    let r = caller
+        .twice(
+            "/v1/consents/import",
+            "i-1",
+            Some(("application/x-ndjson", rows.clone())),
+        )
+        .await;
     assert_eq!(
         (r.json()["recorded"].clone(), r.json()["duplicates"].clone()),
         (json!(3), json!(0))
     );
     // The same rows under another key wrote nothing: no answer is kept, and asking again answers alike.
-    let r = twice_unkept(&app, t, "/v1/consents/import", "i-2", rows).await;
+    let r = caller
+        .twice_unkept("/v1/consents/import", "i-2", rows)
+        .await;
     assert_eq!(r["duplicates"], 3, "{r}");
 
     // A token: the retry gets the same token text, and it works.
-    let r = twice(
-        &app,
-        t,
-        "/v1/tokens",
-        "t-1",
-        json_body(json!({"client": "crm", "roles": ["marketer"]})),
-    )
-    .await;
+    let r = caller
+        .twice(
+            "/v1/tokens",
+            "t-1",
+            json_body(json!({"client": "crm", "roles": ["marketer"]})),
+        )
+        .await;
     assert_eq!(r.status, 201);
     let minted = r.json()["token"].as_str().unwrap().to_string();
     let (status, me) = app.get_json_with("/v1/access/me", &minted).await;
@@ -237,19 +275,12 @@ async fn every_post(db: TestDb) {
     assert_eq!(app.ledger.size(), size + 2, "one record and its answer");
 
     // Erasing s-1 takes the answer that names them; the erasure's own answer stays.
-    let r = twice(&app, t, "/v1/subjects/s-1/erase", "e-1", None).await;
+    let r = caller.twice("/v1/subjects/s-1/erase", "e-1", None).await;
     assert_eq!(r.status, 200);
     app.stop().await;
 
-    let report = commands::replay_check(&s, |_, _| {}).unwrap();
-    assert!(report.ok(), "{:?}", report.differences);
-    let answers = report
-        .tables
-        .iter()
-        .find(|(t, _, _)| *t == "idempotency_keys")
-        .map(|(_, live, replayed)| (*live, *replayed));
     // p-1, p-2, p-3, n-1, i-1, t-1, race, e-1 (c-1 went with s-1).
-    assert_eq!(answers, Some((8, 8)), "{report:?}");
+    assert_eq!(replayed_answers(&s), (8, 8));
     let verified = commands::ledger::verify(&s, &[]).unwrap();
     assert!(verified.is_ok(), "{verified:?}");
 
@@ -273,29 +304,6 @@ async fn every_post(db: TestDb) {
     );
 }
 
-/// Sends a POST twice with one key when it writes nothing: both are answered alike, neither as a
-/// replay (no answer was kept).
-async fn twice_unkept(app: &TestApp, token: &str, path: &str, key: &str, body: String) -> Value {
-    let headers = [("Idempotency-Key", key)];
-    let send = || {
-        app.send(
-            "POST",
-            path,
-            Some(token),
-            &headers,
-            Some(("application/x-ndjson", body.clone().into_bytes())),
-        )
-    };
-    let size = app.ledger.size();
-    let first = send().await;
-    let again = send().await;
-    assert_eq!(first.status, 200, "{}", first.body);
-    assert_eq!(again.json(), first.json());
-    assert_eq!(again.header("idempotent-replayed"), None);
-    assert_eq!(app.ledger.size(), size);
-    first.json()
-}
-
 /// An answer that expired and was replaced by one naming a subject, who is then erased: the live
 /// table holds neither, and neither does the replay.
 async fn expired_then_erased(db: TestDb) {
@@ -312,39 +320,26 @@ async fn expired_then_erased(db: TestDb) {
         .token_valid_for(&[Role::ComplianceOfficer, Role::Service], long)
         .await;
     let t = token.as_str();
-    twice(
-        &app,
-        t,
-        "/v1/purposes",
-        "k",
-        json_body(json!({"key": "newsletter", "title": "Newsletter"})),
-    )
-    .await;
+    let caller = Caller {
+        app: &app,
+        token: t,
+    };
+    caller
+        .twice(
+            "/v1/purposes",
+            "k",
+            json_body(json!({"key": "newsletter", "title": "Newsletter"})),
+        )
+        .await;
     clock.advance_micros(day + 1);
-    let r = twice(
-        &app,
-        t,
-        "/v1/consents",
-        "k",
-        json_body(
-            json!({"subject": "s-1", "purpose": "newsletter", "channel": "email", "decision": "granted"}),
-        ),
-    )
-    .await;
+    let r = caller.twice("/v1/consents", "k", grant("s-1")).await;
     assert_eq!(r.status, 201, "an expired answer is not replayed");
     let (status, v) = app
         .post_json_with("/v1/subjects/s-1/erase", t, &json!({}))
         .await;
     assert_eq!(status, 200, "{v}");
     app.stop().await;
-    let report = commands::replay_check(&s, |_, _| {}).unwrap();
-    assert!(report.ok(), "{:?}", report.differences);
-    let answers = report
-        .tables
-        .iter()
-        .find(|(t, _, _)| *t == "idempotency_keys")
-        .map(|(_, live, replayed)| (*live, *replayed));
-    assert_eq!(answers, Some((0, 0)), "{report:?}");
+    assert_eq!(replayed_answers(&s), (0, 0));
 }
 
 on_both_backends!(idempotent_posts, super::every_post);
