@@ -131,6 +131,11 @@ async fn round_trip(db: TestDb) {
         .await;
     assert_eq!(status, 422);
     assert_eq!(problem_field(&p), Some("limit"));
+    // A seq past what any ledger can hold is refused, not answered with an empty page.
+    let (status, p) = app
+        .get_json_with("/v1/ledger/entries?from=9223372036854775808", &auditor)
+        .await;
+    assert_eq!(status, 400, "{p}");
     let (status, p) = app
         .get_json_with("/v1/ledger/proofs/inclusion?seq=abc", &auditor)
         .await;

@@ -51,7 +51,7 @@ async fn key(state: web::Data<AppState>) -> HttpResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntriesQuery {
-    from: Option<u64>,
+    from: Option<Seq>,
     limit: Option<u64>,
 }
 
@@ -96,7 +96,7 @@ async fn entries(
     state: web::Data<AppState>,
     q: web::Query<EntriesQuery>,
 ) -> Result<web::Json<EntriesPage>, AppError> {
-    let from = q.from.unwrap_or(0);
+    let from = q.from.map(Seq::get).unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::validation(
