@@ -9,10 +9,11 @@ use serde_json::Value;
 use crate::body::{BODY_VERSION, LeafBody};
 use crate::canon::{CanonError, canonical_json};
 use crate::checkpoint::Checkpoint;
-use crate::export::{EXPORT_FORMAT, ExportLine, PayloadRecord};
+use crate::export::{EXPORT_FORMAT, ExportLine};
 use crate::hash::{Hash, to_hex};
 use crate::merkle::Frontier;
 use crate::note::{NoteError, NoteSigner};
+use crate::payload::PayloadRecord;
 use crate::payload::{ERASURE_KIND, payload_commit};
 
 /// Why the builder refused.

@@ -12,7 +12,7 @@ use std::fmt::{self, Write as _};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::scan::{find_special, utf16_cmp};
+use crate::bytes::{find_special, utf16_cmp};
 
 /// The largest integer magnitude an IEEE 754 double represents exactly (2^53 - 1); I-JSON's limit.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -7,9 +7,11 @@ use std::sync::{Mutex, mpsc};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bytes::find_byte;
 use crate::canon::{DuplicateMember, duplicate_member};
 use crate::note::NoteVerifier;
-use crate::scan::{self, FastBody, FastLine, FastPayload, find_byte};
+pub use crate::payload::PayloadRecord;
+use crate::scan::{self, FastBody, FastLine, FastPayload};
 use crate::verify::{
     BodyInput, CheckKind, Failure, HashField, LedgerVerifier, Log, PayloadView, PreparedCheck,
     PreparedEntry, Report, Scratch, kind_of, prepare_entry,
@@ -54,25 +56,6 @@ pub enum ExportLine {
     Checkpoint {
         /// The signed note.
         note: String,
-    },
-}
-
-/// An entry's payload as exported: exactly `salt` and `data`, or exactly `redacted_by` (a payload
-/// with both, which could be read either way, is refused).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-pub enum PayloadRecord {
-    /// The payload and its salt (64 lowercase hex).
-    Open {
-        /// The commitment salt, 64 lowercase hex characters.
-        salt: String,
-        /// The payload JSON.
-        data: serde_json::Value,
-    },
-    /// Erased by the erasure entry `redacted_by`.
-    Redacted {
-        /// Seq of the erasure entry.
-        redacted_by: u64,
     },
 }
 

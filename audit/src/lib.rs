@@ -23,6 +23,7 @@
 
 pub mod body;
 pub mod builder;
+mod bytes;
 pub mod canon;
 pub mod checkpoint;
 pub mod export;

@@ -5,6 +5,7 @@
 //! payload erases the data while the leaf, the tree and every checkpoint stay valid. The salt
 //! stops anyone from confirming a guessed payload against the commitment.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hash::{Hash, sha256};
@@ -72,4 +73,23 @@ mod tests {
         assert_eq!(erasure_redacted_seqs(&json!({"redacted_seqs": "1"})), None);
         assert_eq!(erasure_redacted_seqs(&json!({})), None);
     }
+}
+
+/// An entry's payload as exported: exactly `salt` and `data`, or exactly `redacted_by` (a payload
+/// with both, which could be read either way, is refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum PayloadRecord {
+    /// The payload and its salt (64 lowercase hex).
+    Open {
+        /// The commitment salt, 64 lowercase hex characters.
+        salt: String,
+        /// The payload JSON.
+        data: serde_json::Value,
+    },
+    /// Erased by the erasure entry `redacted_by`.
+    Redacted {
+        /// Seq of the erasure entry.
+        redacted_by: u64,
+    },
 }

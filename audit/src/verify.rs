@@ -28,11 +28,12 @@ use serde_json::Value;
 use crate::body::{BodyError, LeafBody};
 use crate::canon::canonical_json_into;
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::export::PayloadRecord;
 use crate::hash::{Hash, from_hex, leaf_hash, sha256, to_b64, to_hex};
 use crate::merkle::Frontier;
 use crate::note::NoteVerifier;
-use crate::payload::{ACCESS_KIND_PREFIX, ERASURE_KIND, PAYLOAD_DOMAIN, erasure_redacted_seqs};
+use crate::payload::{
+    ACCESS_KIND_PREFIX, ERASURE_KIND, PAYLOAD_DOMAIN, PayloadRecord, erasure_redacted_seqs,
+};
 use crate::scan::{self, BodyRef, Decoded};
 
 /// Below this many items per thread a batch is verified on the calling thread alone.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::body::LeafBody;
+use crate::bytes::{find_byte, find_special};
 use crate::canon::canonical_json;
 use crate::export::{ExportLine, PayloadRecord};
 use proptest::prelude::*;
