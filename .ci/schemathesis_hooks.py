@@ -17,6 +17,7 @@ from datetime import datetime
 
 import jsonschema_rs
 import schemathesis
+from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
 
 
@@ -44,6 +45,13 @@ def csv_rows(ctx, value):
     return out.getvalue().encode("utf-8")
 
 
+# A signed document: what the server takes for a PDF.
+schemathesis.openapi.media_type(
+    "application/pdf",
+    st.sampled_from([b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"]),
+)
+
+
 @schemathesis.deserializer("application/x-ndjson")
 def ndjson_lines(ctx, response):
     text = response.content.decode(response.encoding or "utf-8")
@@ -51,7 +59,8 @@ def ndjson_lines(ctx, response):
 
 
 def _comparable(v):
-    """An instant or a whole number, from JSON or from a query string; None otherwise."""
+    """An instant (a `YYYY-MM-DD` date is its first instant, UTC) or a whole number, from JSON or
+    from a query string; None otherwise."""
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
@@ -60,7 +69,7 @@ def _comparable(v):
         if v.isascii() and v.isdigit():
             return int(v)
         try:
-            t = datetime.fromisoformat(v)
+            t = datetime.fromisoformat(v + "T00:00:00+00:00" if len(v) == 10 else v)
         except ValueError:
             return v
         return t if t.tzinfo is not None else None
@@ -71,6 +80,8 @@ def _holds(a, op, b):
     """Whether `a op b`; values it cannot compare (a negative case's) are let through."""
     if op == "==":
         return a == b
+    if op == "!=":
+        return a != b
     a, b = _comparable(a), _comparable(b)
     if a is None or b is None or type(a) is not type(b) or isinstance(a, str):
         return True
@@ -88,7 +99,14 @@ def _values(case, ref):
         return [headers.get(field.lower())]
     else:
         rows = [{"query": case.query, "path": case.path_parameters}.get(place) or {}]
-    return [row.get(field) if isinstance(row, dict) else None for row in rows]
+    return [_member(row, field) for row in rows]
+
+
+def _member(value, path):
+    """The member a dotted path names inside an object (`version.expires_at`), or None."""
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
 
 
 @schemathesis.hook
@@ -97,6 +115,13 @@ def filter_case(ctx, case):
     them): generated data breaking one would rightly get a 422, and a case that leaves out a
     field its condition makes optional is not the negative case it claims to be."""
     for a, op, b in case.operation.definition.raw.get("x-accord-order", []):
+        if op == "distinct":
+            # No two items of the list `a` have the same `b`.
+            for items in _values(case, a):
+                seen = [i.get(b) for i in items or [] if isinstance(i, dict) and i.get(b) is not None]
+                if len(seen) != len(set(map(json.dumps, seen))):
+                    return False
+            continue
         if op == "required unless":
             ref, wanted = b.split("=", 1)
             (given,) = _values(case, ref)

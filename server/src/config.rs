@@ -48,6 +48,8 @@ pub struct Limits {
     pub line_bytes: usize,
     /// Most items in one batch check.
     pub batch_items: usize,
+    /// Largest signed document stored for a DPA version, in bytes.
+    pub document_bytes: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +59,7 @@ impl Default for Limits {
             import_rows: 1_000_000,
             line_bytes: 64 * 1024,
             batch_items: 10_000,
+            document_bytes: 20 * 1024 * 1024,
         }
     }
 }
@@ -193,6 +196,8 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed; from anyone else
     /// those headers are ignored.
     pub trusted_proxies: Vec<Cidr>,
+    /// Days before a DPA version expires on which reminders are due.
+    pub dpa_reminder_days: Vec<u32>,
 }
 
 /// Values given on the command line or through the environment variables clap reads.
@@ -220,6 +225,7 @@ struct FileConfig {
     slow_request_ms: Option<u64>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    dpa_reminder_days: Option<Vec<u32>>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -244,6 +250,7 @@ struct FileLimits {
     import_rows: Option<u64>,
     line_bytes: Option<u64>,
     batch_items: Option<u64>,
+    document_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -451,7 +458,20 @@ impl Settings {
                 defaults.batch_items as u64,
                 1..=1_000_000,
             )? as usize,
+            document_bytes: limit(
+                "ACCORD_LIMITS_DOCUMENT_BYTES",
+                "document_bytes",
+                file.limits.document_bytes,
+                defaults.document_bytes as u64,
+                1024..=(1 << 30),
+            )? as usize,
         };
+        let dpa_reminder_days = file.dpa_reminder_days.unwrap_or_else(|| vec![60, 30, 7]);
+        if dpa_reminder_days.iter().any(|d| !(1..=3650).contains(d)) {
+            return Err(ConfigError(
+                "dpa_reminder_days: each is a number of days from 1 to 3650".into(),
+            ));
+        }
         let access_log = match env("ACCORD_ACCESS_LOG") {
             Some(v) => match v.trim() {
                 "off" => AccessLog::Off,
@@ -486,6 +506,7 @@ impl Settings {
 
         Ok(Settings {
             limits,
+            dpa_reminder_days,
             access_log,
             slow_request,
             trusted_proxies,

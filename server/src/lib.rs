@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod consent;
 pub mod db;
+pub mod dpa;
 pub mod error;
 pub mod forwarded;
 pub mod idempotency;
@@ -181,6 +182,7 @@ impl Application {
             )
         });
         let consent = consent::start(&ctx).await?;
+        let dpa = dpa::start(&ctx).await?;
         ledger.publish_checkpoint().await?;
 
         let address = listener
@@ -194,11 +196,13 @@ impl Application {
             instance,
             access,
             consent: consent.clone(),
+            dpa: dpa.clone(),
             routes: std::sync::OnceLock::new(),
             openapi: std::sync::OnceLock::new(),
         });
         let follower = actix_web::rt::spawn(auth::follow(state.access.clone(), state.pool.clone()));
         let consent_follower = actix_web::rt::spawn(consent::follow(consent, state.pool.clone()));
+        let dpa_follower = actix_web::rt::spawn(dpa::follow(dpa, state.pool.clone()));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -231,7 +235,7 @@ impl Application {
             address,
             state,
             setup_link,
-            followers: vec![follower, consent_follower],
+            followers: vec![follower, consent_follower, dpa_follower],
         })
     }
 
@@ -400,6 +404,7 @@ pub fn configure(
     ledger::api::routes(&mut routes);
     auth::api::routes(&mut routes);
     consent::api::routes(&mut routes);
+    dpa::api::routes(&mut routes);
     subjects::api::routes(&mut routes);
     web::routes(&mut routes);
     if let Some(extra) = extra_routes {
@@ -421,6 +426,7 @@ pub fn operations(s: &mut openapi::Schemas, limits: &config::Limits) -> Vec<open
     ops.extend(ledger::api::operations(s, limits));
     ops.extend(auth::api::operations(s, limits));
     ops.extend(consent::api::operations(s, limits));
+    ops.extend(dpa::api::operations(s, limits));
     ops.extend(subjects::api::operations(s, limits));
     ops
 }

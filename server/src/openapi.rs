@@ -89,6 +89,7 @@ impl Schemas {
 }
 
 /// A path parameter, query parameter or header of an operation.
+#[derive(Clone)]
 pub struct Param {
     name: &'static str,
     place: &'static str,
@@ -210,6 +211,16 @@ pub fn text() -> Value {
     json!({"type": "string"})
 }
 
+/// A change and the entry that recorded it: `Defined<T>`, written in place, with `T` among the
+/// components.
+pub fn defined<T: utoipa::ToSchema>(s: &mut Schemas) -> Value
+where
+    crate::ledger::Defined<T>: utoipa::ToSchema,
+{
+    s.add::<T>();
+    s.inline::<crate::ledger::Defined<T>>()
+}
+
 /// A ledger seq (see [`crate::vocab::Seq`]: both backends store it as a signed 64-bit integer).
 pub fn seq() -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": i64::MAX})
@@ -268,6 +279,9 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         ("BatchItem", "purpose", rule::key()),
         ("BatchItem", "at", rule::instant()),
     ]
+    .into_iter()
+    .chain(crate::dpa::api::field_rules())
+    .collect()
 }
 
 /// Examples of fields that name what a fresh server holds (a built-in purpose), so generated
@@ -325,7 +339,7 @@ pub fn relations(name: &str, given_value: &Value, absent_value: &Value) -> Vec<V
                 "legal_basis": {"enum": ["consent", null]},
             },
         }})],
-        _ => Vec::new(),
+        other => crate::dpa::api::relations(other),
     }
 }
 

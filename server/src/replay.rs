@@ -27,17 +27,25 @@ const PAGE: i64 = 1000;
 pub const LISTED: usize = 20;
 
 /// What no ledger entry holds, and why: (table, column, reason); `*` for a whole table.
-pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[(
-    "users",
-    "password_hash",
-    "a password hash is a secret: it is kept out of the ledger and its exports",
-)];
+pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[
+    (
+        "users",
+        "password_hash",
+        "a password hash is a secret: it is kept out of the ledger and its exports",
+    ),
+    (
+        "dpa_document_bytes",
+        "*",
+        "the bytes of signed DPA documents: the ledger holds each one's SHA-256 (dpa_documents), not the document",
+    ),
+];
 
 /// Every projected table, domain by domain.
 pub fn tables() -> impl Iterator<Item = &'static ProjectedTable> {
     crate::consent::projection::TABLES
         .iter()
         .chain(crate::auth::projection::TABLES)
+        .chain(crate::dpa::projection::TABLES)
         .chain(crate::idempotency::TABLES)
 }
 
@@ -56,6 +64,9 @@ pub fn apply_entry(c: &mut AnyConnection, payload: &str, a: &Appended) -> Result
     if a.kind.starts_with("access.") {
         let event: AccessEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::auth::projection::apply(c, &event, a)?;
+    } else if crate::dpa::events::DPA_KINDS.contains(&a.kind.as_str()) {
+        let event: crate::dpa::events::DpaEvent = serde_json::from_str(payload).map_err(bad)?;
+        crate::dpa::projection::apply(c, &event, a)?;
     } else if a.kind == crate::idempotency::ANSWERED {
         let event: IdempotencyEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::idempotency::apply(c, &event, a)?;

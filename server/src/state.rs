@@ -20,6 +20,8 @@ pub struct AppState {
     pub access: Arc<AccessState>,
     /// This instance's consent index, following the ledger.
     pub consent: Arc<crate::consent::index::ConsentIndex>,
+    /// This instance's coverage index (vendors and DPAs).
+    pub dpa: Arc<crate::dpa::index::DpaIndex>,
     /// Every route registered, with its declared access (filled when the routes are built).
     pub routes: OnceLock<Vec<RouteSpec>>,
     /// The OpenAPI document of those routes (built with them).

@@ -4,6 +4,7 @@ mod access;
 mod browser;
 mod consent;
 mod consent_model;
+mod dpa;
 mod grants;
 mod idempotency;
 mod instances;

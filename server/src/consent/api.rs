@@ -1038,15 +1038,6 @@ pub fn send_list_text() -> Value {
 
 /// A CSV row of an import: the consent fields, with evidence as `evidence_<field>` columns. A
 /// cell is taken as written; an empty one is a field left out.
-/// A purpose or notice change: `Defined<T>`, written in place, with `T` among the components.
-fn defined<T: utoipa::ToSchema>(s: &mut Schemas) -> Value
-where
-    Defined<T>: utoipa::ToSchema,
-{
-    s.add::<T>();
-    s.inline::<Defined<T>>()
-}
-
 pub fn csv_row(s: &mut Schemas) -> Value {
     s.add::<ConsentInput>();
     let mut row = s
@@ -1138,7 +1129,7 @@ pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
                 b["properties"]["key"]["type"] = json!("string");
                 b
             })
-            .ok(201, json, defined::<PurposeDef>(s))
+            .ok(201, json, crate::openapi::defined::<PurposeDef>(s))
             .idempotent(),
         op("GET", "/v1/purposes/{key}", "A purpose and every version of it")
             .params(vec![path("key", rule::key(), "Purpose key.")])
@@ -1147,15 +1138,15 @@ pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
             .params(vec![path("key", rule::key(), "Purpose key (a body's `key`, if any, must equal it).")])
             .body(json, s.of::<PurposeInput>())
             .order("body.key", "==", "path.key")
-            .ok(200, json, defined::<PurposeDef>(s)),
+            .ok(200, json, crate::openapi::defined::<PurposeDef>(s)),
         op("POST", "/v1/purposes/{key}/retire", "Retire a purpose; its history stays")
             .params(vec![path("key", rule::key(), "Purpose key.")])
-            .ok(200, json, defined::<PurposeDef>(s))
+            .ok(200, json, crate::openapi::defined::<PurposeDef>(s))
             .idempotent(),
         op("GET", "/v1/notices", "Privacy-notice versions").ok(200, json, s.of::<NoticeList>()),
         op("POST", "/v1/notices", "Publish a privacy-notice version (immutable once published; the same version again is a 200 that records nothing)")
             .body(json, s.of::<NoticeInput>())
-            .ok(201, json, defined::<NoticeDef>(s))
+            .ok(201, json, crate::openapi::defined::<NoticeDef>(s))
             .also(&[200])
             .idempotent(),
         op("POST", "/v1/consents", "Record a consent decision (200 with `duplicate` when it was already recorded)")

@@ -35,6 +35,21 @@ pub async fn follow(index: Arc<ConsentIndex>, pool: Pool) {
     crate::ledger::follow::run(index, pool, FOLLOW_INTERVAL).await
 }
 
+/// Of `keys`, those that name no registered purpose: for other domains' guards, inside their
+/// writes (a DPA covers purposes; a campaign uses them).
+pub fn unregistered_purposes(
+    c: &mut crate::db::AnyConnection,
+    keys: &[String],
+) -> diesel::QueryResult<Vec<String>> {
+    let mut out = Vec::new();
+    for k in keys {
+        if store::latest_purpose(c, k)?.is_none() {
+            out.push(k.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Starts consent for this instance: records the purposes and notices of the definitions file
 /// (those unchanged record nothing), then loads the index from the database.
 pub async fn start(ctx: &crate::StartContext<'_>) -> Result<Arc<ConsentIndex>, crate::StartError> {

@@ -112,12 +112,7 @@ impl ConsentService {
             let current = row.def()?;
             def.version = current.version;
             if current == def {
-                return Ok(Defined {
-                    seq: row.seq,
-                    leaf_hash: String::new(),
-                    changed: false,
-                    value: current,
-                });
+                return Ok(Defined::unchanged(row.seq, current));
             }
         }
         def.version = latest.as_ref().map(|r| r.version + 1).unwrap_or(1);
@@ -142,7 +137,7 @@ impl ConsentService {
                         }
                         let a = first(appended)?;
                         projection::apply(c, &event, a)?;
-                        Ok(defined(a, def))
+                        Ok(Defined::new(a, def))
                     })
                     .trailer(idempotency::trailer(answer, None)),
             )
@@ -222,12 +217,7 @@ impl ConsentService {
                     ),
                 ));
             }
-            return Ok(Defined {
-                seq: row.seq,
-                leaf_hash: String::new(),
-                changed: false,
-                value: def,
-            });
+            return Ok(Defined::unchanged(row.seq, def));
         }
         let event = ConsentEvent::NoticePublished(def.clone());
         let (key, version) = (def.key.clone(), def.version.clone());
@@ -246,7 +236,7 @@ impl ConsentService {
                         }
                         let a = first(appended)?;
                         projection::apply(c, &event, a)?;
-                        Ok(defined(a, def))
+                        Ok(Defined::new(a, def))
                     })
                     .trailer(idempotency::trailer(answer, None)),
             )
@@ -489,16 +479,6 @@ impl ConsentService {
             }
         }
         Ok(summary)
-    }
-}
-
-/// A definition recorded by entry `a`.
-fn defined<T>(a: &Appended, value: T) -> Defined<T> {
-    Defined {
-        seq: a.seq,
-        leaf_hash: a.leaf_hash.clone(),
-        changed: true,
-        value,
     }
 }
 

@@ -86,15 +86,7 @@ impl ImportSummary {
     }
 }
 
-/// A purpose or notice change and the entry that made it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Defined<T> {
-    pub seq: crate::vocab::Seq,
-    pub leaf_hash: String,
-    pub changed: bool,
-    #[serde(flatten)]
-    pub value: T,
-}
+pub use crate::ledger::Defined;
 
 pub(super) fn recorded(r: &ConsentRecord, a: &Appended, duplicate: bool) -> Recorded {
     Recorded {

@@ -64,7 +64,11 @@ pub fn columns(conn: &mut AnyConnection) -> diesel::QueryResult<BTreeMap<String,
         }
         out.entry(r.table_name).or_default().push(ColumnInfo {
             name: r.column_name,
-            sql_type: r.data_type.to_ascii_lowercase(),
+            // SQLite's BLOB is PostgreSQL's BYTEA.
+            sql_type: match r.data_type.to_ascii_lowercase().as_str() {
+                "blob" => "bytea".to_string(),
+                other => other.to_string(),
+            },
             nullable: r.nullable != 0,
         });
     }
@@ -121,6 +125,7 @@ pub fn expected_type(diesel_type: &str) -> (String, bool) {
         "Text" => "text",
         "Bool" => "boolean",
         "Double" => "double precision",
+        "Binary" => "bytea",
         other => other,
     };
     (db.to_string(), nullable)

@@ -160,6 +160,74 @@ accord_schema! {
         subject_ref -> Nullable<Text>,
         created_at -> BigInt,
     }
+
+    vendors (id, version) {
+        id -> Text,
+        version -> Integer,
+        name -> Text,
+        legal_name -> Nullable<Text>,
+        country -> Text,
+        role -> Text,
+        contact -> Nullable<Text>,
+        status -> Text,
+        parent -> Nullable<Text>,
+        data_categories -> Text,
+        at -> BigInt,
+        seq -> BigInt,
+    }
+
+    dpas (id) {
+        id -> Text,
+        vendor -> Text,
+        at -> BigInt,
+        seq -> BigInt,
+        terminated_at -> Nullable<BigInt>,
+        termination_reason -> Nullable<Text>,
+        terminated_seq -> Nullable<BigInt>,
+    }
+
+    dpa_versions (dpa, version) {
+        dpa -> Text,
+        version -> Integer,
+        reference -> Text,
+        signed_on -> Text,
+        effective_from -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        purposes -> Text,
+        data_categories -> Text,
+        clauses -> Text,
+        transfers -> Text,
+        document_sha256 -> Nullable<Text>,
+        status -> Text,
+        reminder_days -> Text,
+        at -> BigInt,
+        seq -> BigInt,
+    }
+
+    dpa_documents (dpa, version) {
+        dpa -> Text,
+        version -> Integer,
+        sha256 -> Text,
+        media_type -> Text,
+        size -> BigInt,
+        at -> BigInt,
+        seq -> BigInt,
+    }
+
+    dpa_document_bytes (sha256) {
+        sha256 -> Text,
+        bytes -> Binary,
+    }
+
+    subprocessor_decisions (seq) {
+        seq -> BigInt,
+        vendor -> Text,
+        parent -> Text,
+        decision -> Text,
+        decided_on -> Text,
+        note -> Nullable<Text>,
+        at -> BigInt,
+    }
 }
 
 diesel::joinable!(user_roles -> users (user_id));
@@ -179,4 +247,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     notices,
     consent_records,
     idempotency_keys,
+    vendors,
+    dpas,
+    dpa_versions,
+    dpa_documents,
+    dpa_document_bytes,
+    subprocessor_decisions,
 );

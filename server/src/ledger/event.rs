@@ -83,6 +83,39 @@ pub struct Appended {
     pub actor: String,
 }
 
+/// A definition (a purpose, a notice, a vendor, a DPA version…) and the entry that recorded it;
+/// `changed: false` (and no leaf hash) when it was already so and nothing was recorded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Defined<T> {
+    pub seq: crate::vocab::Seq,
+    pub leaf_hash: String,
+    pub changed: bool,
+    #[serde(flatten)]
+    pub value: T,
+}
+
+impl<T> Defined<T> {
+    /// `value`, recorded by the entry `a`.
+    pub fn new(a: &Appended, value: T) -> Defined<T> {
+        Defined {
+            seq: a.seq,
+            leaf_hash: a.leaf_hash.clone(),
+            changed: true,
+            value,
+        }
+    }
+
+    /// `value`, already recorded at `seq`: nothing was written.
+    pub fn unchanged(seq: crate::vocab::Seq, value: T) -> Defined<T> {
+        Defined {
+            seq,
+            leaf_hash: String::new(),
+            changed: false,
+            value,
+        }
+    }
+}
+
 /// The ledger's own events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -24,7 +24,7 @@ use std::time::Instant;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
-pub use event::{Actor, Appended, EventDraft, LedgerEvent, SystemEvent};
+pub use event::{Actor, Appended, Defined, EventDraft, LedgerEvent, SystemEvent};
 use sequencer::{Command, Pending, Sequencer};
 pub use writer::Writer;
 

@@ -9,11 +9,13 @@
 //! - [`Seq`]: a ledger seq, one type in rows, events and the API;
 //! - [`Problems`]: a request's field errors, gathered and answered once (422 or 409).
 
+pub mod country;
 pub mod problems;
 pub mod rules;
 pub mod schema;
 pub mod seq;
 
+pub use country::Country;
 pub use problems::Problems;
 pub use rules::{Jurisdiction, Key, Sha256Hex, SubjectId, Url, Version, instant, text};
 pub use seq::Seq;

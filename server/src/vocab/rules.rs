@@ -200,6 +200,22 @@ fn check_jurisdiction(field: &str, s: &str) -> Result<(), AppError> {
     }
 }
 
+/// Serde: an instant written as RFC 3339 text (see [`instant`]), for fields that are shown and
+/// recorded as text (`#[serde(deserialize_with = "crate::vocab::rules::de_instant")]`).
+pub fn de_instant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+    let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    instant("instant", &s).map_err(|e| serde::de::Error::custom(e.to_string()))
+}
+
+/// [`de_instant`] for an optional field.
+pub fn de_instant_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Timestamp>, D::Error> {
+    let s = <Option<std::borrow::Cow<'de, str>> as serde::Deserialize>::deserialize(d)?;
+    s.map(|s| instant("instant", &s).map_err(|e| serde::de::Error::custom(e.to_string())))
+        .transpose()
+}
+
 /// Parses an RFC 3339 instant written as [`schema::INSTANT`] says (a year from 1700 to 2249,
 /// `T` and `Z` in capitals, at most nine fractional digits), truncated to whole microseconds. Every
 /// such instant lies within the range the ledger can hold ([`Timestamp::MIN`] to

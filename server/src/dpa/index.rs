@@ -1,0 +1,411 @@
+//! The coverage index: every vendor, DPA and sub-processor decision in memory, each with the time
+//! it was recorded, so "was this use covered?" is answered for any moment without a query. Kept
+//! current by following the ledger (as the consent index is); the set of contracts is small next
+//! to consent, so an instance reads all of it at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::events::{DPA_KINDS, DpaEvent};
+use super::model::{
+    Clause, Coverage, DpaVersionDef, Reason, SubprocessorDecision, VendorDef, VendorRole,
+    VendorStatus, VersionStatus,
+};
+use crate::clock::Timestamp;
+use crate::error::AppError;
+use crate::ledger::follow::Follower;
+use crate::ledger::read::FollowedEntry;
+use crate::vocab::{Country, Seq};
+
+/// How deep a chain of sub-processors is followed to the processor whose DPA covers it.
+const MAX_CHAIN: usize = 8;
+
+/// A value and when it was recorded.
+#[derive(Debug, Clone)]
+struct Recorded<T> {
+    at: i64,
+    seq: Seq,
+    value: T,
+}
+
+/// The latest of `items` recorded at or before `at` (they are in record order).
+fn as_of<T>(items: &[Recorded<T>], at: i64) -> Option<&Recorded<T>> {
+    items.iter().rev().find(|r| r.at <= at)
+}
+
+#[derive(Debug)]
+struct Terms {
+    def: DpaVersionDef,
+    missing: Vec<Clause>,
+}
+
+#[derive(Debug)]
+struct Dpa {
+    at: i64,
+    versions: Vec<Recorded<Arc<Terms>>>,
+    /// (recorded at, effective at).
+    terminated: Option<(i64, i64)>,
+}
+
+#[derive(Debug, Clone)]
+struct Decided {
+    parent: String,
+    decision: SubprocessorDecision,
+    decided_on: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    vendors: HashMap<String, Vec<Recorded<Arc<VendorDef>>>>,
+    dpas: HashMap<String, Dpa>,
+    /// Vendor id → its DPAs' ids, in the order they were created.
+    by_vendor: HashMap<String, Vec<String>>,
+    /// Sub-processor id → the decisions about it, in record order.
+    decisions: HashMap<String, Vec<Recorded<Decided>>>,
+}
+
+/// What a coverage check asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub vendor: &'a str,
+    pub purpose: &'a str,
+    pub data_categories: &'a [String],
+    /// Where the data goes; the vendor's own country when absent.
+    pub country: Option<Country>,
+    pub at: Timestamp,
+}
+
+/// Why a check could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    UnknownVendor,
+}
+
+/// One DPA judged for a query: its reasons (none when it covers) and the version judged.
+struct Judged<'a> {
+    dpa: &'a str,
+    version: Option<&'a Recorded<Arc<Terms>>>,
+    reasons: Vec<Reason>,
+}
+
+#[derive(Debug)]
+pub struct DpaIndex {
+    state: RwLock<State>,
+    /// Every ledger entry below this seq has been applied.
+    applied: watch::Sender<u64>,
+    kick: Notify,
+}
+
+impl Default for DpaIndex {
+    fn default() -> Self {
+        DpaIndex::new()
+    }
+}
+
+fn poisoned<T>(_: T) -> AppError {
+    AppError::internal(anyhow::anyhow!("the coverage index lock is poisoned"))
+}
+
+/// A `YYYY-MM-DD` date as the instant it begins (UTC).
+pub fn day_start(date: &str) -> Option<i64> {
+    crate::vocab::instant("date", &format!("{date}T00:00:00Z"))
+        .ok()
+        .map(Timestamp::micros)
+}
+
+impl DpaIndex {
+    pub fn new() -> Self {
+        DpaIndex {
+            state: RwLock::new(State::default()),
+            applied: watch::channel(0).0,
+            kick: Notify::new(),
+        }
+    }
+
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Asks the follower to look at the ledger now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// After a write: waits (at most a few seconds) until this index shows entry `seq`, so the
+    /// writer reads its own write here.
+    pub async fn wait_for_write(&self, seq: u64) {
+        if self.applied() > seq {
+            return;
+        }
+        self.kick();
+        let mut rx = self.applied.subscribe();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            rx.wait_for(|applied| *applied > seq),
+        )
+        .await;
+    }
+
+    /// Whether a vendor is known (now).
+    pub fn knows_vendor(&self, id: &str) -> bool {
+        self.state
+            .read()
+            .map(|s| s.vendors.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// Answers one check.
+    pub fn check(&self, q: &Query<'_>) -> Result<Coverage, CheckError> {
+        let state = self.state.read().map_err(|_| CheckError::UnknownVendor)?;
+        state.check(q)
+    }
+
+    /// Answers checks in order, under one read of the index.
+    pub fn check_all<'q>(
+        &self,
+        queries: impl Iterator<Item = Query<'q>>,
+    ) -> Result<Vec<Result<Coverage, CheckError>>, AppError> {
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(queries.map(|q| state.check(&q)).collect())
+    }
+
+    fn apply_entry(&self, e: &FollowedEntry) -> Result<(), AppError> {
+        let Some(payload) = &e.payload else {
+            return Ok(());
+        };
+        let event: DpaEvent = serde_json::from_str(payload).map_err(|err| {
+            AppError::internal(anyhow::anyhow!("entry {} is unreadable: {err}", e.seq))
+        })?;
+        let mut s = self.state.write().map_err(poisoned)?;
+        let (at, seq) = (e.at, e.seq);
+        match event {
+            DpaEvent::VendorDefined(def) => {
+                s.vendors.entry(def.id.clone()).or_default().push(Recorded {
+                    at,
+                    seq,
+                    value: Arc::new(def),
+                });
+            }
+            DpaEvent::SubprocessorDecided {
+                vendor,
+                parent,
+                decision,
+                decided_on,
+                ..
+            } => {
+                let decided_on = day_start(&decided_on).unwrap_or(at);
+                s.decisions.entry(vendor).or_default().push(Recorded {
+                    at,
+                    seq,
+                    value: Decided {
+                        parent,
+                        decision,
+                        decided_on,
+                    },
+                });
+            }
+            DpaEvent::DpaCreated { id, vendor } => {
+                s.by_vendor.entry(vendor).or_default().push(id.clone());
+                s.dpas.insert(
+                    id,
+                    Dpa {
+                        at,
+                        versions: Vec::new(),
+                        terminated: None,
+                    },
+                );
+            }
+            DpaEvent::DpaVersionAdded(def) => {
+                if let Some(d) = s.dpas.get_mut(&def.dpa) {
+                    let missing = def.missing_clauses().collect();
+                    d.versions.push(Recorded {
+                        at,
+                        seq,
+                        value: Arc::new(Terms { def, missing }),
+                    });
+                }
+            }
+            DpaEvent::DpaTerminated {
+                id, effective_at, ..
+            } => {
+                if let Some(d) = s.dpas.get_mut(&id) {
+                    d.terminated = Some((at, effective_at.micros()));
+                }
+            }
+            DpaEvent::DocumentAttached { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    fn vendor_at(&self, id: &str, at: i64) -> Option<&VendorDef> {
+        self.vendors
+            .get(id)
+            .and_then(|v| as_of(v, at))
+            .map(|r| &*r.value)
+    }
+
+    fn check(&self, q: &Query<'_>) -> Result<Coverage, CheckError> {
+        let at = q.at.micros();
+        if !self.vendors.contains_key(q.vendor) {
+            return Err(CheckError::UnknownVendor);
+        }
+        let Some(vendor) = self.vendor_at(q.vendor, at) else {
+            // Not yet registered then: nothing could cover it.
+            return Ok(not_covered(None, None, vec![Reason::NoDpa]));
+        };
+        let country = q.country.unwrap_or(vendor.country);
+        let mut extra = Vec::new();
+        // Up the chain of sub-processors to the processor whose DPA covers them, each link
+        // authorised by the controller as of `at`.
+        let mut holder = vendor;
+        for _ in 0..MAX_CHAIN {
+            if holder.status == VendorStatus::Offboarded {
+                extra.push(Reason::VendorOffboarded);
+            }
+            if holder.role != VendorRole::SubProcessor {
+                break;
+            }
+            let parent = holder.parent.as_deref().unwrap_or_default();
+            if !self.authorised(&holder.id, parent, at) {
+                extra.push(Reason::SubprocessorNotAuthorised);
+            }
+            match self.vendor_at(parent, at) {
+                Some(p) => holder = p,
+                None => {
+                    extra.push(Reason::NoDpa);
+                    break;
+                }
+            }
+        }
+        extra.sort();
+        extra.dedup();
+        let best = self
+            .by_vendor
+            .get(&holder.id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.dpas.get_key_value(id))
+            .filter(|(_, d)| d.at <= at)
+            .map(|(id, d)| judge(id, d, q, country, at))
+            .min_by_key(|j| (j.reasons.len(), std::cmp::Reverse(j.version.map(|v| v.seq))));
+        let Some(best) = best else {
+            let mut reasons = vec![Reason::NoDpa];
+            reasons.extend(extra);
+            reasons.sort();
+            reasons.dedup();
+            return Ok(not_covered(None, None, reasons));
+        };
+        let mut reasons = best.reasons;
+        reasons.extend(extra);
+        reasons.sort();
+        reasons.dedup();
+        Ok(Coverage {
+            covered: reasons.is_empty(),
+            dpa: Some(best.dpa.to_string()),
+            version: best.version.map(|v| v.value.def.version),
+            reasons,
+            seq: best.version.map(|v| v.seq),
+        })
+    }
+
+    /// Whether the controller's latest decision about `vendor` under `parent`, as it stood at
+    /// `at`, authorises it.
+    fn authorised(&self, vendor: &str, parent: &str, at: i64) -> bool {
+        self.decisions
+            .get(vendor)
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|d| d.at <= at && d.value.decided_on <= at && d.value.parent == parent)
+            .is_some_and(|d| d.value.decision == SubprocessorDecision::Authorised)
+    }
+}
+
+fn not_covered(dpa: Option<String>, version: Option<i32>, reasons: Vec<Reason>) -> Coverage {
+    Coverage {
+        covered: false,
+        dpa,
+        version,
+        reasons,
+        seq: None,
+    }
+}
+
+/// Judges one DPA for a query as it stood at `at`: the version in force then (the latest active
+/// one recorded by then and effective by then), its standing, and its terms.
+fn judge<'a>(id: &'a str, d: &'a Dpa, q: &Query<'_>, country: Country, at: i64) -> Judged<'a> {
+    let known = d
+        .versions
+        .iter()
+        .filter(|v| v.at <= at && v.value.def.status == VersionStatus::Active);
+    let in_force = known
+        .clone()
+        .rev()
+        .find(|v| v.value.def.effective_from.micros() <= at);
+    let judged = |version, reasons| Judged {
+        dpa: id,
+        version,
+        reasons,
+    };
+    let Some(v) = in_force else {
+        return match known.clone().next() {
+            Some(first) => judged(Some(first), vec![Reason::NotYetEffective]),
+            None => judged(None, vec![Reason::NoDpa]),
+        };
+    };
+    if let Some((recorded, effective)) = d.terminated
+        && recorded <= at
+        && effective <= at
+    {
+        return judged(Some(v), vec![Reason::Terminated]);
+    }
+    let terms = &v.value.def;
+    if terms.expires_at.is_some_and(|e| e.micros() <= at) {
+        return judged(Some(v), vec![Reason::Expired]);
+    }
+    let mut reasons = Vec::new();
+    if !terms.purposes.iter().any(|p| p == q.purpose) {
+        reasons.push(Reason::PurposeNotCovered);
+    }
+    if q.data_categories
+        .iter()
+        .any(|c| !terms.data_categories.contains(c))
+    {
+        reasons.push(Reason::CategoryNotCovered);
+    }
+    if !country.in_eea() && !terms.transfers.iter().any(|t| t.country == country) {
+        reasons.push(Reason::TransferNotCovered);
+    }
+    reasons.extend(v.value.missing.iter().map(|c| Reason::ClauseMissing(*c)));
+    judged(Some(v), reasons)
+}
+
+/// The index follows the vendor and DPA entries.
+impl Follower for DpaIndex {
+    const NAME: &'static str = "coverage index";
+
+    fn kinds(&self) -> &'static [&'static str] {
+        DPA_KINDS
+    }
+
+    fn applied(&self) -> u64 {
+        DpaIndex::applied(self)
+    }
+
+    fn apply(&self, page: &[FollowedEntry]) -> Result<(), AppError> {
+        page.iter().try_for_each(|e| self.apply_entry(e))
+    }
+
+    fn advanced(&self, seq: u64) {
+        self.applied.send_replace(seq);
+    }
+
+    async fn wait(&self, interval: Duration) {
+        let _ = tokio::time::timeout(interval, self.kick.notified()).await;
+    }
+}

@@ -1,0 +1,502 @@
+//! Vendors and DPAs through the HTTP API: registration and its rules, DPA versions and their
+//! validation, sub-processor decisions, every coverage reason — now and as the contracts stood at
+//! an earlier moment — signed documents, and replay of every table.
+
+use accord::auth::model::Role;
+use accord::commands;
+use accord_tests::{TestApp, TestDb, settings};
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::problem_field;
+
+/// Every Art. 28(3) clause, each `true` unless named in `missing`.
+fn clauses(missing: &[&str]) -> Value {
+    let all = [
+        "instructions",
+        "confidentiality",
+        "security",
+        "sub_processing",
+        "assistance",
+        "deletion_or_return",
+        "audits",
+    ];
+    Value::Object(
+        all.iter()
+            .map(|c| (c.to_string(), json!(!missing.contains(c))))
+            .collect(),
+    )
+}
+
+/// Version terms: marketing e-mail with names and addresses, transfers to the US under SCC
+/// module 3, in force 2026.
+fn terms(reference: &str) -> Value {
+    json!({
+        "reference": reference,
+        "signed_on": "2025-12-15",
+        "effective_from": "2026-01-01",
+        "expires_at": "2027-01-01",
+        "purposes": ["marketing.email"],
+        "data_categories": ["email_address", "name"],
+        "clauses": clauses(&[]),
+        "transfers": [{"country": "US", "mechanism": "scc", "scc_module": 3}],
+    })
+}
+
+struct World {
+    app: TestApp,
+    token: String,
+}
+
+impl World {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.app.post_json_with(path, &self.token, &body).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .app
+            .send(
+                "PUT",
+                path,
+                Some(&self.token),
+                &[],
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+            .await;
+        (r.status, r.json())
+    }
+
+    /// The reason codes of one check (empty when covered).
+    async fn reasons(&self, item: Value) -> Vec<String> {
+        let (status, v) = self.post("/v1/dpas/check", item.clone()).await;
+        assert_eq!(status, 200, "{item}: {v}");
+        let reasons: Vec<String> = v["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(v["covered"], json!(reasons.is_empty()), "{v}");
+        reasons
+    }
+}
+
+fn use_of(vendor: &str, purpose: &str, categories: &[&str]) -> Value {
+    json!({"vendor": vendor, "purpose": purpose, "data_categories": categories})
+}
+
+async fn vendors_and_dpas(db: TestDb) {
+    let data = tempfile::tempdir().unwrap();
+    let s = settings(&db, data.path());
+    let app = TestApp::spawn(s.clone()).await.unwrap();
+    let token = app.token(&[Role::ComplianceOfficer]).await;
+    let w = World { app, token };
+
+    for key in ["marketing.email", "analytics"] {
+        let (status, v) = w
+            .post("/v1/purposes", json!({"key": key, "title": key}))
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+
+    // Vendors: a processor in the EEA and its sub-processor in the US.
+    let (status, v) = w
+        .post(
+            "/v1/vendors",
+            json!({"id": "mailer", "name": "Mailer GmbH", "country": "DE", "role": "processor",
+                   "data_categories": ["email_address", "name"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        (v["version"].clone(), v["changed"].clone()),
+        (json!(1), json!(true))
+    );
+    let (status, v) = w
+        .post(
+            "/v1/vendors",
+            json!({"id": "mailer", "name": "Again", "country": "DE", "role": "processor"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["type"].clone()),
+        (409, json!("/problems/conflict/exists")),
+        "{v}"
+    );
+    let (status, v) = w
+        .put(
+            "/v1/vendors/mailer",
+            json!({"name": "Mailer GmbH", "country": "DE", "role": "processor",
+                   "data_categories": ["email_address", "name"]}),
+        )
+        .await;
+    assert_eq!((status, v["changed"].clone()), (200, json!(false)), "{v}");
+    // A sub-processor names its processor; the rules between fields are 422s, an unknown parent
+    // a 409.
+    for (body, field) in [
+        (
+            json!({"id": "relay", "name": "Relay", "country": "US", "role": "sub_processor"}),
+            "parent",
+        ),
+        (
+            json!({"id": "relay", "name": "Relay", "country": "XX", "role": "sub_processor", "parent": "mailer"}),
+            "country",
+        ),
+        (
+            json!({"id": "relay", "name": "Relay", "country": "US", "role": "processor", "parent": "mailer"}),
+            "parent",
+        ),
+        (
+            json!({"id": "relay", "name": "", "country": "US", "role": "sub_processor", "parent": "mailer"}),
+            "name",
+        ),
+    ] {
+        let (status, v) = w.post("/v1/vendors", body.clone()).await;
+        assert_eq!(
+            (status, problem_field(&v)),
+            (422, Some(field)),
+            "{body}: {v}"
+        );
+    }
+    let (status, v) = w
+        .post("/v1/vendors", json!({"id": "relay", "name": "Relay", "country": "US", "role": "sub_processor", "parent": "nobody"}))
+        .await;
+    assert_eq!((status, problem_field(&v)), (409, Some("parent")), "{v}");
+    let (status, v) = w
+        .post("/v1/vendors", json!({"id": "relay", "name": "Relay Inc.", "country": "US", "role": "sub_processor", "parent": "mailer"}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+
+    // DPA validation: each a field-level error, nothing written.
+    let size = w.app.ledger.size();
+    let bad = |path: &str, change: Value| {
+        let mut body = json!({"id": "mailer-2026", "vendor": "mailer", "version": terms("DPA-1")});
+        let target = path.split('.').fold(&mut body, |v, k| &mut v[k]);
+        *target = change;
+        body
+    };
+    for (body, status_field) in [
+        (
+            bad(
+                "version.transfers",
+                json!([{"country": "US", "mechanism": "scc"}]),
+            ),
+            (422, "version.transfers[0].scc_module"),
+        ),
+        (
+            bad(
+                "version.transfers",
+                json!([{"country": "CN", "mechanism": "adequacy"}]),
+            ),
+            (422, "version.transfers[0].mechanism"),
+        ),
+        (
+            bad(
+                "version.transfers",
+                json!([{"country": "FR", "mechanism": "scc", "scc_module": 2}]),
+            ),
+            (422, "version.transfers[0].country"),
+        ),
+        (
+            bad("version.expires_at", json!("2025-06-01")),
+            (422, "version.expires_at"),
+        ),
+        (
+            bad("version.clauses", {
+                let mut c = clauses(&[]);
+                c.as_object_mut().unwrap().remove("audits");
+                c
+            }),
+            (422, "version.clauses.audits"),
+        ),
+        (
+            bad("version.purposes", json!(["no.such.purpose"])),
+            (409, "version.purposes[0]"),
+        ),
+        (bad("vendor", json!("nobody")), (409, "vendor")),
+    ] {
+        let (status, v) = w.post("/v1/dpas", body.clone()).await;
+        assert_eq!(
+            (status, problem_field(&v).map(str::to_string)),
+            (status_field.0, Some(status_field.1.to_string())),
+            "{body}: {v}"
+        );
+    }
+    assert_eq!(w.app.ledger.size(), size, "refused requests write nothing");
+
+    let (status, v) = w
+        .post(
+            "/v1/dpas",
+            json!({"id": "mailer-2026", "vendor": "mailer", "version": terms("DPA-1")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["versions"][0]["version"], 1);
+    assert_eq!(
+        v["versions"][0]["effective_from"],
+        "2026-01-01T00:00:00.000000Z"
+    );
+
+    // Coverage now.
+    assert!(
+        w.reasons(use_of("mailer", "marketing.email", &["email_address"]))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        w.reasons(use_of("mailer", "analytics", &["email_address"]))
+            .await,
+        ["purpose_not_covered"]
+    );
+    assert_eq!(
+        w.reasons(use_of("mailer", "marketing.email", &["health"]))
+            .await,
+        ["category_not_covered"]
+    );
+    let mut to_china = use_of("mailer", "marketing.email", &[]);
+    to_china["country"] = json!("CN");
+    assert_eq!(w.reasons(to_china).await, ["transfer_not_covered"]);
+    let (status, v) = w
+        .post("/v1/dpas/check", use_of("nobody", "marketing.email", &[]))
+        .await;
+    assert_eq!((status, problem_field(&v)), (409, Some("vendor")), "{v}");
+
+    // The sub-processor is covered through its processor's DPA once the controller authorises it.
+    assert_eq!(
+        w.reasons(use_of("relay", "marketing.email", &["email_address"]))
+            .await,
+        ["subprocessor_not_authorised"]
+    );
+    let (status, v) = w
+        .post(
+            "/v1/vendors/mailer/subprocessors",
+            json!({"subprocessor": "relay", "decision": "authorised", "decided_on": "2026-01-05"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert!(
+        w.reasons(use_of("relay", "marketing.email", &["email_address"]))
+            .await
+            .is_empty()
+    );
+    let (status, v) = w
+        .post(
+            "/v1/vendors/relay/subprocessors",
+            json!({"subprocessor": "mailer", "decision": "authorised"}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem_field(&v)),
+        (409, Some("subprocessor")),
+        "{v}"
+    );
+
+    // An amendment adds analytics but drops the audit clause; checks as of before it still see
+    // version 1.
+    let before_amendment = accord::clock::Timestamp(w.app.state.clock.now().micros()).to_rfc3339();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut v2 = terms("DPA-1 amendment 1");
+    v2["purposes"] = json!(["marketing.email", "analytics"]);
+    v2["clauses"] = clauses(&["audits"]);
+    let (status, v) = w.post("/v1/dpas/mailer-2026/versions", v2).await;
+    assert_eq!((status, v["version"].clone()), (201, json!(2)), "{v}");
+    let (status, v) = w
+        .post("/v1/dpas/check", use_of("mailer", "analytics", &[]))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (v["version"].clone(), v["reasons"].clone()),
+        (json!(2), json!(["clause_missing:audits"])),
+        "{v}"
+    );
+    let mut then = use_of("mailer", "analytics", &[]);
+    then["at"] = json!(before_amendment);
+    let (status, v) = w.post("/v1/dpas/check", then.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (v["version"].clone(), v["reasons"].clone()),
+        (json!(1), json!(["purpose_not_covered"])),
+        "{v}"
+    );
+
+    // Not yet in force, expired, terminated, offboarded, and before anything was recorded.
+    w.post(
+        "/v1/vendors",
+        json!({"id": "later", "name": "Later", "country": "FR", "role": "processor"}),
+    )
+    .await;
+    let mut future = terms("F-1");
+    future["effective_from"] = json!("2030-01-01");
+    future["expires_at"] = json!("2031-01-01");
+    let (status, v) = w
+        .post(
+            "/v1/dpas",
+            json!({"id": "later-1", "vendor": "later", "version": future}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        w.reasons(use_of("later", "marketing.email", &[])).await,
+        ["not_yet_effective"]
+    );
+    w.post(
+        "/v1/vendors",
+        json!({"id": "old", "name": "Old", "country": "FR", "role": "processor"}),
+    )
+    .await;
+    let mut past = terms("O-1");
+    past["effective_from"] = json!("2020-01-01");
+    past["expires_at"] = json!("2021-01-01");
+    w.post(
+        "/v1/dpas",
+        json!({"id": "old-1", "vendor": "old", "version": past}),
+    )
+    .await;
+    assert_eq!(
+        w.reasons(use_of("old", "marketing.email", &[])).await,
+        ["expired"]
+    );
+    w.post(
+        "/v1/vendors",
+        json!({"id": "bare", "name": "Bare", "country": "FR", "role": "processor"}),
+    )
+    .await;
+    assert_eq!(
+        w.reasons(use_of("bare", "marketing.email", &[])).await,
+        ["no_dpa"]
+    );
+    let mut early = use_of("mailer", "marketing.email", &[]);
+    early["at"] = json!("2020-01-01T00:00:00Z");
+    assert_eq!(
+        w.reasons(early).await,
+        ["no_dpa"],
+        "nothing was recorded then"
+    );
+
+    let (status, v) = w
+        .post(
+            "/v1/dpas/mailer-2026/terminate",
+            json!({"reason": "switched providers"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["terminated_at"].is_string(), "{v}");
+    assert_eq!(
+        w.reasons(use_of("mailer", "marketing.email", &[])).await,
+        ["terminated"]
+    );
+    let (status, v) = w.post("/v1/dpas/mailer-2026/terminate", json!({})).await;
+    assert_eq!(
+        (status, v["type"].clone()),
+        (409, json!("/problems/conflict/done")),
+        "{v}"
+    );
+    let (status, v) = w
+        .post("/v1/dpas/mailer-2026/versions", terms("too late"))
+        .await;
+    assert_eq!((status, problem_field(&v)), (409, Some("dpa")), "{v}");
+    assert!(
+        w.reasons(then)
+            .await
+            .contains(&"purpose_not_covered".to_string()),
+        "the past is unchanged"
+    );
+    let (status, v) = w
+        .put(
+            "/v1/vendors/later",
+            json!({"name": "Later", "country": "FR", "role": "processor", "status": "offboarded"}),
+        )
+        .await;
+    assert_eq!((status, v["version"].clone()), (200, json!(2)), "{v}");
+    assert_eq!(
+        w.reasons(use_of("later", "marketing.email", &[])).await,
+        ["not_yet_effective", "vendor_offboarded"]
+    );
+
+    // A batch is answered in order.
+    let (status, v) = w
+        .post("/v1/dpas/check", json!({"items": [use_of("bare", "marketing.email", &[]), use_of("old", "marketing.email", &[])]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["results"][0]["reasons"], json!(["no_dpa"]));
+    assert_eq!(v["results"][1]["reasons"], json!(["expired"]));
+
+    // The signed document: stored once, its hash recorded, served with it.
+    let pdf = b"%PDF-1.7\n signed \n%%EOF\n".to_vec();
+    let put = |bytes: Vec<u8>, ct: &'static str| {
+        let (app, token) = (&w.app, &w.token);
+        async move {
+            app.send(
+                "PUT",
+                "/v1/dpas/old-1/versions/1/document",
+                Some(token),
+                &[],
+                Some((ct, bytes)),
+            )
+            .await
+        }
+    };
+    let r = put(pdf.clone(), "application/pdf").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sha = r.json()["sha256"].as_str().unwrap().to_string();
+    assert_eq!(put(pdf.clone(), "application/pdf").await.status, 200);
+    let r = put(b"%PDF-1.7 another".to_vec(), "application/pdf").await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = put(b"not a pdf".to_vec(), "application/pdf").await;
+    assert_eq!(
+        (r.status, problem_field(&r.json())),
+        (422, Some("body")),
+        "{}",
+        r.body
+    );
+    assert_eq!(put(pdf.clone(), "text/plain").await.status, 415);
+    let (status, ct, body) = w
+        .app
+        .get_with("/v1/dpas/old-1/versions/1/document", &w.token)
+        .await;
+    assert_eq!(
+        (status, ct.as_str(), body.as_bytes()),
+        (200, "application/pdf", pdf.as_slice())
+    );
+    let (status, _, _) = w
+        .app
+        .get_with("/v1/dpas/old-1/versions/7/document", &w.token)
+        .await;
+    assert_eq!(status, 404);
+
+    // Another instance of the index, built from the ledger alone, answers alike.
+    w.app.stop().await;
+    let app = TestApp::spawn(s.clone()).await.unwrap();
+    let w = World {
+        app,
+        token: w.token,
+    };
+    assert_eq!(
+        w.reasons(use_of("old", "marketing.email", &[])).await,
+        ["expired"]
+    );
+    let (status, v) = w.app.get_json_with("/v1/vendors/mailer", &w.token).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["subprocessors"][0]["decision"], "authorised");
+    assert_eq!(v["dpas"], json!(["mailer-2026"]));
+    w.app.stop().await;
+
+    let report = commands::replay_check(&s, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.differences);
+    let rows = |table: &str| {
+        report
+            .tables
+            .iter()
+            .find(|(t, _, _)| *t == table)
+            .map(|(_, live, replayed)| (*live, *replayed))
+            .unwrap()
+    };
+    assert_eq!(rows("vendors"), (6, 6));
+    assert_eq!(rows("dpa_versions"), (4, 4));
+    assert_eq!(rows("dpa_documents"), (1, 1));
+    assert_eq!(rows("subprocessor_decisions"), (1, 1));
+    assert!(!sha.is_empty());
+}
+
+on_both_backends!(vendors_and_dpas_api, super::vendors_and_dpas);
