@@ -35,6 +35,29 @@ pub fn json_media_type(req: &HttpRequest) -> Result<(), AppError> {
     }
 }
 
+/// A JSON body that may be left out (empty or blank): its default then.
+pub fn optional_json<T: DeserializeOwned + Default>(
+    req: &HttpRequest,
+    bytes: &[u8],
+) -> Result<T, AppError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    json_media_type(req)?;
+    json(bytes)
+}
+
+/// A body's name for what the path names (`key`, `id`) must be the path's, if given.
+pub fn same_as_path(field: &str, body: Option<&str>, path: &str) -> Result<(), AppError> {
+    match body {
+        Some(b) if b != path => Err(AppError::validation(
+            field,
+            format!("the body names {b:?} but the path names {path:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<BytesMut, AppError> {
     let mut buf = BytesMut::new();

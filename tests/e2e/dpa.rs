@@ -484,14 +484,7 @@ async fn vendors_and_dpas(db: TestDb) {
 
     let report = commands::replay_check(&s, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.differences);
-    let rows = |table: &str| {
-        report
-            .tables
-            .iter()
-            .find(|(t, _, _)| *t == table)
-            .map(|(_, live, replayed)| (*live, *replayed))
-            .unwrap()
-    };
+    let rows = |table: &str| crate::support::replayed_rows(&report, table);
     assert_eq!(rows("vendors"), (6, 6));
     assert_eq!(rows("dpa_versions"), (4, 4));
     assert_eq!(rows("dpa_documents"), (1, 1));

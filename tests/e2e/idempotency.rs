@@ -83,12 +83,7 @@ impl Caller<'_> {
 fn replayed_answers(s: &accord::config::Settings) -> (usize, usize) {
     let report = commands::replay_check(s, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.differences);
-    report
-        .tables
-        .iter()
-        .find(|(t, _, _)| *t == "idempotency_keys")
-        .map(|(_, live, replayed)| (*live, *replayed))
-        .unwrap()
+    crate::support::replayed_rows(&report, "idempotency_keys")
 }
 
 /// A newsletter grant by e-mail, as a JSON body.

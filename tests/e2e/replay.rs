@@ -124,14 +124,7 @@ async fn replay(db: TestDb) {
         report.redacted, 1,
         "the erased subject's one entry: {report:?}"
     );
-    let rows = |table: &str| {
-        report
-            .tables
-            .iter()
-            .find(|(t, _, _)| *t == table)
-            .map(|(_, live, replayed)| (*live, *replayed))
-            .unwrap()
-    };
+    let rows = |table: &str| crate::support::replayed_rows(&report, table);
     assert_eq!(rows("purposes").0, rows("purposes").1);
     assert_eq!(
         rows("purposes").0,

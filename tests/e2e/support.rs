@@ -54,6 +54,16 @@ impl LedgerEvent for Noted {
     }
 }
 
+/// (live, replayed) rows of a table in a replay report.
+pub fn replayed_rows(report: &accord::replay::Report, table: &str) -> (usize, usize) {
+    report
+        .tables
+        .iter()
+        .find(|(t, _, _)| *t == table)
+        .map(|(_, live, replayed)| (*live, *replayed))
+        .unwrap_or_else(|| panic!("no table {table} in {report:?}"))
+}
+
 pub fn problem_field(v: &serde_json::Value) -> Option<&str> {
     v["errors"][0]["field"].as_str()
 }

@@ -179,23 +179,21 @@ async fn create_purpose(
     rid: RequestId,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    body::json_media_type(&req)?;
-    let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
     let (svc, caller) = (service(&state), p.actor());
-    let answering = Answering::json(|_: &Defined<PurposeDef>| StatusCode::CREATED);
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        answering,
-        Stored::response,
-        |answer| async move {
-            let input: PurposeInput = body::json(&bytes)?;
-            let def = input.validate(None)?;
-            svc.define_purpose(p.actor(), Some(rid.0), def, true, answer)
-                .await
-        },
-    )
-    .await
+    let status = |_: &Defined<PurposeDef>| StatusCode::CREATED;
+    state
+        .post_json(
+            &req,
+            &caller,
+            payload,
+            status,
+            |input: PurposeInput, answer| async move {
+                let def = input.validate(None)?;
+                svc.define_purpose(p.actor(), Some(rid.0), def, true, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 async fn put_purpose(
@@ -205,14 +203,7 @@ async fn put_purpose(
     key: web::Path<String>,
     input: web::Json<PurposeInput>,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(k) = &input.key
-        && k != key.as_str()
-    {
-        return Err(AppError::validation(
-            "key",
-            format!("the body names {k:?} but the path names {:?}", key.as_str()),
-        ));
-    }
+    body::same_as_path("key", input.key.as_deref(), &key)?;
     let def = input.validate(Some(&key))?;
     let out = service(&state)
         .define_purpose(p.actor(), Some(rid.0), def, false, None)
@@ -228,17 +219,18 @@ async fn retire_purpose(
     key: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let (svc, caller) = (service(&state), p.actor());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, b""),
-        Answering::json(|_: &Defined<PurposeDef>| StatusCode::OK),
-        Stored::response,
-        |answer| async move {
-            svc.retire_purpose(p.actor(), Some(rid.0), &key, answer)
-                .await
-        },
-    )
-    .await
+    state
+        .respond(
+            &req,
+            &caller,
+            b"",
+            |_: &Defined<PurposeDef>| StatusCode::OK,
+            |answer| async move {
+                svc.retire_purpose(p.actor(), Some(rid.0), &key, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 async fn list_notices(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -265,22 +257,21 @@ async fn publish_notice(
     rid: RequestId,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    body::json_media_type(&req)?;
-    let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
     let (svc, caller, now) = (service(&state), p.actor(), state.clock.now());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|out: &Defined<NoticeDef>| idempotency::created_if(out.changed)),
-        Stored::response,
-        |answer| async move {
-            let input: NoticeInput = body::json(&bytes)?;
-            let def = input.validate(now)?;
-            svc.publish_notice(p.actor(), Some(rid.0), def, answer)
-                .await
-        },
-    )
-    .await
+    let status = |out: &Defined<NoticeDef>| idempotency::created_if(out.changed);
+    state
+        .post_json(
+            &req,
+            &caller,
+            payload,
+            status,
+            |input: NoticeInput, answer| async move {
+                let def = input.validate(now)?;
+                svc.publish_notice(p.actor(), Some(rid.0), def, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 // ----- recording -----
@@ -302,19 +293,21 @@ async fn record_consent(
 ) -> Result<HttpResponse, AppError> {
     body::media_type(&req, &["application/json"])?;
     let bytes = body::read_limited(payload, state.settings.max_body_bytes).await?;
+    let bytes: &[u8] = &bytes;
     let (svc, caller, gpc) = (service(&state), p.actor(), gpc_signal(&req));
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|out: &Recorded| idempotency::created_if(!out.duplicate)),
-        Stored::response,
-        |answer| async move {
-            let input: ConsentInput = body::json(&bytes)?;
-            let record = svc.validate(&input, gpc, CollectionMethod::Api)?;
-            svc.record(p.actor(), Some(rid.0), record, answer).await
-        },
-    )
-    .await
+    state
+        .respond(
+            &req,
+            &caller,
+            bytes,
+            |out: &Recorded| idempotency::created_if(!out.duplicate),
+            |answer| async move {
+                let input: ConsentInput = body::json(bytes)?;
+                let record = svc.validate(&input, gpc, CollectionMethod::Api)?;
+                svc.record(p.actor(), Some(rid.0), record, answer).await
+            },
+        )
+        .await
 }
 
 // ----- checks -----

@@ -17,7 +17,7 @@ use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::config::Limits;
 use crate::error::AppError;
-use crate::idempotency::{self, Answering, RequestHash, Stored};
+use crate::idempotency;
 use crate::ledger::Defined;
 use crate::openapi::{Op, Schemas, op, path};
 use crate::state::AppState;
@@ -126,21 +126,21 @@ async fn create_vendor(
     rid: RequestId,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    let bytes = json_bytes(&state, &req, payload).await?;
     let (svc, caller) = (service(&state), p.actor());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|_: &Defined<VendorDef>| StatusCode::CREATED),
-        Stored::response,
-        |answer| async move {
-            let input: VendorInput = body::json(&bytes)?;
-            let def = input.validate(None)?;
-            svc.define_vendor(p.actor(), Some(rid.0), def, true, answer)
-                .await
-        },
-    )
-    .await
+    let status = |_: &Defined<VendorDef>| StatusCode::CREATED;
+    state
+        .post_json(
+            &req,
+            &caller,
+            payload,
+            status,
+            |input: VendorInput, answer| async move {
+                let def = input.validate(None)?;
+                svc.define_vendor(p.actor(), Some(rid.0), def, true, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 async fn put_vendor(
@@ -154,14 +154,7 @@ async fn put_vendor(
     Key::check("id", &id)?;
     let bytes = json_bytes(&state, &req, payload).await?;
     let input: VendorInput = body::json(&bytes)?;
-    if let Some(k) = &input.id
-        && k != id.as_str()
-    {
-        return Err(AppError::validation(
-            "id",
-            format!("the body names {k:?} but the path names {:?}", id.as_str()),
-        ));
-    }
+    body::same_as_path("id", input.id.as_deref(), &id)?;
     let def = input.validate(Some(&id))?;
     let out = service(&state)
         .define_vendor(p.actor(), Some(rid.0), def, false, None)
@@ -229,21 +222,21 @@ async fn decide_subprocessor(
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     Key::check("id", &id)?;
-    let bytes = json_bytes(&state, &req, payload).await?;
     let (svc, caller, now) = (service(&state), p.actor(), state.clock.now());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|_: &Defined<SubprocessorView>| StatusCode::CREATED),
-        Stored::response,
-        |answer| async move {
-            let input: DecisionInput = body::json(&bytes)?;
-            let decision = input.validate(now)?;
-            svc.decide_subprocessor(p.actor(), Some(rid.0), &id, decision, input.note, answer)
-                .await
-        },
-    )
-    .await
+    let status = |_: &Defined<SubprocessorView>| StatusCode::CREATED;
+    state
+        .post_json(
+            &req,
+            &caller,
+            payload,
+            status,
+            |input: DecisionInput, answer| async move {
+                let decision = input.validate(now)?;
+                svc.decide_subprocessor(p.actor(), Some(rid.0), &id, decision, input.note, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 // ----- DPAs -----
@@ -273,20 +266,20 @@ async fn create_dpa(
     rid: RequestId,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    let bytes = json_bytes(&state, &req, payload).await?;
     let (svc, caller) = (service(&state), p.actor());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|_: &DpaView| StatusCode::CREATED),
-        Stored::response,
-        |answer| async move {
-            let input: DpaInput = body::json(&bytes)?;
-            let dpa = input.validate()?;
-            svc.create_dpa(p.actor(), Some(rid.0), dpa, answer).await
-        },
-    )
-    .await
+    let status = |_: &DpaView| StatusCode::CREATED;
+    state
+        .post_json(
+            &req,
+            &caller,
+            payload,
+            status,
+            |input: DpaInput, answer| async move {
+                svc.create_dpa(p.actor(), Some(rid.0), input.validate()?, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 async fn add_version(
@@ -298,21 +291,21 @@ async fn add_version(
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     Key::check("id", &id)?;
-    let bytes = json_bytes(&state, &req, payload).await?;
     let (svc, caller) = (service(&state), p.actor());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|_: &Defined<DpaVersionDef>| StatusCode::CREATED),
-        Stored::response,
-        |answer| async move {
-            let input: VersionInput = body::json(&bytes)?;
-            let version = input.validate(&id, "")?;
-            svc.add_version(p.actor(), Some(rid.0), version, answer)
-                .await
-        },
-    )
-    .await
+    let status = |_: &Defined<DpaVersionDef>| StatusCode::CREATED;
+    state
+        .post_json(
+            &req,
+            &caller,
+            payload,
+            status,
+            |input: VersionInput, answer| async move {
+                let version = input.validate(&id, "")?;
+                svc.add_version(p.actor(), Some(rid.0), version, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 async fn terminate(
@@ -325,12 +318,7 @@ async fn terminate(
 ) -> Result<HttpResponse, AppError> {
     Key::check("id", &id)?;
     let bytes = body::read_limited(payload, 64 * 1024).await?;
-    let input: TerminateInput = if bytes.iter().all(u8::is_ascii_whitespace) {
-        TerminateInput::default()
-    } else {
-        body::json_media_type(&req)?;
-        body::json(&bytes)?
-    };
+    let input: TerminateInput = body::optional_json(&req, &bytes)?;
     let mut problems = Problems::default();
     let effective_at = match &input.effective_at {
         None => Some(state.clock.now()),
@@ -342,24 +330,25 @@ async fn terminate(
     problems.into_result()?;
     let effective_at = effective_at.unwrap_or_else(|| state.clock.now());
     let (svc, caller) = (service(&state), p.actor());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|_: &DpaView| StatusCode::OK),
-        Stored::response,
-        |answer| async move {
-            svc.terminate(
-                p.actor(),
-                Some(rid.0),
-                &id,
-                effective_at,
-                input.reason,
-                answer,
-            )
-            .await
-        },
-    )
-    .await
+    state
+        .respond(
+            &req,
+            &caller,
+            &bytes,
+            |_: &DpaView| StatusCode::OK,
+            |answer| async move {
+                svc.terminate(
+                    p.actor(),
+                    Some(rid.0),
+                    &id,
+                    effective_at,
+                    input.reason,
+                    answer,
+                )
+                .await
+            },
+        )
+        .await
 }
 
 /// The media types a signed document may have.

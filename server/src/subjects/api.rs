@@ -15,7 +15,6 @@ use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::error::AppError;
-use crate::idempotency::{self, Answering, RequestHash, Stored};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
 use crate::vocab::{self, SubjectId};
@@ -55,27 +54,23 @@ async fn erase_subject(
 ) -> Result<HttpResponse, AppError> {
     SubjectId::check("id", &id)?;
     let bytes = body::read_limited(payload, 64 * 1024).await?;
-    let input: EraseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        EraseRequest::default()
-    } else {
-        body::media_type(&req, &["application/json"])?;
-        body::json(&bytes)?
-    };
+    let input: EraseRequest = body::optional_json(&req, &bytes)?;
     if let Some(r) = &input.reason {
         vocab::text("reason", r, 1000, false)?;
     }
     let (svc, caller) = (service(&state), p.actor());
-    idempotency::respond(
-        state.keyed(&req, caller.as_str()),
-        RequestHash::of(&req, &bytes),
-        Answering::json(|_: &Erased| StatusCode::OK),
-        Stored::response,
-        |answer| async move {
-            svc.erase(p.actor(), Some(rid.0), &id, input.reason, answer)
-                .await
-        },
-    )
-    .await
+    state
+        .respond(
+            &req,
+            &caller,
+            &bytes,
+            |_: &Erased| StatusCode::OK,
+            |answer| async move {
+                svc.erase(p.actor(), Some(rid.0), &id, input.reason, answer)
+                    .await
+            },
+        )
+        .await
 }
 
 // ----- the OpenAPI operations of these routes -----
