@@ -109,6 +109,15 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// Saves what the browser shows to `$ACCORD_TEST_SCREENSHOTS/<name>.png`, when that is set (to
+/// look at the pages).
+async fn screenshot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("ACCORD_TEST_SCREENSHOTS") {
+        let png = c.screenshot().await.expect("screenshot");
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
 async fn wait_for_path(c: &Client, path: &str) {
     let started = Instant::now();
     loop {
@@ -201,6 +210,127 @@ async fn sign_in_submit_tamper_and_sign_out_in_chromium() {
     fill(&c, "input[name=password]", "nanoseconds of wire").await;
     click(&c, "#login button[type=submit]").await;
     wait_for_path(&c, "/ui/").await;
+
+    c.close().await.unwrap();
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let data = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
+    accord::auth::api::service(&app.state)
+        .create_user(
+            Actor::cli(),
+            None,
+            "ada@example.org",
+            "Ada Lovelace",
+            &[Role::Legal],
+            Some("analytical engine 1843"),
+        )
+        .await
+        .unwrap();
+    // A processor with a DPA (one version in force, one amendment), and its sub-processor.
+    let token = app.token(&[Role::ComplianceOfficer]).await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (status, v) = app.post_json_with(path, token, &body).await;
+            assert!(status < 300, "{path}: {v}");
+        }
+    };
+    post(
+        "/v1/purposes",
+        json!({"key": "newsletter", "title": "Newsletter"}),
+    )
+    .await;
+    post(
+        "/v1/vendors",
+        json!({"id": "mailer", "name": "Mailer GmbH", "country": "DE", "role": "processor"}),
+    )
+    .await;
+    post("/v1/vendors", json!({"id": "relay", "name": "Relay Inc.", "country": "US", "role": "sub_processor", "parent": "mailer"})).await;
+    post(
+        "/v1/vendors/mailer/subprocessors",
+        json!({"subprocessor": "relay", "decision": "authorised"}),
+    )
+    .await;
+    let clauses = json!({"instructions": true, "confidentiality": true, "security": true,
+        "sub_processing": true, "assistance": true, "deletion_or_return": true, "audits": false});
+    let today = accord::clock::Timestamp(app.state.clock.now().micros());
+    let year = &today.to_rfc3339()[..4];
+    let next: i32 = year.parse::<i32>().unwrap() + 2;
+    post(
+        "/v1/dpas",
+        json!({"id": "mailer-dpa", "vendor": "mailer", "version": {
+        "reference": "DPA-1", "signed_on": "2025-01-01", "effective_from": "2025-01-01",
+        "expires_at": format!("{next}-01-01"), "purposes": ["newsletter"],
+        "data_categories": ["email_address"], "clauses": clauses,
+        "transfers": [{"country": "US", "mechanism": "scc", "scc_module": 3}]}}),
+    )
+    .await;
+
+    let c = driver.browser().await;
+    c.goto(&app.url("/ui/login")).await.unwrap();
+    fill(&c, "input[name=email]", "ada@example.org").await;
+    fill(&c, "input[name=password]", "analytical engine 1843").await;
+    click(&c, "#login button[type=submit]").await;
+    wait_for_path(&c, "/ui/").await;
+
+    // By keyboard: Enter on the link.
+    c.find(Locator::Css("#vendors-link"))
+        .await
+        .unwrap()
+        .send_keys("\u{e007}")
+        .await
+        .unwrap();
+    wait_for_path(&c, "/ui/vendors").await;
+    // The timeline is a picture with a name and a description, one bar per DPA version.
+    let svg = c.find(Locator::Css("svg#timeline")).await.unwrap();
+    assert_eq!(svg.attr("role").await.unwrap().as_deref(), Some("img"));
+    assert_eq!(
+        svg.attr("aria-labelledby").await.unwrap().as_deref(),
+        Some("timeline-title timeline-desc")
+    );
+    let title = c
+        .execute(
+            "return document.querySelector('#timeline-title').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(title.as_str().unwrap().contains("DPA versions"), "{title}");
+    let bars = c.find_all(Locator::Css("#timeline g.bar")).await.unwrap();
+    assert_eq!(bars.len(), 1);
+    assert!(c.find(Locator::Css("#timeline line.today")).await.is_ok());
+    screenshot(&c, "vendors").await;
+    // The table says where each vendor stands; the sub-processor stands on its processor's DPA.
+    let table = text_of(&c, "#vendors").await;
+    assert!(
+        table.contains("Mailer GmbH") && table.contains("Relay Inc."),
+        "{table}"
+    );
+    // Its DPA is in force but lacks the audit clause: not cover, and said so.
+    assert_eq!(table.matches("clauses missing").count(), 2, "{table}");
+
+    click(&c, "a[href='/ui/vendors/mailer']").await;
+    wait_for_path(&c, "/ui/vendors/mailer").await;
+    assert_eq!(
+        text_of(&c, "#standing").await,
+        "in force, Art. 28(3) clauses missing"
+    );
+    assert!(text_of(&c, "#subprocessors").await.contains("authorised"));
+    let clauses = text_of(&c, "table.clauses").await;
+    assert!(
+        clauses.contains("audits") && clauses.contains("missing"),
+        "{clauses}"
+    );
+    assert!(text_of(&c, "main").await.contains("US: scc module 3"));
+    screenshot(&c, "vendor").await;
 
     c.close().await.unwrap();
     app.stop().await;

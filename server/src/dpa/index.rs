@@ -179,8 +179,13 @@ impl DpaIndex {
         let event: DpaEvent = serde_json::from_str(payload).map_err(|err| {
             AppError::internal(anyhow::anyhow!("entry {} is unreadable: {err}", e.seq))
         })?;
+        self.apply_event(e.at, e.seq, event)
+    }
+
+    /// Applies one event recorded at `at` (µs) as entry `seq` (the follower's step, and a way to
+    /// build an index without a ledger for measuring it).
+    pub fn apply_event(&self, at: i64, seq: Seq, event: DpaEvent) -> Result<(), AppError> {
         let mut s = self.state.write().map_err(poisoned)?;
-        let (at, seq) = (e.at, e.seq);
         match event {
             DpaEvent::VendorDefined(def) => {
                 s.vendors.entry(def.id.clone()).or_default().push(Recorded {

@@ -6,6 +6,7 @@ pub mod headers;
 mod home;
 mod setup;
 mod signin;
+mod vendors;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
@@ -27,6 +28,16 @@ pub fn routes(r: &mut Routes) {
         .get("/ui/", Access::Authenticated, home::home)
         .post("/ui/password", Access::Authenticated, home::change_password)
         .post("/ui/logout", Access::Authenticated, signin::logout)
+        .get(
+            "/ui/vendors",
+            Access::Permission(crate::dpa::api::DPA_READ),
+            vendors::vendors,
+        )
+        .get(
+            "/ui/vendors/{id}",
+            Access::Permission(crate::dpa::api::DPA_READ),
+            vendors::vendor,
+        )
         .get("/ui/static/accord.css", Access::Public, stylesheet);
 }
 
