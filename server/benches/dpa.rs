@@ -1,6 +1,6 @@
 //! DPA coverage checks in memory: builds a coverage index of `ACCORD_BENCH_VENDORS` vendors
-//! (default 10,000: one in ten a sub-processor, authorised) with two DPA versions each (20,000;
-//! an amendment adds a purpose), then answers batches of 10,000 checks as the usage audit asks
+//! (default 10,000: one in ten a sub-processor, authorised) whose processors' DPAs hold twice as
+//! many versions (20,000; each amendment adds a purpose), then answers batches of 10,000 checks as the usage audit asks
 //! them (random vendors, purposes, categories, moments) and prints checks per second. Prints
 //! figures, asserts nothing. Run with
 //!
@@ -52,7 +52,8 @@ fn country(code: &str) -> Country {
     Country::parse("country", code).expect("a country")
 }
 
-fn build(vendors: u64) -> (DpaIndex, i64) {
+/// The index, the first moment, and how many DPA versions it holds.
+fn build(vendors: u64) -> (DpaIndex, i64, u64) {
     let index = DpaIndex::new();
     let start = Timestamp(1_767_225_600_000_000).micros(); // 2026-01-01
     let mut seq = 0u64;
@@ -61,6 +62,10 @@ fn build(vendors: u64) -> (DpaIndex, i64) {
         index.apply_event(at, Seq::new(seq), event).expect("apply");
     };
     let clauses: BTreeMap<Clause, bool> = Clause::ALL.iter().map(|c| (*c, true)).collect();
+    // Versions to place: two per vendor, on the processors' DPAs (the first ones get a third).
+    let processors = vendors - vendors / 10;
+    let mut extra = (2 * vendors).saturating_sub(2 * processors);
+    let mut total = 0;
     for v in 0..vendors {
         let id = format!("v{v}");
         let sub = v % 10 == 9;
@@ -104,7 +109,14 @@ fn build(vendors: u64) -> (DpaIndex, i64) {
                 vendor: id,
             },
         );
-        for version in 1..=2 {
+        let count = if extra > 0 {
+            extra -= 1;
+            3
+        } else {
+            2
+        };
+        total += count as u64;
+        for version in 1..=count {
             let purposes = PURPOSES[..version as usize + 1]
                 .iter()
                 .map(|p| p.to_string())
@@ -134,17 +146,16 @@ fn build(vendors: u64) -> (DpaIndex, i64) {
             );
         }
     }
-    (index, start)
+    (index, start, total)
 }
 
 fn main() {
     let vendors = env_u64("ACCORD_BENCH_VENDORS", 10_000);
     let rounds = env_u64("ACCORD_BENCH_ROUNDS", 5).max(1);
     let built = Instant::now();
-    let (index, start) = build(vendors);
+    let (index, start, versions) = build(vendors);
     println!(
-        "coverage index: {vendors} vendors, {} DPA versions, built in {:.2} s",
-        vendors / 10 * 9 * 2 + (vendors % 10).min(9) * 2,
+        "coverage index: {vendors} vendors, {versions} DPA versions, built in {:.2} s",
         built.elapsed().as_secs_f64()
     );
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -414,3 +414,332 @@ impl Follower for DpaIndex {
         let _ = tokio::time::timeout(interval, self.kick.notified()).await;
     }
 }
+
+/// The index against a reference model: random histories of vendors, DPA versions (amendments
+/// with moving effective dates and expiries, drafts), terminations and sub-processor decisions,
+/// each answered for random uses at random moments by the index and by a plain re-reading of
+/// every event recorded by then.
+#[cfg(test)]
+mod model_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::dpa::model::{Mechanism, Transfer};
+
+    const DAY: i64 = 86_400_000_000;
+    const PURPOSES: [&str; 3] = ["p.a", "p.b", "p.c"];
+    const CATEGORIES: [&str; 3] = ["c.a", "c.b", "c.c"];
+    const COUNTRIES: [&str; 3] = ["DE", "US", "JP"];
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len() as u64) as usize]
+        }
+        fn some(&mut self, from: &[&str]) -> Vec<String> {
+            from.iter()
+                .filter(|_| self.below(3) > 0)
+                .map(|s| s.to_string())
+                .collect()
+        }
+    }
+
+    fn country(c: &str) -> Country {
+        Country::parse("c", c).unwrap()
+    }
+
+    /// A random history: (recorded at, event), in record order.
+    fn history(rng: &mut Rng) -> Vec<(i64, DpaEvent)> {
+        let mut out = Vec::new();
+        let mut at = 1000 * DAY;
+        let mut versions: BTreeMap<String, i32> = BTreeMap::new();
+        let mut ended = std::collections::BTreeSet::new();
+        for step in 0..60 {
+            at += rng.below(20) as i64 * DAY + 1;
+            let v = format!("v{}", rng.below(4));
+            let event = match rng.below(6) {
+                0 | 1 => {
+                    let sub = v == "v3";
+                    DpaEvent::VendorDefined(VendorDef {
+                        id: v.clone(),
+                        version: 1,
+                        name: v.clone(),
+                        legal_name: None,
+                        country: country(rng.pick(&COUNTRIES)),
+                        role: if sub {
+                            VendorRole::SubProcessor
+                        } else {
+                            VendorRole::Processor
+                        },
+                        contact: None,
+                        status: if rng.below(6) == 0 {
+                            VendorStatus::Offboarded
+                        } else {
+                            VendorStatus::Active
+                        },
+                        parent: sub.then(|| "v0".to_string()),
+                        data_categories: vec![],
+                    })
+                }
+                2 => {
+                    let d = format!("d{}", rng.below(3));
+                    if versions.contains_key(&d) {
+                        continue;
+                    }
+                    versions.insert(d.clone(), 0);
+                    DpaEvent::DpaCreated {
+                        id: d,
+                        vendor: format!("v{}", rng.below(3)),
+                    }
+                }
+                3 => {
+                    let d = format!("d{}", rng.below(3));
+                    let Some(n) = versions.get_mut(&d) else {
+                        continue;
+                    };
+                    *n += 1;
+                    let from = at + (rng.below(60) as i64 - 30) * DAY;
+                    let clauses = Clause::ALL
+                        .iter()
+                        .map(|c| (*c, rng.below(30) > 0))
+                        .collect();
+                    DpaEvent::DpaVersionAdded(DpaVersionDef {
+                        dpa: d,
+                        version: *n,
+                        reference: format!("r{step}"),
+                        signed_on: "2026-01-01".into(),
+                        effective_from: Timestamp(from),
+                        expires_at: (rng.below(2) == 0)
+                            .then(|| Timestamp(from + (1 + rng.below(200) as i64) * DAY)),
+                        purposes: rng.some(&PURPOSES),
+                        data_categories: rng.some(&CATEGORIES),
+                        clauses,
+                        transfers: rng
+                            .some(&["US", "JP"])
+                            .iter()
+                            .map(|c| Transfer {
+                                country: country(c),
+                                mechanism: Mechanism::Bcr,
+                                scc_module: None,
+                                tia_reference: None,
+                            })
+                            .collect(),
+                        document_sha256: None,
+                        status: if rng.below(5) == 0 {
+                            VersionStatus::Draft
+                        } else {
+                            VersionStatus::Active
+                        },
+                        reminder_days: vec![],
+                    })
+                }
+                4 => {
+                    let d = format!("d{}", rng.below(3));
+                    if !versions.contains_key(&d) || rng.below(3) > 0 || !ended.insert(d.clone()) {
+                        continue;
+                    }
+                    DpaEvent::DpaTerminated {
+                        id: d,
+                        effective_at: Timestamp(at + (rng.below(40) as i64 - 20) * DAY),
+                        reason: None,
+                    }
+                }
+                _ => DpaEvent::SubprocessorDecided {
+                    vendor: "v3".into(),
+                    parent: "v0".into(),
+                    decision: if rng.below(3) == 0 {
+                        SubprocessorDecision::Objected
+                    } else {
+                        SubprocessorDecision::Authorised
+                    },
+                    decided_on: "1971-01-01".into(),
+                    note: None,
+                },
+            };
+            out.push((at, event));
+        }
+        out
+    }
+
+    /// The reference: every rule read off the events recorded by `at`, with no index. Where DPAs
+    /// tie (as many reasons each), any of their answers is right.
+    fn reference(events: &[(i64, DpaEvent)], q: &Query<'_>) -> Option<Vec<Vec<Reason>>> {
+        let at = q.at.micros();
+        let known: Vec<&DpaEvent> = events
+            .iter()
+            .filter(|(t, _)| *t <= at)
+            .map(|(_, e)| e)
+            .collect();
+        let ever = events
+            .iter()
+            .any(|(_, e)| matches!(e, DpaEvent::VendorDefined(v) if v.id == q.vendor));
+        if !ever {
+            return None;
+        }
+        let vendor_at = |id: &str| {
+            known.iter().rev().find_map(|e| match e {
+                DpaEvent::VendorDefined(v) if v.id == id => Some(v.clone()),
+                _ => None,
+            })
+        };
+        let Some(vendor) = vendor_at(q.vendor) else {
+            return Some(vec![vec![Reason::NoDpa]]);
+        };
+        let mut extra = Vec::new();
+        let mut holder = vendor.clone();
+        if holder.status == VendorStatus::Offboarded {
+            extra.push(Reason::VendorOffboarded);
+        }
+        if holder.role == VendorRole::SubProcessor {
+            let authorised = known.iter().rev().find_map(|e| match e {
+                DpaEvent::SubprocessorDecided {
+                    vendor, decision, ..
+                } if *vendor == holder.id => Some(*decision == SubprocessorDecision::Authorised),
+                _ => None,
+            });
+            if authorised != Some(true) {
+                extra.push(Reason::SubprocessorNotAuthorised);
+            }
+            match vendor_at(holder.parent.as_deref().unwrap_or_default()) {
+                Some(p) => {
+                    holder = p;
+                    if holder.status == VendorStatus::Offboarded {
+                        extra.push(Reason::VendorOffboarded);
+                    }
+                }
+                None => extra.push(Reason::NoDpa),
+            }
+        }
+        let country = q.country.unwrap_or(vendor.country);
+        let dpas: Vec<&String> = known
+            .iter()
+            .filter_map(|e| match e {
+                DpaEvent::DpaCreated { id, vendor } if *vendor == holder.id => Some(id),
+                _ => None,
+            })
+            .collect();
+        let judged: Vec<Vec<Reason>> = dpas
+            .iter()
+            .map(|d| {
+                let versions: Vec<&DpaVersionDef> = known
+                    .iter()
+                    .filter_map(|e| match e {
+                        DpaEvent::DpaVersionAdded(v)
+                            if &v.dpa == *d && v.status == VersionStatus::Active =>
+                        {
+                            Some(v)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let Some(v) = versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.effective_from.micros() <= at)
+                else {
+                    return vec![if versions.is_empty() {
+                        Reason::NoDpa
+                    } else {
+                        Reason::NotYetEffective
+                    }];
+                };
+                let terminated = known.iter().any(|e| {
+                    matches!(e, DpaEvent::DpaTerminated { id, effective_at, .. }
+                        if id == *d && effective_at.micros() <= at)
+                });
+                if terminated {
+                    return vec![Reason::Terminated];
+                }
+                if v.expires_at.is_some_and(|e| e.micros() <= at) {
+                    return vec![Reason::Expired];
+                }
+                let mut r = Vec::new();
+                if !v.purposes.iter().any(|p| p == q.purpose) {
+                    r.push(Reason::PurposeNotCovered);
+                }
+                if q.data_categories
+                    .iter()
+                    .any(|c| !v.data_categories.contains(c))
+                {
+                    r.push(Reason::CategoryNotCovered);
+                }
+                if !country.in_eea() && !v.transfers.iter().any(|t| t.country == country) {
+                    r.push(Reason::TransferNotCovered);
+                }
+                r.extend(v.missing_clauses().map(Reason::ClauseMissing));
+                r
+            })
+            .collect();
+        let least = judged.iter().map(Vec::len).min();
+        let mut answers: Vec<Vec<Reason>> = match least {
+            Some(n) => judged.into_iter().filter(|r| r.len() == n).collect(),
+            None => vec![vec![Reason::NoDpa]],
+        };
+        for reasons in &mut answers {
+            reasons.extend(extra.iter().copied());
+            reasons.sort();
+            reasons.dedup();
+        }
+        Some(answers)
+    }
+
+    #[test]
+    fn the_index_answers_as_the_events_say() {
+        let mut checked = 0;
+        let (mut covered, mut seen) = (0, std::collections::HashSet::new());
+        for seed in 1..=40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let events = history(&mut rng);
+            let index = DpaIndex::new();
+            for (i, (at, e)) in events.iter().enumerate() {
+                index
+                    .apply_event(*at, Seq::new(i as u64), e.clone())
+                    .unwrap();
+            }
+            let end = events.last().map(|(t, _)| *t).unwrap_or(0) + 100 * DAY;
+            for _ in 0..200 {
+                let vendor = format!("v{}", rng.below(4));
+                let categories: Vec<String> = match rng.below(3) {
+                    0 => vec![],
+                    _ => vec![rng.pick(&CATEGORIES).to_string()],
+                };
+                let country = (rng.below(2) == 0).then(|| country(rng.pick(&COUNTRIES)));
+                let q = Query {
+                    vendor: &vendor,
+                    purpose: rng.pick(&PURPOSES),
+                    data_categories: &categories,
+                    country,
+                    at: Timestamp(
+                        900 * DAY + rng.below(((end - 900 * DAY) / DAY) as u64) as i64 * DAY,
+                    ),
+                };
+                let got = index.check_all(std::iter::once(q)).unwrap().pop().unwrap();
+                match (reference(&events, &q), got) {
+                    (None, Err(CheckError::UnknownVendor)) => {}
+                    (Some(want), Ok(c)) => {
+                        assert!(
+                            want.contains(&c.reasons),
+                            "seed {seed}, {q:?}: want one of {want:?}, got {c:?}"
+                        );
+                        assert_eq!(c.covered, c.reasons.is_empty());
+                        checked += 1;
+                        covered += usize::from(c.covered);
+                        seen.extend(c.reasons.iter().map(std::mem::discriminant));
+                    }
+                    (want, got) => panic!("seed {seed}, {q:?}: want {want:?}, got {got:?}"),
+                }
+            }
+        }
+        assert!(checked > 4000, "{checked}");
+        // The histories reach every kind of answer.
+        assert!(covered > 100, "{covered} covered");
+        assert_eq!(seen.len(), 10, "reason kinds seen: {}", seen.len());
+    }
+}
