@@ -274,8 +274,9 @@ pub fn run_replay(settings: &Settings, check: bool) -> Result<ExitCode, StartErr
         settings.database.backend(),
         r.elapsed_ms
     );
+    let width = r.tables.iter().map(|(t, _, _)| t.len()).max().unwrap_or(0);
     for (table, live, replayed) in &r.tables {
-        println!("  {table:<16} {live:>9} rows live, {replayed:>9} replayed");
+        println!("  {table:<width$} {live:>9} rows live, {replayed:>9} replayed");
     }
     println!("not replayable (left out of the comparison):");
     for (table, column, why) in crate::replay::NOT_REPLAYABLE {
