@@ -16,8 +16,10 @@
 //! `ACCORD_BENCH_ROUNDS` (default 3; medians are reported), `ACCORD_BENCH_CONNECTIONS` (default 64),
 //! `ACCORD_BENCH_DIR` (keep the loaded database there and reuse it on the next run with the same
 //! number of subjects instead of loading again; a run that measured writes leaves it to be loaded
-//! afresh), `ACCORD_BENCH_PARTS` (a comma-separated subset of `memory,checks,batch,filter,writes`;
-//! default all).
+//! afresh), `ACCORD_BENCH_PARTS` (a comma-separated subset of
+//! `memory,checks,dpa,batch,filter,writes`; default all). The `dpa` part records a processor
+//! with a DPA and measures single coverage checks (`POST /v1/dpas/check`) against single consent
+//! checks in the same run.
 
 mod common;
 
@@ -191,6 +193,53 @@ fn load(dir: &Path, subjects: u64) -> (u64, f64) {
     })
 }
 
+/// Records a processor with a DPA covering e-mail marketing (for the coverage check part); what is
+/// already there stays.
+fn contracts(dir: &Path) {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings(dir))
+            .await
+            .expect("application");
+        let svc = accord::dpa::api::service(&app.state());
+        let vendor = accord::dpa::input::VendorInput {
+            id: Some("mailer".into()),
+            name: Some("Mailer".into()),
+            country: Some("DE".into()),
+            role: Some("processor".into()),
+            ..Default::default()
+        };
+        svc.define_vendor(
+            Actor::system(),
+            None,
+            vendor.validate(None).unwrap(),
+            false,
+            None,
+        )
+        .await
+        .expect("vendor");
+        let dpa: accord::dpa::input::DpaInput = serde_json::from_value(serde_json::json!({
+            "id": "mailer-dpa", "vendor": "mailer", "version": {
+                "reference": "bench", "signed_on": "2026-01-01", "effective_from": "2026-01-01",
+                "purposes": ["marketing.email"], "data_categories": ["email_address"],
+                "clauses": {"instructions": true, "confidentiality": true, "security": true,
+                    "sub_processing": true, "assistance": true, "deletion_or_return": true,
+                    "audits": true}}}))
+        .expect("DPA body");
+        match svc
+            .create_dpa(Actor::system(), None, dpa.validate().unwrap(), None)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.conflict_code() == Some(accord::error::ConflictCode::Exists) => {}
+            Err(e) => panic!("DPA: {e}"),
+        }
+        let handle = app.handle();
+        let running = actix_web::rt::spawn(app.run_until_stopped());
+        handle.stop(true).await;
+        let _ = running.await;
+    })
+}
+
 fn script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("script");
@@ -206,7 +255,7 @@ fn main() {
     let seconds = env_u64("ACCORD_BENCH_SECONDS", 10);
     let rounds = env_u64("ACCORD_BENCH_ROUNDS", 3).max(1);
     let connections = env_u64("ACCORD_BENCH_CONNECTIONS", 64);
-    const PARTS: [&str; 5] = ["memory", "checks", "batch", "filter", "writes"];
+    const PARTS: [&str; 6] = ["memory", "checks", "dpa", "batch", "filter", "writes"];
     let parts: Vec<String> = match std::env::var("ACCORD_BENCH_PARTS") {
         Ok(v) => v.split(',').map(|p| p.trim().to_string()).collect(),
         Err(_) => PARTS.iter().map(|p| p.to_string()).collect(),
@@ -266,6 +315,9 @@ fn main() {
         }
     }
 
+    if part("dpa") {
+        contracts(&data_dir);
+    }
     let started = Instant::now();
     let server = Server::start(&data_dir);
     println!(
@@ -316,6 +368,29 @@ fn main() {
         let c = summary("ceiling (plain handler, fixed JSON)", &ceil, &detail);
         let s = summary("single checks", &checks, &detail);
         println!("ratio single checks / ceiling: {:.3}", s / c);
+    }
+    if part("dpa") {
+        // A single coverage check (POST, a small JSON body) against the single consent check, in
+        // the same run, alternating.
+        let consent = script(
+            work.path(),
+            "consent.lua",
+            "request = function()\n  return wrk.format(nil, \"/v1/consents/check?subject=s1&purpose=marketing.email&channel=email\")\nend\n",
+        );
+        let coverage = script(
+            work.path(),
+            "coverage.lua",
+            "wrk.method = \"POST\"\nwrk.path = \"/v1/dpas/check\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{\"vendor\":\"mailer\",\"purpose\":\"marketing.email\",\"data_categories\":[\"email_address\"]}'\n",
+        );
+        wrk(&base, &[&auth], Some(&coverage), 2, connections);
+        let (mut cov, mut con) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            con.push(wrk(&base, &[&auth], Some(&consent), seconds, connections));
+            cov.push(wrk(&base, &[&auth], Some(&coverage), seconds, connections));
+        }
+        let c = summary("single consent checks (one subject)", &con, &detail);
+        let d = summary("single coverage checks", &cov, &detail);
+        println!("ratio coverage / consent checks: {:.3}", d / c);
     }
     if part("batch") {
         // Batches of 10,000.
