@@ -294,7 +294,18 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
     assert_eq!(svg.attr("role").await.unwrap().as_deref(), Some("img"));
     assert_eq!(
         svg.attr("aria-labelledby").await.unwrap().as_deref(),
-        Some("timeline-title timeline-desc")
+        Some("timeline-title")
+    );
+    assert_eq!(
+        svg.attr("aria-describedby").await.unwrap().as_deref(),
+        Some("timeline-desc")
+    );
+    // The same versions in text, for those who would rather read.
+    click(&c, "#timeline-table summary").await;
+    assert!(
+        text_of(&c, "#timeline-table")
+            .await
+            .contains("mailer-dpa v1")
     );
     let title = c
         .execute(
@@ -315,13 +326,17 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
         "{table}"
     );
     // Its DPA is in force but lacks the audit clause: not cover, and said so.
-    assert_eq!(table.matches("clauses missing").count(), 2, "{table}");
+    assert_eq!(
+        table.matches("clause missing: audits").count(),
+        2,
+        "{table}"
+    );
 
     click(&c, "a[href='/ui/vendors/mailer']").await;
     wait_for_path(&c, "/ui/vendors/mailer").await;
     assert_eq!(
         text_of(&c, "#standing").await,
-        "in force, Art. 28(3) clauses missing"
+        "Art. 28(3) clause missing: audits"
     );
     assert!(text_of(&c, "#subprocessors").await.contains("authorised"));
     let clauses = text_of(&c, "table.clauses").await;

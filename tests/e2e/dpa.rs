@@ -28,14 +28,21 @@ fn clauses(missing: &[&str]) -> Value {
     )
 }
 
+/// This year plus `n`, as the system clock says (terms are dated around today).
+fn year(n: i32) -> i32 {
+    use accord::clock::Clock;
+    let now = accord::clock::SystemClock.now().to_rfc3339();
+    now[..4].parse::<i32>().unwrap() + n
+}
+
 /// Version terms: marketing e-mail with names and addresses, transfers to the US under SCC
-/// module 3, in force 2026.
+/// module 3, in force from last year to the year after next.
 fn terms(reference: &str) -> Value {
     json!({
         "reference": reference,
-        "signed_on": "2025-12-15",
-        "effective_from": "2026-01-01",
-        "expires_at": "2027-01-01",
+        "signed_on": format!("{}-12-15", year(-2)),
+        "effective_from": format!("{}-01-01", year(-1)),
+        "expires_at": format!("{}-01-01", year(2)),
         "purposes": ["marketing.email"],
         "data_categories": ["email_address", "name"],
         "clauses": clauses(&[]),
@@ -199,7 +206,7 @@ async fn vendors_and_dpas(db: TestDb) {
             (422, "version.transfers[0].country"),
         ),
         (
-            bad("version.expires_at", json!("2025-06-01")),
+            bad("version.expires_at", json!(format!("{}-06-01", year(-2)))),
             (422, "version.expires_at"),
         ),
         (
@@ -235,7 +242,7 @@ async fn vendors_and_dpas(db: TestDb) {
     assert_eq!(v["versions"][0]["version"], 1);
     assert_eq!(
         v["versions"][0]["effective_from"],
-        "2026-01-01T00:00:00.000000Z"
+        format!("{}-01-01T00:00:00.000000Z", year(-1))
     );
 
     // Coverage now.
@@ -271,7 +278,7 @@ async fn vendors_and_dpas(db: TestDb) {
     let (status, v) = w
         .post(
             "/v1/vendors/mailer/subprocessors",
-            json!({"subprocessor": "relay", "decision": "authorised", "decided_on": "2026-01-05"}),
+            json!({"subprocessor": "relay", "decision": "authorised", "decided_on": format!("{}-01-05", year(-1))}),
         )
         .await;
     assert_eq!(status, 201, "{v}");
@@ -327,8 +334,8 @@ async fn vendors_and_dpas(db: TestDb) {
     )
     .await;
     let mut future = terms("F-1");
-    future["effective_from"] = json!("2030-01-01");
-    future["expires_at"] = json!("2031-01-01");
+    future["effective_from"] = json!(format!("{}-01-01", year(4)));
+    future["expires_at"] = json!(format!("{}-01-01", year(5)));
     let (status, v) = w
         .post(
             "/v1/dpas",
@@ -414,6 +421,65 @@ async fn vendors_and_dpas(db: TestDb) {
         ["not_yet_effective", "vendor_offboarded"]
     );
 
+    // The chain of sub-processors stays a chain, ending at a processor; a DPA is made with a
+    // processor; a decision is not dated in the future.
+    let (status, v) = w
+        .put("/v1/vendors/mailer", json!({"name": "Mailer GmbH", "country": "DE", "role": "sub_processor", "parent": "relay"}))
+        .await;
+    assert_eq!(
+        (status, problem_field(&v)),
+        (409, Some("parent")),
+        "a circle: {v}"
+    );
+    let (status, v) = w
+        .put(
+            "/v1/vendors/mailer",
+            json!({"name": "Mailer GmbH", "country": "DE", "role": "controller"}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem_field(&v)),
+        (409, Some("role")),
+        "it has a sub-processor: {v}"
+    );
+    let (status, v) = w
+        .post(
+            "/v1/dpas",
+            json!({"id": "relay-dpa", "vendor": "relay", "version": terms("R-1")}),
+        )
+        .await;
+    assert_eq!((status, problem_field(&v)), (409, Some("vendor")), "{v}");
+    let (status, v) = w
+        .post("/v1/vendors/mailer/subprocessors", json!({"subprocessor": "relay", "decision": "objected", "decided_on": format!("{}-01-01", year(1))}))
+        .await;
+    assert_eq!(
+        (status, problem_field(&v)),
+        (409, Some("decided_on")),
+        "{v}"
+    );
+    // A DPA ended before it took effect is terminated, not still to come.
+    w.post(
+        "/v1/vendors",
+        json!({"id": "soon", "name": "Soon", "country": "FR", "role": "processor"}),
+    )
+    .await;
+    let mut ahead = terms("S-1");
+    ahead["effective_from"] = json!(format!("{}-01-01", year(3)));
+    ahead["expires_at"] = json!(format!("{}-01-01", year(4)));
+    let (status, v) = w
+        .post(
+            "/v1/dpas",
+            json!({"id": "soon-1", "vendor": "soon", "version": ahead}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = w.post("/v1/dpas/soon-1/terminate", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        w.reasons(use_of("soon", "marketing.email", &[])).await,
+        ["terminated"]
+    );
+
     // A batch is answered in order.
     let (status, v) = w
         .post("/v1/dpas/check", json!({"items": [use_of("bare", "marketing.email", &[]), use_of("old", "marketing.email", &[])]}))
@@ -464,6 +530,9 @@ async fn vendors_and_dpas(db: TestDb) {
         .get_with("/v1/dpas/old-1/versions/7/document", &w.token)
         .await;
     assert_eq!(status, 404);
+    let (status, v) = w.app.get_json_with("/v1/dpas/old-1", &w.token).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["documents"][0]["sha256"], json!(sha), "{v}");
 
     // Another instance of the index, built from the ledger alone, answers alike.
     w.app.stop().await;
@@ -485,8 +554,8 @@ async fn vendors_and_dpas(db: TestDb) {
     let report = commands::replay_check(&s, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.differences);
     let rows = |table: &str| crate::support::replayed_rows(&report, table);
-    assert_eq!(rows("vendors"), (6, 6));
-    assert_eq!(rows("dpa_versions"), (4, 4));
+    assert_eq!(rows("vendors"), (7, 7));
+    assert_eq!(rows("dpa_versions"), (5, 5));
     assert_eq!(rows("dpa_documents"), (1, 1));
     assert_eq!(rows("subprocessor_decisions"), (1, 1));
     assert!(!sha.is_empty());

@@ -21,7 +21,7 @@ use crate::ledger::read::FollowedEntry;
 use crate::vocab::{Country, Seq};
 
 /// How deep a chain of sub-processors is followed to the processor whose DPA covers it.
-const MAX_CHAIN: usize = 8;
+pub const MAX_CHAIN: usize = 8;
 
 /// A value and when it was recorded.
 #[derive(Debug, Clone)]
@@ -158,9 +158,22 @@ impl DpaIndex {
     }
 
     /// Answers one check.
-    pub fn check(&self, q: &Query<'_>) -> Result<Coverage, CheckError> {
-        let state = self.state.read().map_err(|_| CheckError::UnknownVendor)?;
-        state.check(q)
+    /// Where a vendor's cover stands at `at`, whatever the purpose and data: the answer of a
+    /// check that leaves out the purpose and the categories (the pages show this).
+    pub fn standing(
+        &self,
+        vendor: &str,
+        at: Timestamp,
+    ) -> Result<Result<Coverage, CheckError>, AppError> {
+        let state = self.state.read().map_err(poisoned)?;
+        let q = Query {
+            vendor,
+            purpose: "",
+            data_categories: &[],
+            country: None,
+            at,
+        };
+        Ok(state.check_with(&q, false))
     }
 
     /// Answers checks in order, under one read of the index.
@@ -255,6 +268,11 @@ impl State {
     }
 
     fn check(&self, q: &Query<'_>) -> Result<Coverage, CheckError> {
+        self.check_with(q, true)
+    }
+
+    /// A check; `terms`: whether the purpose and the categories are held against the terms.
+    fn check_with(&self, q: &Query<'_>, terms: bool) -> Result<Coverage, CheckError> {
         let at = q.at.micros();
         if !self.vendors.contains_key(q.vendor) {
             return Err(CheckError::UnknownVendor);
@@ -276,7 +294,7 @@ impl State {
                 break;
             }
             let parent = holder.parent.as_deref().unwrap_or_default();
-            if !self.authorised(&holder.id, parent, at) {
+            if !self.authorised(holder, at) {
                 extra.push(Reason::SubprocessorNotAuthorised);
             }
             match self.vendor_at(parent, at) {
@@ -287,6 +305,13 @@ impl State {
                 }
             }
         }
+        if holder.role == VendorRole::SubProcessor {
+            // The chain never reached a processor: no DPA covers it.
+            extra.push(Reason::NoDpa);
+            extra.sort();
+            extra.dedup();
+            return Ok(not_covered(None, None, extra));
+        }
         extra.sort();
         extra.dedup();
         let best = self
@@ -296,7 +321,7 @@ impl State {
             .flatten()
             .filter_map(|id| self.dpas.get_key_value(id))
             .filter(|(_, d)| d.at <= at)
-            .map(|(id, d)| judge(id, d, q, country, at))
+            .map(|(id, d)| judge(id, d, q, country, at, terms))
             .min_by_key(|j| (j.reasons.len(), std::cmp::Reverse(j.version.map(|v| v.seq))));
         let Some(best) = best else {
             let mut reasons = vec![Reason::NoDpa];
@@ -318,15 +343,32 @@ impl State {
         })
     }
 
-    /// Whether the controller's latest decision about `vendor` under `parent`, as it stood at
-    /// `at`, authorises it.
-    fn authorised(&self, vendor: &str, parent: &str, at: i64) -> bool {
+    /// Whether the controller's latest decision about a sub-processor under its parent, as it
+    /// stood at `at`, authorises it. Only decisions recorded since it last came to work for that
+    /// parent count: an authorisation does not come back with a move away and back.
+    fn authorised(&self, sub: &VendorDef, at: i64) -> bool {
+        let parent = sub.parent.as_deref().unwrap_or_default();
+        let versions = self
+            .vendors
+            .get(&sub.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let known = versions.iter().take_while(|v| v.at <= at).count();
+        let since = versions[..known]
+            .iter()
+            .rev()
+            .take_while(|v| v.value.parent.as_deref() == Some(parent))
+            .last()
+            .map(|v| v.at)
+            .unwrap_or(i64::MAX);
         self.decisions
-            .get(vendor)
+            .get(&sub.id)
             .into_iter()
             .flatten()
             .rev()
-            .find(|d| d.at <= at && d.value.decided_on <= at && d.value.parent == parent)
+            .find(|d| {
+                d.at <= at && d.at >= since && d.value.decided_on <= at && d.value.parent == parent
+            })
             .is_some_and(|d| d.value.decision == SubprocessorDecision::Authorised)
     }
 }
@@ -343,7 +385,14 @@ fn not_covered(dpa: Option<String>, version: Option<i32>, reasons: Vec<Reason>) 
 
 /// Judges one DPA for a query as it stood at `at`: the version in force then (the latest active
 /// one recorded by then and effective by then), its standing, and its terms.
-fn judge<'a>(id: &'a str, d: &'a Dpa, q: &Query<'_>, country: Country, at: i64) -> Judged<'a> {
+fn judge<'a>(
+    id: &'a str,
+    d: &'a Dpa,
+    q: &Query<'_>,
+    country: Country,
+    at: i64,
+    check_terms: bool,
+) -> Judged<'a> {
     let known = d
         .versions
         .iter()
@@ -357,24 +406,25 @@ fn judge<'a>(id: &'a str, d: &'a Dpa, q: &Query<'_>, country: Country, at: i64) 
         version,
         reasons,
     };
+    // A termination in effect ends the DPA, even one that had not yet taken effect.
+    if let Some((recorded, effective)) = d.terminated
+        && recorded <= at
+        && effective <= at
+    {
+        return judged(in_force.or(known.clone().next()), vec![Reason::Terminated]);
+    }
     let Some(v) = in_force else {
         return match known.clone().next() {
             Some(first) => judged(Some(first), vec![Reason::NotYetEffective]),
             None => judged(None, vec![Reason::NoDpa]),
         };
     };
-    if let Some((recorded, effective)) = d.terminated
-        && recorded <= at
-        && effective <= at
-    {
-        return judged(Some(v), vec![Reason::Terminated]);
-    }
     let terms = &v.value.def;
     if terms.expires_at.is_some_and(|e| e.micros() <= at) {
         return judged(Some(v), vec![Reason::Expired]);
     }
     let mut reasons = Vec::new();
-    if !terms.purposes.iter().any(|p| p == q.purpose) {
+    if check_terms && !terms.purposes.iter().any(|p| p == q.purpose) {
         reasons.push(Reason::PurposeNotCovered);
     }
     if q.data_categories
@@ -598,7 +648,18 @@ mod model_tests {
             extra.push(Reason::VendorOffboarded);
         }
         if holder.role == VendorRole::SubProcessor {
-            let authorised = known.iter().rev().find_map(|e| match e {
+            // Decisions count from when it came to work for its parent (it never moves here).
+            let since = events
+                .iter()
+                .find(|(_, e)| matches!(e, DpaEvent::VendorDefined(v) if v.id == holder.id))
+                .map(|(t, _)| *t)
+                .unwrap_or(i64::MAX);
+            let known_since: Vec<&DpaEvent> = events
+                .iter()
+                .filter(|(t, _)| *t <= at && *t >= since)
+                .map(|(_, e)| e)
+                .collect();
+            let authorised = known_since.iter().rev().find_map(|e| match e {
                 DpaEvent::SubprocessorDecided {
                     vendor, decision, ..
                 } if *vendor == holder.id => Some(*decision == SubprocessorDecision::Authorised),
@@ -639,6 +700,13 @@ mod model_tests {
                         _ => None,
                     })
                     .collect();
+                let terminated = known.iter().any(|e| {
+                    matches!(e, DpaEvent::DpaTerminated { id, effective_at, .. }
+                        if id == *d && effective_at.micros() <= at)
+                });
+                if terminated {
+                    return vec![Reason::Terminated];
+                }
                 let Some(v) = versions
                     .iter()
                     .rev()
@@ -650,13 +718,6 @@ mod model_tests {
                         Reason::NotYetEffective
                     }];
                 };
-                let terminated = known.iter().any(|e| {
-                    matches!(e, DpaEvent::DpaTerminated { id, effective_at, .. }
-                        if id == *d && effective_at.micros() <= at)
-                });
-                if terminated {
-                    return vec![Reason::Terminated];
-                }
                 if v.expires_at.is_some_and(|e| e.micros() <= at) {
                     return vec![Reason::Expired];
                 }

@@ -27,6 +27,8 @@ pub struct DpaView {
     pub terminated_at: Option<Timestamp>,
     pub termination_reason: Option<String>,
     pub versions: Vec<Defined<DpaVersionDef>>,
+    /// The signed documents stored, by version.
+    pub documents: Vec<Attached>,
 }
 
 /// A document stored for a DPA version.
@@ -68,20 +70,56 @@ fn unknown_vendor(field: &str, id: &str) -> AppError {
     )
 }
 
-/// Inside a write: the parent a sub-processor names is a registered processor (or sub-processor).
+/// Inside a write: the parent a sub-processor names is a registered processor (or sub-processor),
+/// and the chain up from it reaches a processor within [`super::index::MAX_CHAIN`] links without
+/// coming back to this vendor. A vendor that others work for stays a processor or sub-processor.
 fn check_parent(c: &mut AnyConnection, def: &VendorDef) -> Result<(), AppError> {
+    if !matches!(def.role, VendorRole::Processor | VendorRole::SubProcessor) {
+        let children = store::children(c, &def.id)?;
+        if let Some(child) = children.first() {
+            return Err(AppError::unmet(
+                "role",
+                format!(
+                    "{:?} works for {:?}: a vendor with sub-processors is a processor or a sub-processor",
+                    child.id, def.id
+                ),
+            ));
+        }
+    }
     let Some(parent) = &def.parent else {
         return Ok(());
     };
-    let row = store::latest_vendor(c, parent)?.ok_or_else(|| unknown_vendor("parent", parent))?;
-    let role = row.def()?.role;
-    if !matches!(role, VendorRole::Processor | VendorRole::SubProcessor) {
-        return Err(AppError::unmet(
-            "parent",
-            format!("{parent:?} is a {role}; a sub-processor works for a processor"),
-        ));
+    let mut at = parent.clone();
+    for _ in 0..super::index::MAX_CHAIN {
+        if at == def.id {
+            return Err(AppError::unmet(
+                "parent",
+                format!(
+                    "{parent:?} works (in turn) for {:?}: the chain would be a circle",
+                    def.id
+                ),
+            ));
+        }
+        let row = store::latest_vendor(c, &at)?.ok_or_else(|| unknown_vendor("parent", &at))?;
+        let v = row.def()?;
+        match (v.role, v.parent) {
+            (VendorRole::Processor, _) => return Ok(()),
+            (VendorRole::SubProcessor, Some(next)) => at = next,
+            (role, _) => {
+                return Err(AppError::unmet(
+                    "parent",
+                    format!("{at:?} is a {role}; a sub-processor works for a processor"),
+                ));
+            }
+        }
     }
-    Ok(())
+    Err(AppError::unmet(
+        "parent",
+        format!(
+            "{parent:?} is more than {} links of sub-processors away from a processor",
+            super::index::MAX_CHAIN
+        ),
+    ))
 }
 
 /// Inside a write: every purpose a version covers is registered.
@@ -238,6 +276,7 @@ impl DpaService {
             decided_on: decided_on.clone(),
             note,
         };
+        let decided = decided_on.clone();
         let view = SubprocessorView {
             subprocessor: vendor.clone(),
             parent: parent.to_string(),
@@ -254,6 +293,13 @@ impl DpaService {
                     let sub = store::latest_vendor(c, &vendor)?
                         .ok_or_else(|| unknown_vendor("subprocessor", &vendor))?
                         .def()?;
+                    let a = first(appended)?;
+                    if super::index::day_start(&decided).is_none_or(|d| d > a.at.micros()) {
+                        return Err(AppError::unmet(
+                            "decided_on",
+                            format!("{decided} is after today (UTC): record a decision once it is made"),
+                        ));
+                    }
                     if sub.role != VendorRole::SubProcessor || sub.parent.as_deref() != Some(&parent)
                     {
                         return Err(AppError::unmet(
@@ -263,7 +309,6 @@ impl DpaService {
                             ),
                         ));
                     }
-                    let a = first(appended)?;
                     projection::apply(c, &event, a)?;
                     Ok(Defined::new(a, view))
                 })
@@ -300,8 +345,18 @@ impl DpaService {
                             format!("DPA {id:?} exists; amend it with POST /v1/dpas/{id}/versions"),
                         ));
                     }
-                    store::latest_vendor(c, &vendor)?
-                        .ok_or_else(|| unknown_vendor("vendor", &vendor))?;
+                    let party = store::latest_vendor(c, &vendor)?
+                        .ok_or_else(|| unknown_vendor("vendor", &vendor))?
+                        .def()?;
+                    if party.role != VendorRole::Processor {
+                        return Err(AppError::unmet(
+                            "vendor",
+                            format!(
+                                "{vendor:?} is a {}: a DPA (Art. 28) is made with a processor; a sub-processor is covered through its processor's",
+                                party.role
+                            ),
+                        ));
+                    }
                     check_purposes(c, &version, "version.")?;
                     let (a, b) = match appended {
                         [a, b] => (a, b),
@@ -320,6 +375,7 @@ impl DpaService {
                         terminated_at: None,
                         termination_reason: None,
                         versions: vec![Defined::new(b, version)],
+                        documents: Vec::new(),
                     })
                 })
                 .trailer(idempotency::trailer(answer, None)),
@@ -354,7 +410,8 @@ impl DpaService {
                     let row = store::dpa(c, &version.dpa)?.ok_or_else(|| {
                         AppError::NotFound(format!("no DPA {:?}", version.dpa))
                     })?;
-                    if row.terminated_seq.is_some() {
+                    let now = first(appended)?.at;
+                    if row.terminated_at.is_some_and(|t| t <= now.micros()) {
                         return Err(AppError::unmet(
                             "dpa",
                             format!(
@@ -572,6 +629,10 @@ fn view(c: &mut AnyConnection, id: &str) -> Result<DpaView, AppError> {
             })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
+    let documents = store::documents_of(c, &id)?
+        .iter()
+        .map(|d| attached(d, true))
+        .collect();
     Ok(DpaView {
         id,
         vendor,
@@ -579,6 +640,7 @@ fn view(c: &mut AnyConnection, id: &str) -> Result<DpaView, AppError> {
         terminated_at: terminated_at.map(Timestamp),
         termination_reason,
         versions,
+        documents,
     })
 }
 

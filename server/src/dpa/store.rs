@@ -364,6 +364,14 @@ pub fn document(
         .optional()
 }
 
+pub fn documents_of(c: &mut AnyConnection, dpa: &str) -> QueryResult<Vec<DocumentRow>> {
+    dpa_documents::table
+        .filter(dpa_documents::dpa.eq(dpa))
+        .order(dpa_documents::version.asc())
+        .select(DocumentRow::as_select())
+        .load(c)
+}
+
 pub fn all_documents(c: &mut AnyConnection) -> QueryResult<Vec<DocumentRow>> {
     dpa_documents::table
         .order((dpa_documents::dpa.asc(), dpa_documents::version.asc()))

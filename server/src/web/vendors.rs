@@ -2,14 +2,12 @@
 //! bar per DPA version from effective to expiry, today marked), and one vendor with its
 //! sub-processors, DPA versions, clauses and transfers.
 
-use std::collections::HashMap;
-
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{UiError, html};
 use crate::clock::Timestamp;
-use crate::dpa::model::{Clause, DpaVersionDef, VendorDef, VendorRole, VersionStatus};
+use crate::dpa::model::{Clause, Coverage, Reason, VendorDef, VersionStatus};
 use crate::dpa::service::DpaView;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -19,72 +17,44 @@ const DAY: i64 = 86_400_000_000;
 /// A version expiring within this many days is flagged.
 pub const EXPIRING_DAYS: i64 = 60;
 
-/// Where a vendor stands now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    Covered,
-    Expiring,
-    /// In force, but lacking some Art. 28(3) clause: the coverage check refuses it.
-    ClausesMissing,
-    /// A sub-processor the controller has not authorised.
-    NotAuthorised,
-    Expired,
-    NotYetEffective,
-    Terminated,
-    None,
-}
-
-impl Standing {
-    pub fn label(self) -> &'static str {
-        match self {
-            Standing::Covered => "covered",
-            Standing::Expiring => "expiring within 60 days",
-            Standing::ClausesMissing => "in force, Art. 28(3) clauses missing",
-            Standing::NotAuthorised => "sub-processor not authorised",
-            Standing::Expired => "expired",
-            Standing::NotYetEffective => "not yet effective",
-            Standing::Terminated => "terminated",
-            Standing::None => "no DPA",
-        }
+/// In words, where a vendor's DPA cover stands (the coverage check's answer, leaving out the
+/// purpose and the data), and the class that colours it. `expires`: the covering version's expiry.
+pub fn describe(
+    c: &Coverage,
+    expires: Option<Timestamp>,
+    now: Timestamp,
+) -> (String, &'static str) {
+    if c.covered {
+        return match expires {
+            Some(e) if e.micros() - now.micros() <= EXPIRING_DAYS * DAY => (
+                format!("covered, expires {}", &e.to_rfc3339()[..10]),
+                "warn",
+            ),
+            _ => ("covered".into(), "ok"),
+        };
     }
-
-    /// How good it is (higher is better), to pick a vendor's best DPA.
-    fn rank(self) -> u8 {
-        match self {
-            Standing::Covered => 6,
-            Standing::Expiring => 5,
-            Standing::ClausesMissing => 4,
-            Standing::NotAuthorised => 1,
-            Standing::NotYetEffective => 3,
-            Standing::Expired => 2,
-            Standing::Terminated => 1,
-            Standing::None => 0,
-        }
-    }
-}
-
-/// A DPA's standing at `now`, and the version in force (if any).
-pub fn standing(d: &DpaView, now: Timestamp) -> (Standing, Option<&DpaVersionDef>) {
-    if d.terminated_at.is_some_and(|t| t <= now) {
-        return (Standing::Terminated, None);
-    }
-    let active = d
-        .versions
+    let words: Vec<String> = c
+        .reasons
         .iter()
-        .map(|v| &v.value)
-        .filter(|v| v.status == VersionStatus::Active);
-    match active.clone().rev().find(|v| v.effective_from <= now) {
-        None if active.clone().next().is_some() => (Standing::NotYetEffective, None),
-        None => (Standing::None, None),
-        Some(v) => match v.expires_at {
-            Some(e) if e <= now => (Standing::Expired, Some(v)),
-            _ if v.missing_clauses().next().is_some() => (Standing::ClausesMissing, Some(v)),
-            Some(e) if e.micros() - now.micros() <= EXPIRING_DAYS * DAY => {
-                (Standing::Expiring, Some(v))
-            }
-            _ => (Standing::Covered, Some(v)),
-        },
-    }
+        .map(|r| match r {
+            Reason::NoDpa => "no DPA".into(),
+            Reason::NotYetEffective => "not yet effective".into(),
+            Reason::Expired => "expired".into(),
+            Reason::Terminated => "terminated".into(),
+            Reason::PurposeNotCovered => "purpose not covered".into(),
+            Reason::CategoryNotCovered => "data category not covered".into(),
+            Reason::TransferNotCovered => "transfer to its country not covered".into(),
+            Reason::ClauseMissing(cl) => format!("Art. 28(3) clause missing: {}", cl.as_str()),
+            Reason::SubprocessorNotAuthorised => "sub-processor not authorised".into(),
+            Reason::VendorOffboarded => "offboarded".into(),
+        })
+        .collect();
+    let class = if c.reasons == [Reason::NotYetEffective] {
+        "warn"
+    } else {
+        "bad"
+    };
+    (words.join("; "), class)
 }
 
 /// One row of the vendor table.
@@ -93,7 +63,7 @@ pub struct Row {
     pub name: String,
     pub role: String,
     pub country: String,
-    pub standing: &'static str,
+    pub standing: String,
     pub class: &'static str,
     pub dpa: String,
     pub expires: String,
@@ -131,22 +101,29 @@ pub fn timeline(dpas: &[(String, &DpaView)], now: Timestamp) -> Timeline {
     let x_of = |t: i64| LABEL_WIDTH + (t.clamp(from, to) - from) * PLOT_WIDTH / (to - from);
     let mut bars = Vec::new();
     for (vendor, d) in dpas {
-        for v in d.versions.iter().map(|v| &v.value) {
-            if v.status != VersionStatus::Active {
-                continue;
-            }
+        let active: Vec<_> = d
+            .versions
+            .iter()
+            .map(|v| &v.value)
+            .filter(|v| v.status == VersionStatus::Active)
+            .collect();
+        for (i, v) in active.iter().enumerate() {
             let start = v.effective_from.micros();
             let mut end = v.expires_at.map(Timestamp::micros).unwrap_or(to);
+            // An amendment in force ends the version before it.
+            if let Some(next) = active.get(i + 1) {
+                end = end.min(next.effective_from.micros().max(start));
+            }
             if let Some(t) = d.terminated_at {
                 end = end.min(t.micros());
             }
-            let class = match (
+            let (class, state) = match (
                 end <= now.micros(),
                 end - now.micros() <= EXPIRING_DAYS * DAY,
             ) {
-                (true, _) => "expired",
-                (false, true) => "expiring",
-                _ => "covered",
+                (true, _) => ("expired", "ended"),
+                (false, true) => ("expiring", "ends within 60 days"),
+                _ => ("covered", "in force or to come"),
             };
             let y = 30 + bars.len() as i64 * ROW_HEIGHT;
             let x = x_of(start);
@@ -154,15 +131,26 @@ pub fn timeline(dpas: &[(String, &DpaView)], now: Timestamp) -> Timeline {
                 x,
                 y,
                 width: (x_of(end) - x).max(2),
-                short: format!("{vendor} · {} v{}", d.id, v.version),
+                short: format!(
+                    "{} {vendor} · {} v{}",
+                    match class {
+                        "expired" => "✕",
+                        "expiring" => "!",
+                        _ => "✓",
+                    },
+                    d.id,
+                    v.version
+                ),
                 label: format!(
-                    "{vendor} · {} v{}: {} to {}",
+                    "{vendor} · {} v{}: {} to {} ({state})",
                     d.id,
                     v.version,
                     &v.effective_from.to_rfc3339()[..10],
-                    v.expires_at
-                        .map(|e| e.to_rfc3339()[..10].to_string())
-                        .unwrap_or_else(|| "no expiry".into())
+                    if end < to {
+                        Timestamp(end).to_rfc3339()[..10].to_string()
+                    } else {
+                        "no expiry".into()
+                    }
                 ),
                 class,
             });
@@ -191,12 +179,42 @@ struct VendorsPage {
     plot_end: i64,
 }
 
-fn class_of(s: Standing) -> &'static str {
-    match s {
-        Standing::Covered => "ok",
-        Standing::Expiring | Standing::NotYetEffective => "warn",
-        _ => "bad",
-    }
+/// Where `vendor` stands now: (words, class, the covering DPA, its expiry).
+fn stands(
+    state: &AppState,
+    dpas: &[DpaView],
+    vendor: &str,
+    now: Timestamp,
+) -> Result<(String, &'static str, String, String), AppError> {
+    let c = match state.dpa.standing(vendor, now)? {
+        Ok(c) => c,
+        Err(_) => {
+            return Ok((
+                "not yet known here".into(),
+                "warn",
+                String::new(),
+                String::new(),
+            ));
+        }
+    };
+    let expires = dpas
+        .iter()
+        .find(|d| Some(&d.id) == c.dpa.as_ref())
+        .and_then(|d| {
+            d.versions
+                .iter()
+                .find(|v| Some(v.value.version) == c.version)
+        })
+        .and_then(|v| v.value.expires_at);
+    let (words, class) = describe(&c, expires, now);
+    Ok((
+        words,
+        class,
+        c.dpa.clone().unwrap_or_default(),
+        expires
+            .map(|e| e.to_rfc3339()[..10].to_string())
+            .unwrap_or_default(),
+    ))
 }
 
 pub(super) async fn vendors(state: web::Data<AppState>) -> Result<HttpResponse, UiError> {
@@ -210,65 +228,22 @@ pub(super) async fn vendors(state: web::Data<AppState>) -> Result<HttpResponse, 
         .collect::<Result<_, _>>()
         .map_err(AppError::from)?;
     let dpas = svc.dpas().await?;
-    // The controller's latest decision about each sub-processor: (vendor, parent) → authorised.
-    let decisions = state
-        .db(|c| Ok(crate::dpa::store::all_decisions(c)?))
-        .await?;
-    let authorised = |v: &VendorDef| {
-        decisions
-            .iter()
-            .rev()
-            .find(|d| Some(&d.parent) == v.parent.as_ref() && d.vendor == v.id)
-            .is_some_and(|d| d.decision == "authorised")
-    };
-    let mut by_vendor: HashMap<&str, Vec<&DpaView>> = HashMap::new();
-    for d in &dpas {
-        by_vendor.entry(d.vendor.as_str()).or_default().push(d);
-    }
-    let best = |id: &str| {
-        by_vendor
-            .get(id)
-            .into_iter()
-            .flatten()
-            .map(|d| (standing(d, now), d))
-            .max_by_key(|((s, _), _)| s.rank())
-    };
     let rows = vendors
         .iter()
         .map(|v| {
-            // A sub-processor stands on its processor's DPA.
-            let holder = match (&v.role, &v.parent) {
-                (VendorRole::SubProcessor, Some(p)) => p.as_str(),
-                _ => v.id.as_str(),
-            };
-            let (standing, dpa, expires) = match best(holder) {
-                Some(((s, version), d)) => (
-                    s,
-                    d.id.clone(),
-                    version
-                        .and_then(|v| v.expires_at)
-                        .map(|e| e.to_rfc3339()[..10].to_string())
-                        .unwrap_or_default(),
-                ),
-                None => (Standing::None, String::new(), String::new()),
-            };
-            let standing = if v.role == VendorRole::SubProcessor && !authorised(v) {
-                Standing::NotAuthorised
-            } else {
-                standing
-            };
-            Row {
+            let (standing, class, dpa, expires) = stands(&state, &dpas, &v.id, now)?;
+            Ok(Row {
                 id: v.id.clone(),
                 name: v.name.clone(),
-                role: v.role.as_str().replace('_', "-"),
+                role: v.role.as_str().into(),
                 country: v.country.as_str().into(),
-                standing: standing.label(),
-                class: class_of(standing),
+                standing,
+                class,
                 dpa,
                 expires,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, AppError>>()?;
     let drawn: Vec<(String, &DpaView)> = dpas.iter().map(|d| (d.vendor.clone(), d)).collect();
     html(&VendorsPage {
         rows,
@@ -302,7 +277,7 @@ struct SubRow {
 #[template(path = "vendor.html")]
 struct VendorPage {
     vendor: VendorDef,
-    standing: &'static str,
+    standing: String,
     class: &'static str,
     subprocessors: Vec<SubRow>,
     versions: Vec<VersionRow>,
@@ -325,20 +300,12 @@ pub(super) async fn vendor(
         .map_err(AppError::from)?
         .ok_or_else(|| AppError::NotFound(format!("no vendor {:?}", id.as_str())))?;
     let holder = match (&vendor.role, &vendor.parent) {
-        (VendorRole::SubProcessor, Some(p)) => p.clone(),
+        (crate::dpa::model::VendorRole::SubProcessor, Some(p)) => p.clone(),
         _ => vendor.id.clone(),
     };
-    let dpas: Vec<DpaView> = svc
-        .dpas()
-        .await?
-        .into_iter()
-        .filter(|d| d.vendor == holder)
-        .collect();
-    let best = dpas
-        .iter()
-        .map(|d| standing(d, now).0)
-        .max_by_key(|s| s.rank())
-        .unwrap_or(Standing::None);
+    let all = svc.dpas().await?;
+    let (standing, class, _, _) = stands(&state, &all, &vendor.id, now)?;
+    let dpas: Vec<DpaView> = all.into_iter().filter(|d| d.vendor == holder).collect();
     let id = vendor.id.clone();
     let subprocessors = state
         .db(move |c| {
@@ -406,8 +373,8 @@ pub(super) async fn vendor(
         .collect();
     html(&VendorPage {
         vendor,
-        standing: best.label(),
-        class: class_of(best),
+        standing,
+        class,
         subprocessors,
         versions,
         terminated,
@@ -417,6 +384,7 @@ pub(super) async fn vendor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dpa::model::DpaVersionDef;
     use crate::ledger::Defined;
     use std::collections::BTreeMap;
 
@@ -452,33 +420,49 @@ mod tests {
             terminated_at: None,
             termination_reason: None,
             versions,
+            documents: vec![],
         }
     }
 
     #[test]
-    fn standing_follows_the_version_in_force() {
+    fn the_standing_is_the_checks_answer_in_words() {
         let now = Timestamp(1000 * DAY);
-        let s = |v| standing(&dpa(v), now).0;
-        assert_eq!(s(vec![]), Standing::None);
+        let c = |covered, reasons: Vec<Reason>| Coverage {
+            covered,
+            dpa: Some("d".into()),
+            version: Some(1),
+            reasons,
+            seq: None,
+        };
         assert_eq!(
-            s(vec![version(1, 900 * DAY, Some(2000 * DAY))]),
-            Standing::Covered
+            describe(&c(true, vec![]), None, now),
+            ("covered".into(), "ok")
+        );
+        let soon = describe(&c(true, vec![]), Some(Timestamp(1030 * DAY)), now);
+        assert_eq!(soon.1, "warn");
+        assert!(soon.0.starts_with("covered, expires"), "{}", soon.0);
+        let gap = describe(
+            &c(
+                false,
+                vec![
+                    Reason::ClauseMissing(Clause::Audits),
+                    Reason::SubprocessorNotAuthorised,
+                ],
+            ),
+            None,
+            now,
         );
         assert_eq!(
-            s(vec![version(1, 900 * DAY, Some(1030 * DAY))]),
-            Standing::Expiring
+            gap,
+            (
+                "Art. 28(3) clause missing: audits; sub-processor not authorised".into(),
+                "bad"
+            )
         );
         assert_eq!(
-            s(vec![version(1, 900 * DAY, Some(990 * DAY))]),
-            Standing::Expired
+            describe(&c(false, vec![Reason::NotYetEffective]), None, now).1,
+            "warn"
         );
-        assert_eq!(
-            s(vec![version(1, 1100 * DAY, None)]),
-            Standing::NotYetEffective
-        );
-        let mut d = dpa(vec![version(1, 900 * DAY, None)]);
-        d.terminated_at = Some(Timestamp(999 * DAY));
-        assert_eq!(standing(&d, now).0, Standing::Terminated);
     }
 
     #[test]
