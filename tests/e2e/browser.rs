@@ -118,6 +118,29 @@ async fn screenshot(c: &Client, name: &str) {
     }
 }
 
+/// An application on SQLite with one user (holding `roles`), and a browser signed in as them
+/// through the form.
+async fn signed_in(
+    driver: &Driver,
+    db: &TestDb,
+    data: &std::path::Path,
+    (email, name, password): (&str, &str, &str),
+    roles: &[Role],
+) -> (TestApp, Client) {
+    let app = TestApp::spawn(settings(db, data)).await.unwrap();
+    accord::auth::api::service(&app.state)
+        .create_user(Actor::cli(), None, email, name, roles, Some(password))
+        .await
+        .unwrap();
+    let c = driver.browser().await;
+    c.goto(&app.url("/ui/login")).await.unwrap();
+    fill(&c, "input[name=email]", email).await;
+    fill(&c, "input[name=password]", password).await;
+    click(&c, "#login button[type=submit]").await;
+    wait_for_path(&c, "/ui/").await;
+    (app, c)
+}
+
 async fn wait_for_path(c: &Client, path: &str) {
     let started = Instant::now();
     loop {
@@ -140,26 +163,9 @@ async fn sign_in_submit_tamper_and_sign_out_in_chromium() {
     };
     let db = TestDb::sqlite();
     let data = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
-    accord::auth::api::service(&app.state)
-        .create_user(
-            Actor::cli(),
-            None,
-            "grace@example.org",
-            "Grace Hopper",
-            &[Role::Legal],
-            Some("first compiler 1952"),
-        )
-        .await
-        .unwrap();
-    let c = driver.browser().await;
-
     // Sign in through the form.
-    c.goto(&app.url("/ui/login")).await.unwrap();
-    fill(&c, "input[name=email]", "grace@example.org").await;
-    fill(&c, "input[name=password]", "first compiler 1952").await;
-    click(&c, "#login button[type=submit]").await;
-    wait_for_path(&c, "/ui/").await;
+    let grace = ("grace@example.org", "Grace Hopper", "first compiler 1952");
+    let (app, c) = signed_in(&driver, &db, data.path(), grace, &[Role::Legal]).await;
     assert!(text_of(&c, "#who").await.contains("Grace Hopper"));
     assert_eq!(text_of(&c, "#roles").await, "legal");
 
@@ -222,18 +228,8 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
     };
     let db = TestDb::sqlite();
     let data = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(settings(&db, data.path())).await.unwrap();
-    accord::auth::api::service(&app.state)
-        .create_user(
-            Actor::cli(),
-            None,
-            "ada@example.org",
-            "Ada Lovelace",
-            &[Role::Legal],
-            Some("analytical engine 1843"),
-        )
-        .await
-        .unwrap();
+    let ada = ("ada@example.org", "Ada Lovelace", "analytical engine 1843");
+    let (app, c) = signed_in(&driver, &db, data.path(), ada, &[Role::Legal]).await;
     // A processor with a DPA (one version in force, one amendment), and its sub-processor.
     let token = app.token(&[Role::ComplianceOfficer]).await;
     let post = |path: &'static str, body: serde_json::Value| {
@@ -274,13 +270,7 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
     )
     .await;
 
-    let c = driver.browser().await;
-    c.goto(&app.url("/ui/login")).await.unwrap();
-    fill(&c, "input[name=email]", "ada@example.org").await;
-    fill(&c, "input[name=password]", "analytical engine 1843").await;
-    click(&c, "#login button[type=submit]").await;
-    wait_for_path(&c, "/ui/").await;
-
+    c.goto(&app.url("/ui/")).await.unwrap();
     // By keyboard: Enter on the link.
     c.find(Locator::Css("#vendors-link"))
         .await

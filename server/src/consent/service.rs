@@ -16,6 +16,7 @@ use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, Answer};
+use crate::ledger::event::first;
 use crate::ledger::read::Leaf;
 use crate::ledger::{Actor, AppendRequest, Appended, EventDraft, Ledger};
 use crate::vocab::Seq;
@@ -480,12 +481,6 @@ impl ConsentService {
         }
         Ok(summary)
     }
-}
-
-fn first(appended: &[Appended]) -> Result<&Appended, AppError> {
-    appended
-        .first()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("append returned no entry")))
 }
 
 /// Inside a write: every purpose is registered and active, every notice version exists. This is

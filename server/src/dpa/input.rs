@@ -238,11 +238,8 @@ impl VersionInput {
         let data_categories = keys(&mut p, &f("data_categories"), &self.data_categories, true);
         let mut clauses = BTreeMap::new();
         for (name, has) in &self.clauses {
-            match Clause::parse_field(&f(&format!("clauses.{name}")), name) {
-                Ok(c) => {
-                    clauses.insert(c, *has);
-                }
-                Err(e) => p.take_prefixed("", e),
+            if let Some(c) = p.take(Clause::parse_field(&f(&format!("clauses.{name}")), name)) {
+                clauses.insert(c, *has);
             }
         }
         for c in Clause::ALL {

@@ -14,7 +14,8 @@ use crate::clock::{SharedClock, Timestamp};
 use crate::db::{AnyConnection, Pool};
 use crate::error::{AppError, ConflictCode};
 use crate::idempotency::{self, Answer};
-use crate::ledger::{Actor, AppendRequest, Appended, Defined, EventDraft, Ledger};
+use crate::ledger::event::first;
+use crate::ledger::{Actor, AppendRequest, Defined, EventDraft, Ledger};
 
 /// A DPA and every version of it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -54,12 +55,6 @@ pub struct DpaService {
     index: Option<Arc<DpaIndex>>,
     /// Days before a version's expiry on which reminders are due.
     reminder_days: Vec<u32>,
-}
-
-fn first(appended: &[Appended]) -> Result<&Appended, AppError> {
-    appended
-        .first()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("append returned no entry")))
 }
 
 /// A vendor that is not registered (409: the state decides).

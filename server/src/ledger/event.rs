@@ -83,6 +83,13 @@ pub struct Appended {
     pub actor: String,
 }
 
+/// The first of an append's recorded entries (an append of one event or more has one).
+pub fn first(appended: &[Appended]) -> Result<&Appended, AppError> {
+    appended
+        .first()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("append returned no entry")))
+}
+
 /// A definition (a purpose, a notice, a vendor, a DPA version…) and the entry that recorded it;
 /// `changed: false` (and no leaf hash) when it was already so and nothing was recorded.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
