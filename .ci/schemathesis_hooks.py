@@ -122,6 +122,12 @@ def filter_case(ctx, case):
                 if len(seen) != len(set(map(json.dumps, seen))):
                     return False
             continue
+        if op == "unique":
+            # No two rows of a list body have the same `a` (an empty cell names nothing).
+            seen = [json.dumps(v) for v in _values(case, a) if v not in (None, "")]
+            if len(seen) != len(set(seen)):
+                return False
+            continue
         if op == "required unless":
             ref, wanted = b.split("=", 1)
             (given,) = _values(case, ref)

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod authz;
 pub mod body;
+pub mod bulk;
 pub mod clock;
 pub mod commands;
 pub mod config;

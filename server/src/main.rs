@@ -70,6 +70,19 @@ enum Command {
         #[command(subcommand)]
         command: ConsentCommand,
     },
+    /// Vendors that process personal data for you.
+    Vendors {
+        #[command(subcommand)]
+        command: VendorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VendorsCommand {
+    /// Register or update vendors from NDJSON (one vendor object per line, as POST /v1/vendors
+    /// takes it) or CSV (by the .csv extension; data_categories separated by ';'). Every row is
+    /// validated first; nothing is written if any is bad. Unchanged vendors record nothing.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -193,7 +206,7 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
-    use commands::{access, consent, ledger};
+    use commands::{access, consent, dpa, ledger};
     match command {
         Command::Serve { .. } => commands::serve::serve(settings),
         Command::Migrate => {
@@ -253,6 +266,13 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
             Box::pin(async move {
                 match command {
                     ConsentCommand::Import { file } => consent::import(a, &file).await,
+                }
+            })
+        }),
+        Command::Vendors { command } => with_access(settings, move |a| {
+            Box::pin(async move {
+                match command {
+                    VendorsCommand::Import { file } => dpa::import_vendors(a, &file).await,
                 }
             })
         }),

@@ -149,9 +149,11 @@ pub struct Op {
     also: Vec<u16>,
     /// Relations between two of its inputs that JSON Schema cannot state, `[a, op, b]` with `a`
     /// and `b` written `place.field` (`query`, `path`, `header`, or `body`: each row of a list
-    /// body) and op `<`, `<=` or `==` (they hold when both are given), or `required unless` with
-    /// `b` written `place.field=value` (the schema requires `a`, which may be left out when `b`
-    /// has that value); a request breaking one is a 422 (`x-accord-order`).
+    /// body) and op `<`, `<=`, `==` or `!=` (they hold when both are given); `required unless`
+    /// with `b` written `place.field=value` (the schema requires `a`, which may be left out when
+    /// `b` has that value); `distinct` (no two items of the list `a` have the same member `b`); or
+    /// `unique` (no two rows of a list body have the same `a`). A request breaking one is a 422
+    /// or, for what the stored state decides, a 409 (`x-accord-order`).
     order: Vec<Value>,
 }
 
@@ -339,8 +341,28 @@ pub fn relations(name: &str, given_value: &Value, absent_value: &Value) -> Vec<V
                 "legal_basis": {"enum": ["consent", null]},
             },
         }})],
-        other => crate::dpa::api::relations(other),
+        other => crate::dpa::api::relations(other, given_value, absent_value),
     }
+}
+
+/// A row of a CSV import whose JSON form is the object schema `row` (named `name`): a cell is
+/// taken as written, and an empty one is a field left out (so each optional field may be `""`),
+/// with the relations between fields as they look in a CSV row.
+pub fn csv_row(mut row: Value, name: &str) -> Value {
+    let required: Vec<Value> = row["required"].as_array().cloned().unwrap_or_default();
+    if let Some(props) = row.get_mut("properties").and_then(Value::as_object_mut) {
+        for (field, prop) in props.iter_mut() {
+            if !required.contains(&json!(field)) {
+                *prop = json!({"anyOf": [prop.clone(), {"const": ""}]});
+            }
+        }
+    }
+    row["allOf"] = Value::Array(relations(
+        name,
+        &json!({"type": "string", "minLength": 1}),
+        &json!({"enum": [null, ""]}),
+    ));
+    row
 }
 
 /// Fields the derived schema leaves optional that the validator requires: a consent decision

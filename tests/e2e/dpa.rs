@@ -562,3 +562,150 @@ async fn vendors_and_dpas(db: TestDb) {
 }
 
 on_both_backends!(vendors_and_dpas_api, super::vendors_and_dpas);
+
+/// `POST /v1/vendors/import` and `accord vendors import`: validated whole, rows named by line,
+/// rules across rows, all or nothing, re-runs record nothing.
+async fn vendor_import(db: TestDb) {
+    let data = tempfile::tempdir().unwrap();
+    let s = settings(&db, data.path());
+    let app = TestApp::spawn(s.clone()).await.unwrap();
+    let token = app.token(&[Role::ComplianceOfficer]).await;
+    let w = World { app, token };
+    let (status, v) = w
+        .post(
+            "/v1/vendors",
+            json!({"id": "mailer", "name": "Mailer GmbH", "country": "DE", "role": "processor"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let import = |ct: &'static str, body: String| {
+        let (app, token) = (&w.app, w.token.clone());
+        async move {
+            let r = app
+                .send(
+                    "POST",
+                    "/v1/vendors/import",
+                    Some(&token),
+                    &[],
+                    Some((ct, body.into_bytes())),
+                )
+                .await;
+            (r.status, r.json())
+        }
+    };
+    let size = w.app.ledger.size();
+
+    // Rows bad on their own: each named by line and field, nothing written.
+    let ndjson = [
+        json!({"id": "cloud", "name": "Cloud", "country": "IE", "role": "sub_processor", "parent": "mailer"}),
+        json!({"id": "sms", "name": "SMS", "country": "ZZ", "role": "sub_processor", "parent": "cloud"}),
+        json!({"id": "agency", "name": "Agency", "country": "FR", "role": "boss"}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let (status, v) = import("application/x-ndjson", ndjson).await;
+    assert_eq!(status, 422, "{v}");
+    let named: Vec<(Value, Value)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].clone(), e["field"].clone()))
+        .collect();
+    assert_eq!(
+        named,
+        [(json!(2), json!("country")), (json!(3), json!("role"))],
+        "{v}"
+    );
+    assert_eq!(w.app.ledger.size(), size);
+
+    // Rules across rows: a circle and an unknown parent, refused with their lines (409).
+    let csv = "id,name,country,role,parent\n\
+               a,A,DE,sub_processor,b\n\
+               b,B,DE,sub_processor,a\n\
+               c,C,DE,sub_processor,nowhere\n\
+               d,D,DE,processor,\n";
+    let (status, v) = import("text/csv", csv.into()).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 of 4 rows are refused"),
+        "{v}"
+    );
+    let lines: Vec<Value> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].clone())
+        .collect();
+    assert_eq!(lines, [json!(2), json!(3), json!(4)], "{v}");
+    assert_eq!(w.app.ledger.size(), size);
+
+    // A good file: a sub-processor listed before its parent, a change to a stored vendor.
+    let csv = "id,name,legal_name,country,role,parent,data_categories\n\
+               sms,SMS Co,\"SMS Co, Inc.\",US,sub_processor,cloud,phone_number;name\n\
+               cloud,Cloud,,IE,sub_processor,mailer,email_address\n\
+               mailer,Mailer SE,,DE,processor,,\n\
+               agency,Agency,,FR,controller,,\n";
+    let (status, v) = import("text/csv", csv.into()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["rows"], &v["registered"], &v["changed"], &v["unchanged"]),
+        (&json!(4), &json!(3), &json!(1), &json!(0)),
+        "{v}"
+    );
+    assert_eq!(w.app.ledger.size(), size + 4);
+    let (status, sms) = w.app.get_json_with("/v1/vendors/sms", &w.token).await;
+    assert_eq!(status, 200, "{sms}");
+    assert_eq!(sms["vendor"]["legal_name"], "SMS Co, Inc.");
+    assert_eq!(
+        sms["vendor"]["data_categories"],
+        json!(["phone_number", "name"])
+    );
+    // The index follows at once: the sub-processor is known, and not yet authorised.
+    assert_eq!(
+        w.reasons(use_of("sms", "marketing.email", &[])).await,
+        ["no_dpa", "subprocessor_not_authorised"]
+    );
+
+    // A re-run records nothing.
+    let (status, v) = import("text/csv", csv.into()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((&v["registered"], &v["unchanged"]), (&json!(0), &json!(4)));
+    assert_eq!(w.app.ledger.size(), size + 4);
+    let (status, _) = import("application/json", "{}".into()).await;
+    assert_eq!(status, 415);
+    w.app.stop().await;
+
+    // The command line: the same rules, from a file.
+    let file = data.path().join("vendors.ndjson");
+    std::fs::write(
+        &file,
+        [
+            json!({"id": "print", "name": "Print", "country": "NL", "role": "processor"}),
+            json!({"id": "agency", "name": "Agency", "country": "FR", "role": "controller"}),
+        ]
+        .iter()
+        .map(|v| v.to_string() + "\n")
+        .collect::<String>(),
+    )
+    .unwrap();
+    let cli = commands::CliAccess::open(&s).await.unwrap();
+    commands::dpa::import_vendors(&cli, &file).await.unwrap();
+    std::fs::write(&file, "{\"id\":\"x\",\"name\":\"X\",\"country\":\"DE\",\"role\":\"sub_processor\",\"parent\":\"agency\"}\n").unwrap();
+    let e = commands::dpa::import_vendors(&cli, &file)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("line 1, parent"), "{e}");
+    assert!(e.0.contains("\"agency\" is a controller"), "{e}");
+    cli.close().await;
+
+    let report = commands::replay_check(&s, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.differences);
+    assert_eq!(crate::support::replayed_rows(&report, "vendors"), (6, 6));
+}
+
+on_both_backends!(vendor_import_api_and_cli, super::vendor_import);

@@ -6,9 +6,10 @@ use std::path::Path;
 use super::CliAccess;
 use super::output::{Progress, problem_text};
 use crate::StartError;
+use crate::bulk::validate_file;
 use crate::clock::{Clock, SystemClock};
 use crate::consent::definitions::Definitions;
-use crate::consent::import::{Reference, validate_file};
+use crate::consent::import::Reference;
 use crate::ledger::Actor;
 
 /// Records the purposes and notices of a definitions file (those unchanged record nothing).
@@ -41,7 +42,7 @@ pub async fn import(a: &CliAccess, file: &Path) -> Result<(), StartError> {
     let records = actix_web::web::block(move || {
         let mut c = pool.get()?;
         let reference = Reference::load(&mut c, SystemClock.now())?;
-        validate_file(&path, reference, line_bytes)
+        validate_file(&path, reference, line_bytes).map(|(records, _)| records)
     })
     .await
     .map_err(|e| StartError(e.to_string()))?

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod consent;
+pub mod dpa;
 pub mod ledger;
 pub mod output;
 pub mod serve;
@@ -47,6 +48,7 @@ pub fn open(url: &DatabaseUrl, create: bool) -> Result<AnyConnection, StartError
 pub struct CliAccess {
     pub svc: crate::auth::service::AccessService,
     pub consent: crate::consent::service::ConsentService,
+    pub dpa: crate::dpa::service::DpaService,
     pub ledger: crate::ledger::Ledger,
     pub tokens: crate::auth::tokens::TokenAuthority,
     pub public_url: String,
@@ -109,6 +111,13 @@ impl CliAccess {
                 pool.clone(),
                 clock.clone(),
                 None,
+            ),
+            dpa: crate::dpa::service::DpaService::new(
+                ledger.clone(),
+                pool.clone(),
+                clock.clone(),
+                None,
+                settings.dpa_reminder_days.clone(),
             ),
             svc: crate::auth::service::AccessService::new(ledger.clone(), pool, clock, None),
             ledger,

@@ -20,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::import::{Format, Reference, Validator};
+use super::import::Reference;
 use super::index::{CheckError, ConsentIndex, PurposeId};
 use super::input::{ConsentInput, NoticeInput, PurposeInput};
 use super::model::{self, Channel, CheckAnswer, Method as CollectionMethod};
@@ -32,7 +32,7 @@ use crate::authz::{Access, Perm, Routes};
 use crate::body;
 use crate::clock::Timestamp;
 use crate::error::{AppError, FieldError};
-use crate::idempotency::{self, Answering, RequestHash, Stored};
+use crate::idempotency::{self, Answering, Stored};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
 use crate::vocab::{self, Key, Problems, Seq, SubjectId};
@@ -909,65 +909,11 @@ pub async fn import_http(
     req: HttpRequest,
     p: Principal,
     rid: RequestId,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    let format = match body::media_type(
-        &req,
-        &["application/x-ndjson", "application/jsonl", "text/csv"],
-    )? {
-        "text/csv" => Format::Csv,
-        _ => Format::Ndjson,
-    };
-    let limits = state.settings.limits;
-    let too_big = |line: u64| {
-        AppError::PayloadTooLarge(format!(
-            "line {line}: an import body holds at most {} bytes (the limit limits.import_bytes); split it — nothing was written",
-            limits.import_bytes
-        ))
-    };
     let now = state.clock.now();
     let reference = state.db(move |c| Reference::load(c, now)).await?;
-    let mut v = Validator::new(reference, limits.import_rows, limits.line_bytes);
-    let mut hash = RequestHash::new(&req);
-    match format {
-        Format::Csv => {
-            let data = body::read_limited(payload, limits.import_bytes)
-                .await
-                .map_err(|e| match e {
-                    AppError::PayloadTooLarge(_) => too_big(1),
-                    other => other,
-                })?;
-            hash.update(&data);
-            v = web::block(move || {
-                v.csv(&data);
-                v
-            })
-            .await?;
-        }
-        Format::Ndjson => {
-            let mut lines = body::LineBuffer::new(limits.line_bytes);
-            let mut total = 0usize;
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    AppError::BadRequest(format!("the body could not be read: {e}"))
-                })?;
-                total += chunk.len();
-                hash.update(&chunk);
-                if total > limits.import_bytes {
-                    return Err(too_big(lines.line + 1));
-                }
-                if !lines.push(&chunk, |n, l| v.ndjson_line(n, l)) {
-                    break;
-                }
-            }
-            if let Some(e) = lines.too_long_error() {
-                return Err(e);
-            }
-            if !v.stopped() {
-                lines.finish(|n, l| v.ndjson_line(n, l));
-            }
-        }
-    }
+    let (v, hash) = crate::bulk::read_http(&req, payload, state.settings.limits, reference).await?;
     let (svc, caller) = (service(&state), p.actor());
     idempotency::respond(
         state.keyed(&req, caller.as_str()),
@@ -1037,7 +983,6 @@ pub fn csv_row(s: &mut Schemas) -> Value {
         .component(ConsentInput::name().as_ref())
         .cloned()
         .unwrap_or_default();
-    let required: Vec<Value> = row["required"].as_array().cloned().unwrap_or_default();
     if let Some(props) = row.get_mut("properties").and_then(Value::as_object_mut) {
         props.remove("evidence");
         for column in crate::consent::import::CSV_COLUMNS {
@@ -1048,18 +993,8 @@ pub fn csv_row(s: &mut Schemas) -> Value {
                 );
             }
         }
-        for (name, prop) in props.iter_mut() {
-            if !required.contains(&json!(name)) {
-                *prop = json!({"anyOf": [prop.clone(), {"const": ""}]});
-            }
-        }
     }
-    row["allOf"] = Value::Array(crate::openapi::relations(
-        "ConsentInput",
-        &json!({"type": "string", "minLength": 1}),
-        &json!({"enum": [null, ""]}),
-    ));
-    row
+    crate::openapi::csv_row(row, "ConsentInput")
 }
 
 pub fn subject_params(extra: Vec<Param>) -> Vec<Param> {

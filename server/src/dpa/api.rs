@@ -6,12 +6,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::import::VendorRows;
 use super::index::{CheckError, Query};
 use super::input::{
     DecisionInput, DpaInput, TerminateInput, VendorInput, VersionInput, date_or_instant,
 };
 use super::model::{Coverage, DpaVersionDef, VendorDef};
-use super::service::{Attached, DpaService, DpaView, SubprocessorView};
+use super::service::{Attached, DpaService, DpaView, SubprocessorView, VendorImportSummary};
 use crate::auth::Principal;
 use crate::authz::{Access, Perm, Routes};
 use crate::body;
@@ -32,6 +33,7 @@ pub fn routes(r: &mut Routes) {
     let write = Access::Permission(DPA_WRITE);
     r.get("/v1/vendors", read, list_vendors)
         .post("/v1/vendors", write, create_vendor)
+        .post("/v1/vendors/import", write, import_vendors)
         .get("/v1/vendors/{id}", read, get_vendor)
         .route(Method::PUT, "/v1/vendors/{id}", write, put_vendor)
         .post("/v1/vendors/{id}/subprocessors", write, decide_subprocessor)
@@ -141,6 +143,32 @@ async fn create_vendor(
             },
         )
         .await
+}
+
+/// `POST /v1/vendors/import`: vendors in bulk, NDJSON or CSV, all or nothing (see
+/// [`super::import`]).
+async fn import_vendors(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Principal,
+    rid: RequestId,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let stored = state.db(VendorRows::load).await?;
+    let (v, hash) = crate::bulk::read_http(&req, payload, state.settings.limits, stored).await?;
+    let (svc, caller) = (service(&state), p.actor());
+    idempotency::respond(
+        state.keyed(&req, caller.as_str()),
+        hash,
+        idempotency::Answering::json(|_: &VendorImportSummary| StatusCode::OK),
+        idempotency::Stored::response,
+        |answer| async move {
+            let (rows, stored) = v.finish_with_reference()?;
+            svc.import_vendors(p.actor(), Some(rid.0), (rows, stored), None, answer)
+                .await
+        },
+    )
+    .await
 }
 
 async fn put_vendor(
@@ -676,14 +704,14 @@ pub fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-/// Rules between the fields of these bodies, as JSON Schema (see `openapi::relations`).
-pub fn relations(name: &str) -> Vec<Value> {
-    let absent = json!({"type": "null"});
+/// Rules between the fields of these bodies, as JSON Schema (see `openapi::relations`), with what
+/// a text field `given` and any field `absent` look like.
+pub fn relations(name: &str, given: &Value, absent: &Value) -> Vec<Value> {
     match name {
         // A sub-processor names its processor; nothing else names a parent.
         "VendorInput" => vec![json!({"anyOf": [
             {"required": ["role", "parent"], "properties": {
-                "role": {"const": "sub_processor"}, "parent": {"type": "string"}}},
+                "role": {"const": "sub_processor"}, "parent": given}},
             {"properties": {"role": {"not": {"const": "sub_processor"}}, "parent": absent}},
         ]})],
         // An SCC transfer names its module, and only it; adequacy only where the Commission found it.
@@ -702,6 +730,27 @@ pub fn relations(name: &str) -> Vec<Value> {
     }
 }
 
+/// A vendor as `POST /v1/vendors` and each import row take it (the id required).
+fn vendor_body(s: &mut Schemas) -> Value {
+    let mut b = s.inline::<VendorInput>();
+    b["required"] = json!(["id", "name", "country", "role"]);
+    b["properties"]["id"]["type"] = json!("string");
+    b
+}
+
+/// A CSV row of a vendor import: the vendor's fields, `data_categories` as keys separated by `;`.
+fn vendor_csv_row(s: &mut Schemas) -> Value {
+    let mut row = vendor_body(s);
+    let key = crate::vocab::schema::KEY
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    row["properties"]["data_categories"] = json!({
+        "type": "string",
+        "pattern": format!("^{key}(?:;{key}){{0,{}}}$", super::input::MAX_KEYS - 1),
+    });
+    crate::openapi::csv_row(row, "VendorInput")
+}
+
 /// Vendors and DPAs.
 pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
     let json = "application/json";
@@ -714,14 +763,16 @@ pub fn operations(s: &mut Schemas, limits: &Limits) -> Vec<Op> {
     vec![
         op("GET", "/v1/vendors", "Every vendor at its latest version").ok(200, json, s.of::<VendorList>()),
         op("POST", "/v1/vendors", "Register a vendor")
-            .body(json, {
-                let mut b = s.inline::<VendorInput>();
-                b["required"] = json!(["id", "name", "country", "role"]);
-                b["properties"]["id"]["type"] = json!("string");
-                b
-            })
+            .body(json, vendor_body(s))
             .order("body.parent", "!=", "body.id")
             .ok(201, json, crate::openapi::defined::<VendorDef>(s))
+            .idempotent(),
+        op("POST", "/v1/vendors/import", "Register or update vendors in bulk: NDJSON (one vendor per line) or CSV (data_categories separated by ';'); validated first, all or nothing; unchanged vendors record nothing")
+            .body("application/x-ndjson", json!({"type": "array", "items": vendor_body(s), "minItems": 1, "maxItems": limits.import_rows}))
+            .body("text/csv", json!({"type": "array", "items": vendor_csv_row(s), "minItems": 1, "maxItems": limits.import_rows}))
+            .order("body.parent", "!=", "body.id")
+            .order("body.id", "unique", "")
+            .ok(200, json, s.of::<VendorImportSummary>())
             .idempotent(),
         op("GET", "/v1/vendors/{id}", "A vendor, every version of it, its DPAs and its sub-processors")
             .params(vec![id("The vendor's id.")])

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod events;
+pub mod import;
 pub mod index;
 pub mod input;
 pub mod model;

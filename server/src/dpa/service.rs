@@ -2,6 +2,7 @@
 //! record them with their projection. Guards are checked again under the ledger's lock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -58,28 +59,48 @@ pub struct DpaService {
 }
 
 /// A vendor that is not registered (409: the state decides).
-fn unknown_vendor(field: &str, id: &str) -> AppError {
+pub(super) fn unknown_vendor(field: &str, id: &str) -> AppError {
     AppError::unmet(
         field,
         format!("{id:?} is not a registered vendor (see GET /v1/vendors)"),
     )
 }
 
-/// Inside a write: the parent a sub-processor names is a registered processor (or sub-processor),
-/// and the chain up from it reaches a processor within [`super::index::MAX_CHAIN`] links without
-/// coming back to this vendor. A vendor that others work for stays a processor or sub-processor.
-fn check_parent(c: &mut AnyConnection, def: &VendorDef) -> Result<(), AppError> {
-    if !matches!(def.role, VendorRole::Processor | VendorRole::SubProcessor) {
-        let children = store::children(c, &def.id)?;
-        if let Some(child) = children.first() {
-            return Err(AppError::unmet(
-                "role",
-                format!(
-                    "{:?} works for {:?}: a vendor with sub-processors is a processor or a sub-processor",
-                    child.id, def.id
-                ),
-            ));
-        }
+/// Where the parent rules look vendors up: the database inside a write, or an import's rows over
+/// what is stored.
+pub(super) trait Vendors {
+    /// A vendor's latest version.
+    fn latest(&mut self, id: &str) -> Result<Option<VendorDef>, AppError>;
+    /// One vendor whose latest version names `id` as its parent, if any does.
+    fn a_child(&mut self, id: &str) -> Result<Option<String>, AppError>;
+}
+
+impl Vendors for AnyConnection {
+    fn latest(&mut self, id: &str) -> Result<Option<VendorDef>, AppError> {
+        Ok(store::latest_vendor(self, id)?
+            .map(|r| r.def())
+            .transpose()?)
+    }
+
+    fn a_child(&mut self, id: &str) -> Result<Option<String>, AppError> {
+        Ok(store::children(self, id)?.into_iter().next().map(|r| r.id))
+    }
+}
+
+/// The parent a sub-processor names is a registered processor (or sub-processor), and the chain
+/// up from it reaches a processor within [`super::index::MAX_CHAIN`] links without coming back to
+/// this vendor. A vendor that others work for stays a processor or sub-processor.
+pub(super) fn check_parent(c: &mut impl Vendors, def: &VendorDef) -> Result<(), AppError> {
+    if !matches!(def.role, VendorRole::Processor | VendorRole::SubProcessor)
+        && let Some(child) = c.a_child(&def.id)?
+    {
+        return Err(AppError::unmet(
+            "role",
+            format!(
+                "{child:?} works for {:?}: a vendor with sub-processors is a processor or a sub-processor",
+                def.id
+            ),
+        ));
     }
     let Some(parent) = &def.parent else {
         return Ok(());
@@ -95,8 +116,9 @@ fn check_parent(c: &mut AnyConnection, def: &VendorDef) -> Result<(), AppError> 
                 ),
             ));
         }
-        let row = store::latest_vendor(c, &at)?.ok_or_else(|| unknown_vendor("parent", &at))?;
-        let v = row.def()?;
+        let v = c
+            .latest(&at)?
+            .ok_or_else(|| unknown_vendor("parent", &at))?;
         match (v.role, v.parent) {
             (VendorRole::Processor, _) => return Ok(()),
             (VendorRole::SubProcessor, Some(next)) => at = next,
@@ -151,6 +173,10 @@ impl DpaService {
             index,
             reminder_days,
         }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub fn now(&self) -> Timestamp {
@@ -228,6 +254,75 @@ impl DpaService {
                     let a = first(appended)?;
                     projection::apply(c, &event, a)?;
                     Ok(Defined::new(a, def))
+                })
+                .trailer(idempotency::trailer(answer, None)),
+        )
+        .await
+    }
+
+    /// Writes an import's vendors (validated and ordered by [`super::import::VendorRows`]) in one
+    /// append: all or nothing. Rows equal to the stored vendor record nothing, so a re-run writes
+    /// nothing new. `mark` is the last vendor change the rows were checked against; if another
+    /// writer changed a vendor since, nothing is written (409: run it again). `progress` counts
+    /// the vendors written.
+    pub async fn import_vendors(
+        &self,
+        actor: Actor,
+        request_id: Option<String>,
+        (rows, stored): (Vec<VendorDef>, super::import::VendorRows),
+        progress: Option<Arc<AtomicU64>>,
+        answer: Option<Answer<VendorImportSummary>>,
+    ) -> Result<VendorImportSummary, AppError> {
+        let mut summary = VendorImportSummary {
+            rows: rows.len() as u64,
+            ..VendorImportSummary::default()
+        };
+        let mut events = Vec::new();
+        for mut def in rows {
+            match stored.stored(&def.id) {
+                Some(current) => {
+                    def.version = current.version;
+                    if *current == def {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                    def.version += 1;
+                    summary.changed += 1;
+                }
+                None => {
+                    def.version = 1;
+                    summary.registered += 1;
+                }
+            }
+            events.push(DpaEvent::VendorDefined(def));
+        }
+        if events.is_empty() {
+            return Ok(summary);
+        }
+        let drafts = events
+            .iter()
+            .map(EventDraft::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mark = stored.mark;
+        self.append(
+            AppendRequest::new(actor, drafts)
+                .request_id(request_id)
+                .project(move |c, appended| {
+                    if store::last_vendor_change(c)? != mark {
+                        return Err(AppError::conflict(
+                            ConflictCode::Changed,
+                            "vendors changed while the import was checked; run it again (it skips what is recorded)",
+                        ));
+                    }
+                    for (i, (event, a)) in events.iter().zip(appended).enumerate() {
+                        projection::apply(c, event, a)?;
+                        if let Some(p) = &progress {
+                            p.store(i as u64 + 1, Ordering::Relaxed);
+                        }
+                    }
+                    summary.first_seq = appended.first().map(|a| a.seq);
+                    summary.last_seq = appended.last().map(|a| a.seq);
+                    Ok(summary)
                 })
                 .trailer(idempotency::trailer(answer, None)),
         )
@@ -637,6 +732,20 @@ fn view(c: &mut AnyConnection, id: &str) -> Result<DpaView, AppError> {
         versions,
         documents,
     })
+}
+
+/// What a vendor import did.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct VendorImportSummary {
+    pub rows: u64,
+    /// Vendors this import registered.
+    pub registered: u64,
+    /// Vendors this import gave a new version.
+    pub changed: u64,
+    /// Rows equal to the vendor as stored: nothing recorded.
+    pub unchanged: u64,
+    pub first_seq: Option<crate::vocab::Seq>,
+    pub last_seq: Option<crate::vocab::Seq>,
 }
 
 /// A sub-processor decision as answered.

@@ -235,6 +235,11 @@ pub fn latest_vendors(c: &mut AnyConnection) -> QueryResult<Vec<VendorRow>> {
     Ok(rows)
 }
 
+/// The seq of the last vendor change recorded, if any.
+pub fn last_vendor_change(c: &mut AnyConnection) -> QueryResult<Option<Seq>> {
+    Ok(latest_vendors(c)?.into_iter().map(|r| r.seq).max())
+}
+
 /// The vendors working for `parent` (their latest versions name it).
 pub fn children(c: &mut AnyConnection, parent: &str) -> QueryResult<Vec<VendorRow>> {
     Ok(latest_vendors(c)?
