@@ -198,6 +198,86 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     /// Days before a DPA version expires on which reminders are due.
     pub dpa_reminder_days: Vec<u32>,
+    /// The mail server; without one, mail stays in the outbox.
+    pub smtp: Option<SmtpSettings>,
+    pub notify: NotifySettings,
+}
+
+/// A value kept out of logs and `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// Plain at first, then upgraded (`STARTTLS`), required.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::None => "none",
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Tls => "tls",
+        }
+    }
+}
+
+/// The `[smtp]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The sender, `Accord <accord@example.com>` or a bare address.
+    pub from: String,
+}
+
+/// How the outbox is drained (`[notify]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// How often each instance looks for mail that is due.
+    pub poll: Duration,
+    /// The wait after a first failed try; it doubles with each failure up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How long an instance holds an item it is sending before another may take it.
+    pub lease: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            poll: Duration::from_secs(5),
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3600),
+            lease: Duration::from_secs(120),
+        }
+    }
 }
 
 /// Values given on the command line or through the environment variables clap reads.
@@ -226,6 +306,9 @@ struct FileConfig {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     dpa_reminder_days: Option<Vec<u32>>,
+    smtp: Option<FileSmtp>,
+    #[serde(default)]
+    notify: FileNotify,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -241,6 +324,25 @@ struct FileAuth {
     cookie_secure: Option<bool>,
     #[serde(default)]
     external_issuers: Vec<ExternalIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<SmtpTls>,
+    username: Option<String>,
+    password: Option<String>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNotify {
+    poll_ms: Option<u64>,
+    retry_base_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,9 +606,38 @@ impl Settings {
             .map(|p| Cidr::parse(p).map_err(|e| ConfigError(format!("trusted_proxies: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let smtp = smtp_settings(file.smtp, &env)?;
+        let defaults = NotifySettings::default();
+        let ms = |key: &str, v: Option<u64>, d: Duration| -> Result<Duration, ConfigError> {
+            match env_parse(&format!("ACCORD_NOTIFY_{}", key.to_ascii_uppercase()))?.or(v) {
+                None => Ok(d),
+                Some(n) if (10..=86_400_000).contains(&n) => Ok(Duration::from_millis(n)),
+                Some(n) => Err(ConfigError(format!(
+                    "notify.{key} = {n} is out of range: use 10 to 86400000 (milliseconds)"
+                ))),
+            }
+        };
+        let notify = NotifySettings {
+            poll: ms("poll_ms", file.notify.poll_ms, defaults.poll)?,
+            retry_base: ms(
+                "retry_base_ms",
+                file.notify.retry_base_ms,
+                defaults.retry_base,
+            )?,
+            retry_max: ms("retry_max_ms", file.notify.retry_max_ms, defaults.retry_max)?,
+            lease: defaults.lease,
+        };
+        if notify.retry_max < notify.retry_base {
+            return Err(ConfigError(
+                "notify.retry_max_ms is less than notify.retry_base_ms".into(),
+            ));
+        }
+
         Ok(Settings {
             limits,
             dpa_reminder_days,
+            smtp,
+            notify,
             access_log,
             slow_request,
             trusted_proxies,
@@ -563,10 +694,96 @@ impl Settings {
             "slow_request_ms": self.slow_request.as_millis() as u64,
             "trusted_proxies": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "auth": self.auth,
+            "dpa_reminder_days": self.dpa_reminder_days,
+            "smtp": self.smtp.as_ref().map(|m| serde_json::json!({
+                "host": m.host, "port": m.port, "tls": m.tls, "username": m.username,
+                "password": m.password.as_ref().map(|_| "***"), "from": m.from,
+            })),
+            "notify": {
+                "poll_ms": self.notify.poll.as_millis() as u64,
+                "retry_base_ms": self.notify.retry_base.as_millis() as u64,
+                "retry_max_ms": self.notify.retry_max.as_millis() as u64,
+            },
         });
         let canonical = accord_audit::canon::canonical_json(&v).unwrap_or_default();
         hex::encode(Sha256::digest(canonical.as_bytes()))
     }
+}
+
+/// The `[smtp]` section, each field overridable by `ACCORD_SMTP_<FIELD>`. None without a host.
+fn smtp_settings(
+    file: Option<FileSmtp>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SmtpSettings>, ConfigError> {
+    let file = file.unwrap_or_default();
+    let text = |key: &str, v: Option<String>| {
+        env(&format!("ACCORD_SMTP_{}", key.to_ascii_uppercase()))
+            .or(v)
+            .filter(|s| !s.trim().is_empty())
+    };
+    let Some(host) = text("host", file.host) else {
+        return Ok(None);
+    };
+    let tls = match env("ACCORD_SMTP_TLS") {
+        Some(v) => match v.trim() {
+            "none" => SmtpTls::None,
+            "starttls" => SmtpTls::Starttls,
+            "tls" => SmtpTls::Tls,
+            other => {
+                return Err(ConfigError(format!(
+                    "ACCORD_SMTP_TLS={other:?} is not one of none, starttls, tls"
+                )));
+            }
+        },
+        None => file.tls.unwrap_or(SmtpTls::Starttls),
+    };
+    let port = match env("ACCORD_SMTP_PORT") {
+        Some(v) => v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| ConfigError(format!("ACCORD_SMTP_PORT={v:?} is not a port number")))?,
+        None => match file.port {
+            Some(0) => return Err(ConfigError("smtp.port 0 is not a port".into())),
+            Some(p) => p,
+            None => match tls {
+                SmtpTls::None => 25,
+                SmtpTls::Starttls => 587,
+                SmtpTls::Tls => 465,
+            },
+        },
+    };
+    let username = text("username", file.username);
+    let password = text("password", file.password).map(Secret::new);
+    if password.is_some() != username.is_some() {
+        return Err(ConfigError(
+            "smtp: give both username and password, or neither".into(),
+        ));
+    }
+    if password.is_some() && tls == SmtpTls::None {
+        return Err(ConfigError(
+            "smtp: a password is not sent over a plain connection: use tls = \"starttls\" or \"tls\"".into(),
+        ));
+    }
+    let Some(from) = text("from", file.from) else {
+        return Err(ConfigError(
+            "smtp.from is required: the address mail comes from, e.g. \"Accord <accord@example.com>\"".into(),
+        ));
+    };
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(ConfigError(format!(
+            "smtp.from = {from:?} is not an e-mail address"
+        )));
+    }
+    Ok(Some(SmtpSettings {
+        host: host.trim().to_string(),
+        port,
+        tls,
+        username,
+        password,
+        from,
+    }))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -19,6 +19,7 @@ pub mod forwarded;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
+pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod policies;
@@ -204,6 +205,23 @@ impl Application {
         let follower = actix_web::rt::spawn(auth::follow(state.access.clone(), state.pool.clone()));
         let consent_follower = actix_web::rt::spawn(consent::follow(consent, state.pool.clone()));
         let dpa_follower = actix_web::rt::spawn(dpa::follow(dpa, state.pool.clone()));
+        let mailer = settings
+            .smtp
+            .as_ref()
+            .map(notify::mailer::Mailer::new)
+            .transpose()
+            .map_err(StartError)?;
+        let sender = notify::sender::Sender::new(
+            state.ledger.clone(),
+            state.pool.clone(),
+            state.clock.clone(),
+            mailer,
+            settings.notify,
+            settings.public_url(Some(address)),
+            state.instance.clone(),
+            role_recipients(),
+        );
+        let sender_task = actix_web::rt::spawn(sender.run());
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -236,7 +254,7 @@ impl Application {
             address,
             state,
             setup_link,
-            followers: vec![follower, consent_follower, dpa_follower],
+            followers: vec![follower, consent_follower, dpa_follower, sender_task],
         })
     }
 
@@ -406,6 +424,7 @@ pub fn configure(
     auth::api::routes(&mut routes);
     consent::api::routes(&mut routes);
     dpa::api::routes(&mut routes);
+    notify::api::routes(&mut routes);
     subjects::api::routes(&mut routes);
     web::routes(&mut routes);
     if let Some(extra) = extra_routes {
@@ -428,6 +447,7 @@ pub fn operations(s: &mut openapi::Schemas, limits: &config::Limits) -> Vec<open
     ops.extend(auth::api::operations(s, limits));
     ops.extend(consent::api::operations(s, limits));
     ops.extend(dpa::api::operations(s, limits));
+    ops.extend(notify::api::operations(s));
     ops.extend(subjects::api::operations(s, limits));
     ops
 }
@@ -438,4 +458,9 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError
         req.method(),
         req.path()
     )))
+}
+
+/// Mail to the holders of some roles goes to the enabled users holding them.
+pub fn role_recipients() -> notify::sender::Recipients {
+    std::sync::Arc::new(|c, roles| Ok(auth::store::emails_with_roles(c, roles)?))
 }

@@ -34,6 +34,11 @@ pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[
         "a password hash is a secret: it is kept out of the ledger and its exports",
     ),
     (
+        "outbox_attempts",
+        "*",
+        "how sending each outbox item goes (tries, back-off, leases): the ledger records that a message went out, not each try",
+    ),
+    (
         "dpa_document_bytes",
         "*",
         "the bytes of signed DPA documents: the ledger holds each one's SHA-256 (dpa_documents), not the document",
@@ -46,6 +51,7 @@ pub fn tables() -> impl Iterator<Item = &'static ProjectedTable> {
         .iter()
         .chain(crate::auth::projection::TABLES)
         .chain(crate::dpa::projection::TABLES)
+        .chain(crate::notify::projection::TABLES)
         .chain(crate::idempotency::TABLES)
 }
 
@@ -67,6 +73,10 @@ pub fn apply_entry(c: &mut AnyConnection, payload: &str, a: &Appended) -> Result
     } else if crate::dpa::events::DPA_KINDS.contains(&a.kind.as_str()) {
         let event: crate::dpa::events::DpaEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::dpa::projection::apply(c, &event, a)?;
+    } else if crate::notify::events::NOTIFY_KINDS.contains(&a.kind.as_str()) {
+        let event: crate::notify::events::NotifyEvent =
+            serde_json::from_str(payload).map_err(bad)?;
+        crate::notify::projection::apply(c, &event, a)?;
     } else if a.kind == crate::idempotency::ANSWERED {
         let event: IdempotencyEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::idempotency::apply(c, &event, a)?;

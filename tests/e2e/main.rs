@@ -10,6 +10,7 @@ mod idempotency;
 mod instances;
 mod ledger;
 mod limits;
+mod notify;
 mod replay;
 mod schema;
 mod services;

@@ -15,6 +15,8 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use tempfile::TempDir;
 
+pub mod smtp;
+
 /// Whether CI demands this service (`ACCORD_TEST_REQUIRE` is a comma-separated list).
 pub fn required(service: &str) -> bool {
     std::env::var("ACCORD_TEST_REQUIRE")

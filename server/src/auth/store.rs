@@ -345,3 +345,16 @@ pub fn use_setup_link(conn: &mut AnyConnection, hash: &str, at: i64) -> QueryRes
     .set(setup_links::used_at.eq(Some(at)))
     .execute(conn)
 }
+
+/// The addresses of the enabled users holding any of `roles`, each once, in order.
+pub fn emails_with_roles(conn: &mut AnyConnection, roles: &[String]) -> QueryResult<Vec<String>> {
+    let mut emails: Vec<String> = users::table
+        .inner_join(user_roles::table)
+        .filter(user_roles::role.eq_any(roles))
+        .filter(users::disabled.eq(false))
+        .select(users::email)
+        .load(conn)?;
+    emails.sort();
+    emails.dedup();
+    Ok(emails)
+}

@@ -228,6 +228,32 @@ accord_schema! {
         note -> Nullable<Text>,
         at -> BigInt,
     }
+
+    outbox (id) {
+        id -> Text,
+        channel -> Text,
+        about -> Text,
+        grp -> Text,
+        due_at -> BigInt,
+        recipients -> Text,
+        subject -> Text,
+        body -> Text,
+        link -> Nullable<Text>,
+        seq -> BigInt,
+        state -> Text,
+        done_seq -> Nullable<BigInt>,
+        done_at -> Nullable<BigInt>,
+        sent_to -> Nullable<Text>,
+    }
+
+    outbox_attempts (id) {
+        id -> Text,
+        attempts -> Integer,
+        next_at -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
 }
 
 diesel::joinable!(user_roles -> users (user_id));
@@ -253,4 +279,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     dpa_documents,
     dpa_document_bytes,
     subprocessor_decisions,
+    outbox,
+    outbox_attempts,
 );

@@ -5,9 +5,71 @@
 use diesel::QueryResult;
 
 use super::events::DpaEvent;
+use super::model::{DpaVersionDef, VersionStatus};
 use super::store::{self, DecisionRow, DocumentRow, DpaRow, DpaVersionRow, VendorRow};
+use crate::auth::model::Role;
+use crate::clock::Timestamp;
 use crate::db::{AnyConnection, ProjectedTable, Rows, json_rows};
 use crate::ledger::Appended;
+use crate::notify::projection::{self as notify, Mail};
+
+/// The roles whose holders get a DPA's expiry reminders.
+pub const REMINDED: &[Role] = &[Role::ComplianceOfficer, Role::Legal];
+
+/// What a DPA's outbox items are about.
+pub fn about(dpa: &str) -> String {
+    format!("dpa:{dpa}")
+}
+
+/// An active version that expires schedules its reminders (one per day count it recorded) and
+/// ends those of the versions before it; a draft changes nothing. A version recorded after its
+/// expiry schedules none.
+fn schedule_reminders(c: &mut AnyConnection, def: &DpaVersionDef, a: &Appended) -> QueryResult<()> {
+    if def.status != VersionStatus::Active {
+        return Ok(());
+    }
+    notify::cancel(c, &about(&def.dpa), a)?;
+    let Some(expires) = def.expires_at.filter(|e| *e > a.at) else {
+        return Ok(());
+    };
+    let vendor = match store::dpa(c, &def.dpa)? {
+        Some(d) => store::latest_vendor(c, &d.vendor)?,
+        None => None,
+    };
+    let (vendor_id, vendor_name) = vendor
+        .map(|v| (v.id, v.name))
+        .unwrap_or_else(|| (String::new(), String::new()));
+    let date = expires.to_rfc3339()[..10].to_string();
+    let mut days = def.reminder_days.clone();
+    days.sort_unstable();
+    days.dedup();
+    for d in days {
+        let due_at = Timestamp(
+            expires
+                .micros()
+                .saturating_sub(i64::from(d) * 86_400_000_000),
+        );
+        notify::schedule(
+            c,
+            Mail {
+                id: format!("dpa:{}:v{}:{d}d", def.dpa, def.version),
+                about: about(&def.dpa),
+                group: format!("dpa:{}:v{}", def.dpa, def.version),
+                due_at,
+                roles: REMINDED.iter().map(|r| r.as_str().to_string()).collect(),
+                subject: format!("DPA {} with {vendor_name} expires on {date}", def.dpa),
+                body: format!(
+                    "The data processing agreement {} (version {}, reference {}) with {vendor_name} ({vendor_id}) expires on {date} (UTC).\n\n\
+                     This is the reminder {d} days ahead. Record a new version to renew it, or plan the end of the processing: once it expires, the coverage check answers `expired` for this vendor and nothing it does is covered.",
+                    def.dpa, def.version, def.reference
+                ),
+                link: (!vendor_id.is_empty()).then(|| format!("/ui/vendors/{vendor_id}")),
+            },
+            a,
+        )?;
+    }
+    Ok(())
+}
 
 /// The tables this projection writes, as `replay --check` compares them.
 pub const TABLES: &[ProjectedTable] = &[
@@ -73,13 +135,17 @@ pub fn apply(c: &mut AnyConnection, event: &DpaEvent, a: &Appended) -> QueryResu
             },
         ),
         DpaEvent::DpaVersionAdded(def) => {
-            store::insert_version(c, &DpaVersionRow::new(def, a.at, a.seq))
+            store::insert_version(c, &DpaVersionRow::new(def, a.at, a.seq))?;
+            schedule_reminders(c, def, a)
         }
         DpaEvent::DpaTerminated {
             id,
             effective_at,
             reason,
-        } => store::terminate(c, id, *effective_at, reason.as_deref(), a.seq).map(drop),
+        } => {
+            store::terminate(c, id, *effective_at, reason.as_deref(), a.seq)?;
+            notify::cancel(c, &about(id), a).map(drop)
+        }
         DpaEvent::DocumentAttached {
             dpa,
             version,

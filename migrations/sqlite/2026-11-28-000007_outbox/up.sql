@@ -1,0 +1,36 @@
+-- Messages that leave Accord, scheduled by the projections that decide them (a transactional
+-- outbox): a fold over the ledger like every projected table. An item is pending until a ledger
+-- entry records that it was sent, or cancelled by the change that made it moot.
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY NOT NULL,
+    channel TEXT NOT NULL CHECK (channel IN ('mail')),
+    -- What the item is about (e.g. dpa:mailer-2026): a change to it may cancel the item.
+    about TEXT NOT NULL,
+    -- Items of one group due together go out as one message.
+    grp TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    -- Who receives it: for mail, a JSON array of roles whose holders it goes to.
+    recipients TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    -- A path on this server the message links to.
+    link TEXT,
+    seq BIGINT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'cancelled')),
+    done_seq BIGINT,
+    done_at BIGINT,
+    -- For a sent mail: a JSON array of the addresses it went to.
+    sent_to TEXT
+);
+CREATE INDEX outbox_due ON outbox (state, due_at);
+CREATE INDEX outbox_about ON outbox (about);
+
+-- How sending each item goes: operational, not in the ledger (tries, back-off, who holds it now).
+CREATE TABLE outbox_attempts (
+    id TEXT PRIMARY KEY NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    last_error TEXT
+);

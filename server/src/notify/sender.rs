@@ -1,0 +1,255 @@
+//! Drains the outbox: every instance looks for mail that is due, takes each item with a lease (so
+//! of several instances one sends it), sends it, and records the sending as a ledger entry. A
+//! failed try is retried with back-off; nothing is lost while the mail server is down.
+//!
+//! Delivery is at least once: a mail the server accepted whose entry could not be written (the
+//! instance died in between) is sent again once its lease runs out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::events::NotifyEvent;
+use super::mailer::Mailer;
+use super::projection;
+use super::store::{self, OutboxRow};
+use crate::clock::SharedClock;
+use crate::config::NotifySettings;
+use crate::db::{AnyConnection, Pool};
+use crate::error::AppError;
+use crate::ledger::event::first;
+use crate::ledger::{Actor, AppendRequest, EventDraft, Ledger};
+
+/// Who receives mail sent to the holders of some roles: their addresses.
+pub type Recipients =
+    Arc<dyn Fn(&mut AnyConnection, &[String]) -> Result<Vec<String>, AppError> + Send + Sync>;
+
+/// Items looked at per round.
+const ROUND: i64 = 200;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    ledger: Ledger,
+    pool: Pool,
+    clock: SharedClock,
+    mailer: Option<Mailer>,
+    settings: NotifySettings,
+    /// Put before each message's link.
+    public_url: String,
+    /// This instance, as the holder of a lease.
+    owner: String,
+    recipients: Recipients,
+}
+
+impl Sender {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ledger: Ledger,
+        pool: Pool,
+        clock: SharedClock,
+        mailer: Option<Mailer>,
+        settings: NotifySettings,
+        public_url: String,
+        owner: String,
+        recipients: Recipients,
+    ) -> Sender {
+        Sender {
+            ledger,
+            pool,
+            clock,
+            mailer,
+            settings,
+            public_url,
+            owner,
+            recipients,
+        }
+    }
+
+    /// Rounds until the process ends; without a mail server, none (mail stays in the outbox).
+    pub async fn run(self) {
+        if self.mailer.is_none() {
+            return;
+        }
+        loop {
+            match self.round().await {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the outbox could not be drained"),
+            }
+            actix_web::rt::time::sleep(self.settings.poll).await;
+        }
+    }
+
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        crate::db::blocking(&self.pool, f).await
+    }
+
+    /// The wait before the next try after `failures` failed ones.
+    fn backoff(&self, failures: u32) -> Duration {
+        let base = self.settings.retry_base;
+        base.checked_mul(1u32 << failures.min(20))
+            .unwrap_or(self.settings.retry_max)
+            .min(self.settings.retry_max)
+    }
+
+    /// Sends what is due now: one mail per group of items due together.
+    pub async fn round(&self) -> Result<Round, AppError> {
+        let Some(mailer) = &self.mailer else {
+            return Ok(Round::default());
+        };
+        let now = self.clock.now().micros();
+        let due = self
+            .db(move |c| Ok(store::due(c, "mail", now, ROUND)?))
+            .await?;
+        let mut groups: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
+        for row in due {
+            groups.entry(row.grp.clone()).or_default().push(row);
+        }
+        let mut round = Round::default();
+        for (_, items) in groups {
+            let until = now + self.settings.lease.as_micros() as i64;
+            let (owner, ids): (String, Vec<String>) = (
+                self.owner.clone(),
+                items.iter().map(|i| i.id.clone()).collect(),
+            );
+            let taken = self
+                .db(move |c| {
+                    let mut taken = Vec::new();
+                    for id in ids {
+                        if store::claim(c, &id, &owner, now, until)? {
+                            taken.push(id);
+                        }
+                    }
+                    Ok(taken)
+                })
+                .await?;
+            let items: Vec<OutboxRow> = items
+                .into_iter()
+                .filter(|i| taken.contains(&i.id))
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            match self.send(mailer, &items).await {
+                Ok(()) => round.sent += 1,
+                Err(error) => {
+                    round.failed += 1;
+                    tracing::warn!(items = ?taken, %error, "a mail could not be sent; it will be tried again");
+                    self.failed(&items, &error).await?;
+                }
+            }
+        }
+        Ok(round)
+    }
+
+    /// Sends one group's mail (the text of its latest due item) and records it.
+    async fn send(&self, mailer: &Mailer, items: &[OutboxRow]) -> Result<(), String> {
+        let Some(item) = items.iter().max_by_key(|i| (i.due_at, i.id.clone())) else {
+            return Ok(());
+        };
+        let roles: Vec<String> = serde_json::from_str(&item.recipients)
+            .map_err(|e| format!("outbox item {} names no roles: {e}", item.id))?;
+        let resolve = self.recipients.clone();
+        let wanted = roles.clone();
+        let to = self
+            .db(move |c| resolve(c, &wanted))
+            .await
+            .map_err(|e| e.to_string())?;
+        if to.is_empty() {
+            return Err(format!(
+                "no enabled user holds {}: grant one of these roles to someone who should receive it",
+                roles.join(" or ")
+            ));
+        }
+        let mut text = item.body.clone();
+        if let Some(link) = &item.link {
+            text.push_str(&format!("\n\n{}{link}\n", self.public_url));
+        }
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let tries = {
+            let ids = ids.clone();
+            self.db(move |c| Ok(store::attempts_of(c, &ids)?))
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|a| a.attempts.max(0) as u32)
+                .max()
+                .unwrap_or(0)
+                + 1
+        };
+        mailer.send(&to, &item.subject, &text).await?;
+        let event = NotifyEvent::MailSent {
+            covers: ids.clone(),
+            to,
+            subject: item.subject.clone(),
+            tries,
+        };
+        let recorded = self.record(event).await;
+        let owner = self.owner.clone();
+        let released = self
+            .db(move |c| {
+                for id in &ids {
+                    store::release(c, id, &owner)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded.and(released) {
+            // The mail went out; only its entry is missing. The lease keeps others off it until
+            // it runs out, then it is sent again (at least once).
+            tracing::error!(error = %e, "a mail was sent but its sending could not be recorded");
+        }
+        Ok(())
+    }
+
+    async fn record(&self, event: NotifyEvent) -> Result<(), AppError> {
+        let e = event.clone();
+        self.ledger
+            .append_returning::<()>(AppendRequest::new(Actor::system(), vec![EventDraft::new(&event)?]).project(
+                move |c, appended| {
+                    let a = first(appended)?;
+                    let pending = projection::apply(c, &e, a)?;
+                    if pending == 0 {
+                        tracing::warn!(
+                            seq = a.seq.get(),
+                            "a mail was sent for outbox items no longer pending (sent by another instance, or cancelled meanwhile)"
+                        );
+                    }
+                    Ok(())
+                },
+            ))
+            .await
+            .map(drop)
+    }
+
+    async fn failed(&self, items: &[OutboxRow], error: &str) -> Result<(), AppError> {
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let failures = {
+            let ids = ids.clone();
+            self.db(move |c| Ok(store::attempts_of(c, &ids)?))
+                .await?
+                .iter()
+                .map(|a| a.attempts.max(0) as u32)
+                .max()
+                .unwrap_or(0)
+        };
+        let next = self.clock.now().micros() + self.backoff(failures).as_micros() as i64;
+        let (owner, error) = (self.owner.clone(), crate::error::one_line(error));
+        self.db(move |c| {
+            for id in &ids {
+                store::failed(c, id, &owner, next, &error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
