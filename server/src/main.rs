@@ -70,10 +70,24 @@ enum Command {
         #[command(subcommand)]
         command: ConsentCommand,
     },
+    /// Mail: check that the configured mail server takes Accord's mail.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// Vendors that process personal data for you.
     Vendors {
         #[command(subcommand)]
         command: VendorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send one test mail through the [smtp] settings and say what the mail server answered.
+    Test {
+        #[arg(long, value_name = "ADDR")]
+        to: String,
     },
 }
 
@@ -219,6 +233,13 @@ fn run(command: Command, settings: Settings) -> Result<ExitCode, StartError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Mail {
+            command: MailCommand::Test { to },
+        } => actix_web::rt::System::new().block_on(async move {
+            let said = commands::notify::mail_test(&settings, &to).await?;
+            println!("{said}");
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Ledger { command } => match command {
             LedgerCommand::Verify { pins } => ledger::run_verify(&settings, &pins),
             LedgerCommand::Checkpoint => ledger::run_checkpoint(&settings),

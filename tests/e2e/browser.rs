@@ -335,6 +335,17 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
         "{clauses}"
     );
     assert!(text_of(&c, "main").await.contains("US: scc module 3"));
+    // The version's reminders, 60, 30 and 7 days before it expires, each still to come.
+    let rows = c
+        .find_all(Locator::Css("table[aria-labelledby=reminders] tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let first = rows[0].text().await.unwrap();
+    assert!(
+        first.contains("mailer-dpa") && first.contains("due"),
+        "{first}"
+    );
     screenshot(&c, "vendor").await;
 
     c.close().await.unwrap();

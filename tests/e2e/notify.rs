@@ -332,3 +332,38 @@ async fn two_instances_send_each_mail_once() {
     let report = commands::replay_check(&s, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.differences);
 }
+
+#[actix_web::test]
+async fn mail_test_says_what_happened() {
+    let Some(mut smtp) = SmtpServer::start() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let bare = settings(&db, data.path());
+    let e = commands::notify::mail_test(&bare, "ops@example.test")
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("no mail server is configured"), "{e}");
+    let s = with_smtp(bare, &smtp);
+    let e = commands::notify::mail_test(&s, "not an address")
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("is not an e-mail address"), "{e}");
+    let said = commands::notify::mail_test(&s, "ops@example.test")
+        .await
+        .unwrap();
+    assert!(said.contains("kept"), "{said}");
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, ["ops@example.test"]);
+    assert_eq!(got[0].header("Subject").unwrap(), "Accord test mail");
+    smtp.down();
+    let e = commands::notify::mail_test(&s, "ops@example.test")
+        .await
+        .unwrap_err();
+    assert!(
+        e.0.contains(&format!("127.0.0.1:{}", smtp.port)),
+        "names the server: {e}"
+    );
+}

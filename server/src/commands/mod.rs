@@ -5,6 +5,7 @@ pub mod access;
 pub mod consent;
 pub mod dpa;
 pub mod ledger;
+pub mod notify;
 pub mod output;
 pub mod serve;
 

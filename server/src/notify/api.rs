@@ -104,6 +104,19 @@ pub fn with_attempts(
         .collect())
 }
 
+/// The items about each of `abouts` (e.g. `dpa:mailer-2026`), in the order they fall due.
+pub fn items_about(
+    c: &mut crate::db::AnyConnection,
+    abouts: &[String],
+) -> Result<Vec<OutboxItem>, AppError> {
+    let mut rows = Vec::new();
+    for a in abouts {
+        rows.extend(store::about(c, a)?);
+    }
+    rows.sort_by(|x, y| (x.due_at, &x.id).cmp(&(y.due_at, &y.id)));
+    with_attempts(c, rows)
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OutboxList {
     /// Whether a mail server is configured (without one, mail stays pending).

@@ -267,6 +267,51 @@ struct VersionRow {
     transfers: Vec<String>,
 }
 
+/// A reminder as the vendor page tells it.
+struct ReminderRow {
+    dpa: String,
+    due: String,
+    /// What became of it, in words.
+    fate: String,
+    class: &'static str,
+}
+
+/// What became of an outbox item, in words, and how to mark it.
+fn fate(i: &crate::notify::api::OutboxItem, now: Timestamp, smtp: bool) -> (String, &'static str) {
+    let day = |t: Timestamp| t.to_rfc3339()[..10].to_string();
+    match i.state.as_str() {
+        "sent" => {
+            let n = i.sent_to.as_ref().map(Vec::len).unwrap_or(0);
+            (
+                format!(
+                    "sent {} to {n} {}",
+                    i.done_at.map(day).unwrap_or_default(),
+                    if n == 1 { "person" } else { "people" }
+                ),
+                "ok",
+            )
+        }
+        "cancelled" => (
+            "not sent: a later version or the termination made it moot".into(),
+            "",
+        ),
+        _ if i.due_at > now => (format!("due {}", day(i.due_at)), ""),
+        _ if !smtp => ("due, waiting: no mail server is configured".into(), "warn"),
+        _ => match (&i.last_error, i.next_try_at) {
+            (Some(e), Some(next)) => (
+                format!(
+                    "due, not sent yet ({} failed {}: {e}); next try {}",
+                    i.failures,
+                    if i.failures == 1 { "try" } else { "tries" },
+                    next.to_rfc3339()
+                ),
+                "bad",
+            ),
+            _ => ("due, being sent".into(), "warn"),
+        },
+    }
+}
+
 struct SubRow {
     id: String,
     name: String,
@@ -282,6 +327,7 @@ struct VendorPage {
     subprocessors: Vec<SubRow>,
     versions: Vec<VersionRow>,
     terminated: Vec<String>,
+    reminders: Vec<ReminderRow>,
 }
 
 pub(super) async fn vendor(
@@ -371,6 +417,25 @@ pub(super) async fn vendor(
             })
         })
         .collect();
+    let abouts: Vec<String> = dpas
+        .iter()
+        .map(|d| crate::dpa::projection::about(&d.id))
+        .collect();
+    let smtp = state.settings.smtp.is_some();
+    let reminders = state
+        .db(move |c| crate::notify::api::items_about(c, &abouts))
+        .await?
+        .iter()
+        .map(|i| {
+            let (fate, class) = fate(i, now, smtp);
+            ReminderRow {
+                dpa: i.about.trim_start_matches("dpa:").to_string(),
+                due: i.due_at.to_rfc3339()[..10].to_string(),
+                fate,
+                class,
+            }
+        })
+        .collect();
     html(&VendorPage {
         vendor,
         standing,
@@ -378,6 +443,7 @@ pub(super) async fn vendor(
         subprocessors,
         versions,
         terminated,
+        reminders,
     })
 }
 
@@ -484,5 +550,56 @@ mod tests {
         assert_eq!(t.bars[0].class, "expired");
         assert_eq!(t.bars[1].class, "covered");
         assert!(t.today_x > LABEL_WIDTH && t.today_x < LABEL_WIDTH + PLOT_WIDTH);
+    }
+
+    #[test]
+    fn a_reminder_says_what_became_of_it() {
+        use crate::notify::api::OutboxItem;
+        let day = 86_400_000_000;
+        let item = |state: &str, due: i64| OutboxItem {
+            id: "dpa:d:v1:7d".into(),
+            channel: "mail".into(),
+            about: "dpa:d".into(),
+            group: "dpa:d:v1".into(),
+            due_at: Timestamp(due),
+            roles: vec!["legal".into()],
+            subject: "s".into(),
+            body: "b".into(),
+            link: None,
+            state: state.into(),
+            seq: crate::vocab::Seq::new(1),
+            done_seq: None,
+            done_at: None,
+            sent_to: None,
+            failures: 0,
+            next_try_at: None,
+            last_error: None,
+        };
+        let now = Timestamp(1_795_000_000_000_000);
+        let mut sent = item("sent", now.micros() - day);
+        sent.done_at = Some(now);
+        sent.sent_to = Some(vec!["a@x.test".into(), "b@x.test".into()]);
+        assert_eq!(fate(&sent, now, true).0, "sent 2026-11-18 to 2 people");
+        assert!(
+            fate(&item("pending", now.micros() + day), now, true)
+                .0
+                .starts_with("due 2026-11-19")
+        );
+        assert_eq!(fate(&item("pending", now.micros()), now, false).1, "warn");
+        let mut failing = item("pending", now.micros() - day);
+        failing.failures = 2;
+        failing.last_error = Some("127.0.0.1:25: connection refused".into());
+        failing.next_try_at = Some(Timestamp(now.micros() + 60_000_000));
+        let (words, class) = fate(&failing, now, true);
+        assert!(
+            words.contains("2 failed tries: 127.0.0.1:25: connection refused"),
+            "{words}"
+        );
+        assert_eq!(class, "bad");
+        assert!(
+            fate(&item("cancelled", now.micros()), now, true)
+                .0
+                .starts_with("not sent")
+        );
     }
 }
