@@ -281,7 +281,9 @@ async fn two_instances_send_each_mail_once() {
         return;
     };
     let data = tempfile::tempdir().unwrap();
-    let s = with_smtp(settings(&db, data.path()), &smtp);
+    let mut s = with_smtp(settings(&db, data.path()), &smtp);
+    // Both look often, so they race for the same mail.
+    s.notify.poll = Duration::from_millis(10);
     let a = TestApp::spawn(s.clone()).await.unwrap();
     let b = TestApp::spawn(s.clone()).await.unwrap();
     people(&a).await;
@@ -293,10 +295,10 @@ async fn two_instances_send_each_mail_once() {
         json!({"key": "marketing.email", "title": "E-mail"}),
     )
     .await;
-    // Ten DPAs, each expiring within a week: all three reminders of each are due at once and
+    // Twenty DPAs, each expiring within a week: all three reminders of each are due at once and
     // go out as one mail per DPA, from whichever instance takes it.
     let now = SystemClock.now();
-    for i in 0..10 {
+    for i in 0..20 {
         let app = if i % 2 == 0 { &a } else { &b };
         let id = format!("v{i}");
         post(
@@ -315,18 +317,18 @@ async fn two_instances_send_each_mail_once() {
         )
         .await;
     }
-    let mails = smtp.wait_for(10, Duration::from_secs(20)).await;
+    let mails = smtp.wait_for(20, Duration::from_secs(20)).await;
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let mails_after = smtp.received();
-    assert_eq!(mails.len(), 10, "{mails:?}");
-    assert_eq!(mails_after.len(), 10, "no mail twice");
+    assert!(mails.len() >= 20, "{mails:?}");
+    assert_eq!(mails_after.len(), 20, "no mail twice");
     let mut subjects: Vec<String> = mails_after
         .iter()
         .map(|m| m.header("Subject").unwrap())
         .collect();
     subjects.sort();
     subjects.dedup();
-    assert_eq!(subjects.len(), 10);
+    assert_eq!(subjects.len(), 20);
     a.stop().await;
     b.stop().await;
     let report = commands::replay_check(&s, |_, _| {}).unwrap();

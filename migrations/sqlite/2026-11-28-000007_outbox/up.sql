@@ -25,9 +25,10 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, due_at);
 CREATE INDEX outbox_about ON outbox (about);
 
--- How sending each item goes: operational, not in the ledger (tries, back-off, who holds it now).
+-- How sending each group goes: operational, not in the ledger (tries, back-off, which instance
+-- holds it now).
 CREATE TABLE outbox_attempts (
-    id TEXT PRIMARY KEY NOT NULL,
+    grp TEXT PRIMARY KEY NOT NULL,
     attempts INTEGER NOT NULL,
     next_at BIGINT NOT NULL,
     lease_owner TEXT,

@@ -246,8 +246,8 @@ accord_schema! {
         sent_to -> Nullable<Text>,
     }
 
-    outbox_attempts (id) {
-        id -> Text,
+    outbox_attempts (grp) {
+        grp -> Text,
         attempts -> Integer,
         next_at -> BigInt,
         lease_owner -> Nullable<Text>,

@@ -50,7 +50,7 @@ pub struct OutboxItem {
     pub done_at: Option<Timestamp>,
     /// The addresses a sent mail went to.
     pub sent_to: Option<Vec<String>>,
-    /// Failed tries so far.
+    /// Failed tries so far (of its group: items of a group go out as one mail).
     pub failures: u32,
     #[serde(serialize_with = "crate::clock::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -93,12 +93,12 @@ pub fn with_attempts(
     c: &mut crate::db::AnyConnection,
     rows: Vec<OutboxRow>,
 ) -> Result<Vec<OutboxItem>, AppError> {
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let attempts = store::attempts_of(c, &ids)?;
+    let groups: Vec<String> = rows.iter().map(|r| r.grp.clone()).collect();
+    let attempts = store::attempts_of(c, &groups)?;
     Ok(rows
         .into_iter()
         .map(|r| {
-            let a = attempts.iter().find(|a| a.id == r.id);
+            let a = attempts.iter().find(|a| a.grp == r.grp);
             OutboxItem::new(r, a)
         })
         .collect())

@@ -5,7 +5,7 @@
 //! Delivery is at least once: a mail the server accepted whose entry could not be written (the
 //! instance died in between) is sent again once its lease runs out.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,32 +110,25 @@ impl Sender {
         let due = self
             .db(move |c| Ok(store::due(c, "mail", now, ROUND)?))
             .await?;
-        let mut groups: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
-        for row in due {
-            groups.entry(row.grp.clone()).or_default().push(row);
-        }
+        let groups: BTreeSet<String> = due.into_iter().map(|r| r.grp).collect();
         let mut round = Round::default();
-        for (_, items) in groups {
+        for group in groups {
             let until = now + self.settings.lease.as_micros() as i64;
-            let (owner, ids): (String, Vec<String>) = (
-                self.owner.clone(),
-                items.iter().map(|i| i.id.clone()).collect(),
-            );
-            let taken = self
+            let (owner, g) = (self.owner.clone(), group.clone());
+            // A group is taken as a whole, then its due items are read again: the list above may
+            // be stale (another instance records a sending before it lets the group go).
+            let items = self
                 .db(move |c| {
-                    let mut taken = Vec::new();
-                    for id in ids {
-                        if store::claim(c, &id, &owner, now, until)? {
-                            taken.push(id);
-                        }
+                    if !store::claim(c, &g, &owner, now, until)? {
+                        return Ok(Vec::new());
                     }
-                    Ok(taken)
+                    let items = store::due_in_group(c, &g, now)?;
+                    if items.is_empty() {
+                        store::release(c, &g, &owner)?;
+                    }
+                    Ok(items)
                 })
                 .await?;
-            let items: Vec<OutboxRow> = items
-                .into_iter()
-                .filter(|i| taken.contains(&i.id))
-                .collect();
             if items.is_empty() {
                 continue;
             }
@@ -143,8 +136,8 @@ impl Sender {
                 Ok(()) => round.sent += 1,
                 Err(error) => {
                     round.failed += 1;
-                    tracing::warn!(items = ?taken, %error, "a mail could not be sent; it will be tried again");
-                    self.failed(&items, &error).await?;
+                    tracing::warn!(%group, %error, "a mail could not be sent; it will be tried again");
+                    self.failed(&group, &error).await?;
                 }
             }
         }
@@ -175,9 +168,10 @@ impl Sender {
             text.push_str(&format!("\n\n{}{link}\n", self.public_url));
         }
         let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let group = item.grp.clone();
         let tries = {
-            let ids = ids.clone();
-            self.db(move |c| Ok(store::attempts_of(c, &ids)?))
+            let g = vec![group.clone()];
+            self.db(move |c| Ok(store::attempts_of(c, &g)?))
                 .await
                 .map_err(|e| e.to_string())?
                 .iter()
@@ -196,12 +190,7 @@ impl Sender {
         let recorded = self.record(event).await;
         let owner = self.owner.clone();
         let released = self
-            .db(move |c| {
-                for id in &ids {
-                    store::release(c, id, &owner)?;
-                }
-                Ok(())
-            })
+            .db(move |c| Ok(store::release(c, &group, &owner).map(drop)?))
             .await;
         if let Err(e) = recorded.and(released) {
             // The mail went out; only its entry is missing. The lease keeps others off it until
@@ -231,25 +220,22 @@ impl Sender {
             .map(drop)
     }
 
-    async fn failed(&self, items: &[OutboxRow], error: &str) -> Result<(), AppError> {
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let failures = {
-            let ids = ids.clone();
-            self.db(move |c| Ok(store::attempts_of(c, &ids)?))
-                .await?
-                .iter()
-                .map(|a| a.attempts.max(0) as u32)
-                .max()
-                .unwrap_or(0)
-        };
+    async fn failed(&self, group: &str, error: &str) -> Result<(), AppError> {
+        let g = vec![group.to_string()];
+        let failures = self
+            .db(move |c| Ok(store::attempts_of(c, &g)?))
+            .await?
+            .iter()
+            .map(|a| a.attempts.max(0) as u32)
+            .max()
+            .unwrap_or(0);
         let next = self.clock.now().micros() + self.backoff(failures).as_micros() as i64;
-        let (owner, error) = (self.owner.clone(), crate::error::one_line(error));
-        self.db(move |c| {
-            for id in &ids {
-                store::failed(c, id, &owner, next, &error)?;
-            }
-            Ok(())
-        })
-        .await
+        let (owner, error, group) = (
+            self.owner.clone(),
+            crate::error::one_line(error),
+            group.to_string(),
+        );
+        self.db(move |c| Ok(store::failed(c, &group, &owner, next, &error).map(drop)?))
+            .await
     }
 }

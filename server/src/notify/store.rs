@@ -34,7 +34,7 @@ pub struct OutboxRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = outbox_attempts, treat_none_as_null = true)]
 pub struct AttemptRow {
-    pub id: String,
+    pub grp: String,
     pub attempts: i32,
     pub next_at: i64,
     pub lease_owner: Option<String>,
@@ -136,18 +136,30 @@ pub fn due(
         .load(c)
 }
 
-pub fn attempts_of(c: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<AttemptRow>> {
+/// The pending items of one group due by `now`.
+pub fn due_in_group(c: &mut AnyConnection, grp: &str, now: i64) -> QueryResult<Vec<OutboxRow>> {
+    outbox::table
+        .filter(outbox::grp.eq(grp))
+        .filter(outbox::state.eq(PENDING))
+        .filter(outbox::due_at.le(now))
+        .order((outbox::due_at.asc(), outbox::id.asc()))
+        .select(OutboxRow::as_select())
+        .load(c)
+}
+
+pub fn attempts_of(c: &mut AnyConnection, groups: &[String]) -> QueryResult<Vec<AttemptRow>> {
     outbox_attempts::table
-        .filter(outbox_attempts::id.eq_any(ids))
+        .filter(outbox_attempts::grp.eq_any(groups))
         .select(AttemptRow::as_select())
         .load(c)
 }
 
-/// Takes an item for `owner` until `until`, if no one holds it and its next try is due: one
-/// conditional update, so of several instances at most one gets it. True when taken.
+/// Takes a group (its items go out as one mail) for `owner` until `until`, if no one holds it and
+/// its next try is due: one conditional update, so of several instances at most one gets it.
+/// True when taken.
 pub fn claim(
     c: &mut AnyConnection,
-    id: &str,
+    grp: &str,
     owner: &str,
     now: i64,
     until: i64,
@@ -156,7 +168,7 @@ pub fn claim(
         c,
         outbox_attempts::table,
         &AttemptRow {
-            id: id.to_string(),
+            grp: grp.to_string(),
             attempts: 0,
             next_at: 0,
             lease_owner: None,
@@ -166,7 +178,7 @@ pub fn claim(
     )?;
     let n = diesel::update(
         outbox_attempts::table
-            .filter(outbox_attempts::id.eq(id))
+            .filter(outbox_attempts::grp.eq(grp))
             .filter(outbox_attempts::next_at.le(now))
             .filter(
                 outbox_attempts::lease_until
@@ -182,17 +194,17 @@ pub fn claim(
     Ok(n == 1)
 }
 
-/// A try that failed: counted, the next one not before `next_at`, the item let go.
+/// A try that failed: counted, the next one not before `next_at`, the group let go.
 pub fn failed(
     c: &mut AnyConnection,
-    id: &str,
+    grp: &str,
     owner: &str,
     next_at: i64,
     error: &str,
 ) -> QueryResult<usize> {
     diesel::update(
         outbox_attempts::table
-            .filter(outbox_attempts::id.eq(id))
+            .filter(outbox_attempts::grp.eq(grp))
             .filter(outbox_attempts::lease_owner.eq(owner)),
     )
     .set((
@@ -205,11 +217,11 @@ pub fn failed(
     .execute(c)
 }
 
-/// Lets go of an item (sent, or found moot) so its lease does not linger.
-pub fn release(c: &mut AnyConnection, id: &str, owner: &str) -> QueryResult<usize> {
+/// Lets go of a group (sent, or found moot) so its lease does not linger.
+pub fn release(c: &mut AnyConnection, grp: &str, owner: &str) -> QueryResult<usize> {
     diesel::update(
         outbox_attempts::table
-            .filter(outbox_attempts::id.eq(id))
+            .filter(outbox_attempts::grp.eq(grp))
             .filter(outbox_attempts::lease_owner.eq(owner)),
     )
     .set((
