@@ -122,6 +122,14 @@ def filter_case(ctx, case):
                 if len(seen) != len(set(map(json.dumps, seen))):
                     return False
             continue
+        if op == "distinct values":
+            # A comma-separated value names each item once.
+            for v in _values(case, a):
+                if isinstance(v, str):
+                    items = v.split(",")
+                    if len(items) != len(set(items)):
+                        return False
+            continue
         if op == "unique":
             # No two rows of a list body have the same `a` (an empty cell names nothing).
             seen = [json.dumps(v) for v in _values(case, a) if v not in (None, "")]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authz;
 pub mod body;
 pub mod bulk;
+pub mod changes;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -222,6 +223,13 @@ impl Application {
             role_recipients(),
         );
         let sender_task = actix_web::rt::spawn(sender.run());
+        let dispatcher = changes::webhooks::Dispatcher::new(
+            state.pool.clone(),
+            state.clock.clone(),
+            settings.notify,
+            state.instance.clone(),
+        );
+        let dispatcher_task = actix_web::rt::spawn(dispatcher.run());
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -254,7 +262,13 @@ impl Application {
             address,
             state,
             setup_link,
-            followers: vec![follower, consent_follower, dpa_follower, sender_task],
+            followers: vec![
+                follower,
+                consent_follower,
+                dpa_follower,
+                sender_task,
+                dispatcher_task,
+            ],
         })
     }
 
@@ -300,6 +314,18 @@ impl Application {
         let result = self.server.await;
         for f in &self.followers {
             f.abort();
+        }
+        // What this instance was sending is let go, so another (or this one restarted) takes it
+        // at once rather than when the lease runs out; a change cut off mid-delivery goes again.
+        let owner = self.state.instance.clone();
+        let released = db::blocking(&self.state.pool, move |c| {
+            notify::store::release_all(c, &owner)?;
+            changes::webhooks::release_all(c, &owner)?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "outbox and webhook leases could not be let go");
         }
         self.state.ledger.shutdown().await;
         tracing::info!("accord stopped");
@@ -425,6 +451,7 @@ pub fn configure(
     consent::api::routes(&mut routes);
     dpa::api::routes(&mut routes);
     notify::api::routes(&mut routes);
+    changes::api::routes(&mut routes);
     subjects::api::routes(&mut routes);
     web::routes(&mut routes);
     if let Some(extra) = extra_routes {
@@ -448,6 +475,7 @@ pub fn operations(s: &mut openapi::Schemas, limits: &config::Limits) -> Vec<open
     ops.extend(consent::api::operations(s, limits));
     ops.extend(dpa::api::operations(s, limits));
     ops.extend(notify::api::operations(s));
+    ops.extend(changes::api::operations(s));
     ops.extend(subjects::api::operations(s, limits));
     ops
 }

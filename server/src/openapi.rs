@@ -152,7 +152,8 @@ pub struct Op {
     /// body) and op `<`, `<=`, `==` or `!=` (they hold when both are given); `required unless`
     /// with `b` written `place.field=value` (the schema requires `a`, which may be left out when
     /// `b` has that value); `distinct` (no two items of the list `a` have the same member `b`); or
-    /// `unique` (no two rows of a list body have the same `a`). A request breaking one is a 422
+    /// `unique` (no two rows of a list body have the same `a`); or `distinct values` (the
+    /// comma-separated `a` names each item once). A request breaking one is a 422
     /// or, for what the stored state decides, a 409 (`x-accord-order`).
     order: Vec<Value>,
 }

@@ -39,6 +39,21 @@ pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[
         "how sending each outbox item goes (tries, back-off, leases): the ledger records that a message went out, not each try",
     ),
     (
+        "webhook_secrets",
+        "*",
+        "webhook signing secrets: the ledger holds each one's SHA-256 (webhooks.secret_sha256), not the secret",
+    ),
+    (
+        "webhook_cursors",
+        "*",
+        "how far each webhook's deliveries got: the changes themselves are ledger entries",
+    ),
+    (
+        "webhook_deliveries",
+        "*",
+        "each delivery tried (status, error): operational, not a fact the ledger keeps",
+    ),
+    (
         "dpa_document_bytes",
         "*",
         "the bytes of signed DPA documents: the ledger holds each one's SHA-256 (dpa_documents), not the document",
@@ -52,6 +67,7 @@ pub fn tables() -> impl Iterator<Item = &'static ProjectedTable> {
         .chain(crate::auth::projection::TABLES)
         .chain(crate::dpa::projection::TABLES)
         .chain(crate::notify::projection::TABLES)
+        .chain(crate::changes::webhooks::TABLES)
         .chain(crate::idempotency::TABLES)
 }
 
@@ -77,6 +93,10 @@ pub fn apply_entry(c: &mut AnyConnection, payload: &str, a: &Appended) -> Result
         let event: crate::notify::events::NotifyEvent =
             serde_json::from_str(payload).map_err(bad)?;
         crate::notify::projection::apply(c, &event, a)?;
+    } else if crate::changes::webhooks::WEBHOOK_KINDS.contains(&a.kind.as_str()) {
+        let event: crate::changes::webhooks::WebhookEvent =
+            serde_json::from_str(payload).map_err(bad)?;
+        crate::changes::webhooks::apply(c, &event, a)?;
     } else if a.kind == crate::idempotency::ANSWERED {
         let event: IdempotencyEvent = serde_json::from_str(payload).map_err(bad)?;
         crate::idempotency::apply(c, &event, a)?;

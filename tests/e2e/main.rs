@@ -2,6 +2,7 @@
 
 mod access;
 mod browser;
+mod changes;
 mod consent;
 mod consent_model;
 mod dpa;

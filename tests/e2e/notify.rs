@@ -263,13 +263,44 @@ async fn reminders(db: TestDb) {
         items.iter().all(|i| i.1 != "pending"),
         "nothing left pending: {items:?}"
     );
+    // Services following the ledger learnt of the expiry and the termination, in order.
+    let (status, feed) = app
+        .get_json_with(
+            "/v1/changes?kinds=dpa.expiring,dpa.expired,dpa.terminated",
+            &token,
+        )
+        .await;
+    assert_eq!(status, 200, "{feed}");
+    let seen: Vec<(String, String)> = feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().to_string(),
+                c["data"]["dpa"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let seen: Vec<(&str, &str)> = seen.iter().map(|(k, d)| (k.as_str(), d.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("dpa.expiring", "mailer-dpa"),
+            ("dpa.terminated", "print-dpa"),
+            ("dpa.expired", "mailer-dpa")
+        ]
+    );
     // Each sending is a ledger entry: the outbox replays from the ledger alone.
     app.stop().await;
     let report = commands::replay_check(&s, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.differences);
     let rows = crate::support::replayed_rows(&report, "outbox");
     assert_eq!(rows.0, rows.1);
-    assert_eq!(rows.0, 9, "three for each of three versions");
+    assert_eq!(
+        rows.0, 15,
+        "three mails and two moments for each of three versions"
+    );
 }
 
 on_both_backends!(dpa_reminders_by_mail, super::reminders);

@@ -3,7 +3,8 @@
 -- entry records that it was sent, or cancelled by the change that made it moot.
 CREATE TABLE outbox (
     id TEXT PRIMARY KEY NOT NULL,
-    channel TEXT NOT NULL CHECK (channel IN ('mail')),
+    -- mail: sent to people; event: a moment recorded in the ledger when it comes (a DPA expiring).
+    channel TEXT NOT NULL CHECK (channel IN ('mail', 'event')),
     -- What the item is about (e.g. dpa:mailer-2026): a change to it may cancel the item.
     about TEXT NOT NULL,
     -- Items of one group due together go out as one message.

@@ -254,6 +254,43 @@ accord_schema! {
         lease_until -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
     }
+
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        kinds -> Text,
+        secret_sha256 -> Text,
+        seq -> BigInt,
+        created_by -> Text,
+        at -> BigInt,
+        deleted_seq -> Nullable<BigInt>,
+    }
+
+    webhook_secrets (id) {
+        id -> Text,
+        secret -> Text,
+    }
+
+    webhook_cursors (id) {
+        id -> Text,
+        delivered_seq -> Nullable<BigInt>,
+        failures -> Integer,
+        next_at -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+
+    webhook_deliveries (webhook, seq) {
+        webhook -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        tries -> Integer,
+        state -> Text,
+        http_status -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        at -> BigInt,
+    }
 }
 
 diesel::joinable!(user_roles -> users (user_id));
@@ -281,4 +318,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     subprocessor_decisions,
     outbox,
     outbox_attempts,
+    webhooks,
+    webhook_secrets,
+    webhook_cursors,
+    webhook_deliveries,
 );

@@ -11,7 +11,12 @@ use crate::auth::model::Role;
 use crate::clock::Timestamp;
 use crate::db::{AnyConnection, ProjectedTable, Rows, json_rows};
 use crate::ledger::Appended;
-use crate::notify::projection::{self as notify, Mail};
+use crate::notify::projection::{self as notify, Mail, Moment};
+
+/// What services following the ledger learn when an active version nears its expiry, and reaches it
+/// (`notify.due` entries of these kinds).
+pub const DPA_EXPIRING: &str = "dpa.expiring";
+pub const DPA_EXPIRED: &str = "dpa.expired";
 
 /// The roles whose holders get a DPA's expiry reminders.
 pub const REMINDED: &[Role] = &[Role::ComplianceOfficer, Role::Legal];
@@ -43,6 +48,41 @@ fn schedule_reminders(c: &mut AnyConnection, def: &DpaVersionDef, a: &Appended) 
     let mut days = def.reminder_days.clone();
     days.sort_unstable();
     days.dedup();
+    // Two moments services may follow: the version is expiring (at the first reminder), then
+    // it has expired.
+    let data = serde_json::json!({
+        "dpa": def.dpa, "version": def.version, "reference": def.reference,
+        "vendor": vendor_id, "expires_at": expires.to_rfc3339(),
+    });
+    let ahead = days.last().copied().unwrap_or(0);
+    for (kind, due_at) in [
+        (
+            DPA_EXPIRING,
+            Timestamp(
+                expires
+                    .micros()
+                    .saturating_sub(i64::from(ahead) * 86_400_000_000),
+            ),
+        ),
+        (DPA_EXPIRED, expires),
+    ] {
+        notify::schedule_moment(
+            c,
+            Moment {
+                id: format!(
+                    "dpa:{}:v{}:{}",
+                    def.dpa,
+                    def.version,
+                    kind.trim_start_matches("dpa.")
+                ),
+                about: about(&def.dpa),
+                due_at,
+                kind: kind.into(),
+                data: data.clone(),
+            },
+            a,
+        )?;
+    }
     for d in days {
         let due_at = Timestamp(
             expires

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::LedgerEvent;
 
 pub const MAIL_SENT: &str = "notify.mail_sent";
+pub const DUE: &str = "notify.due";
 
 /// Every kind this module records.
-pub const NOTIFY_KINDS: &[&str] = &[MAIL_SENT];
+pub const NOTIFY_KINDS: &[&str] = &[MAIL_SENT, DUE];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -23,12 +24,20 @@ pub enum NotifyEvent {
         /// Tries it took (1 when the first went through).
         tries: u32,
     },
+    /// A moment an earlier entry scheduled has come (a DPA version expiring, then expired): what
+    /// it means is `kind` and `data`, as the scheduling domain wrote them.
+    Due {
+        item: String,
+        kind: String,
+        data: serde_json::Value,
+    },
 }
 
 impl LedgerEvent for NotifyEvent {
     fn kind(&self) -> &'static str {
         match self {
             NotifyEvent::MailSent { .. } => MAIL_SENT,
+            NotifyEvent::Due { .. } => DUE,
         }
     }
 
@@ -40,6 +49,7 @@ impl LedgerEvent for NotifyEvent {
                     covers.first().map(String::as_str).unwrap_or("")
                 )
             }
+            NotifyEvent::Due { item, .. } => format!("outbox:{item}"),
         }
     }
 }

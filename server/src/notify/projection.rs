@@ -58,6 +58,40 @@ pub fn schedule(c: &mut AnyConnection, mail: Mail, a: &Appended) -> QueryResult<
     )
 }
 
+/// A moment to record in the ledger when it comes, as a `notify.due` entry carrying `kind` and
+/// `data` (so services following the ledger learn of it then, with a seq).
+#[derive(Debug, Clone)]
+pub struct Moment {
+    pub id: String,
+    pub about: String,
+    pub due_at: Timestamp,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// Schedules a moment, recorded by `a`.
+pub fn schedule_moment(c: &mut AnyConnection, m: Moment, a: &Appended) -> QueryResult<()> {
+    store::insert(
+        c,
+        &OutboxRow {
+            grp: m.id.clone(),
+            id: m.id,
+            channel: "event".into(),
+            about: m.about,
+            due_at: m.due_at.micros(),
+            recipients: "[]".into(),
+            subject: m.kind,
+            body: m.data.to_string(),
+            link: None,
+            seq: a.seq,
+            state: store::PENDING.into(),
+            done_seq: None,
+            done_at: None,
+            sent_to: None,
+        },
+    )
+}
+
 /// Cancels what is still pending about `about` (the change `a` made it moot).
 pub fn cancel(c: &mut AnyConnection, about: &str, a: &Appended) -> QueryResult<usize> {
     store::cancel_about(c, about, a.seq, a.at.micros())
@@ -73,5 +107,8 @@ pub fn apply(c: &mut AnyConnection, event: &NotifyEvent, a: &Appended) -> QueryR
             a.seq,
             a.at.micros(),
         ),
+        NotifyEvent::Due { item, .. } => {
+            store::mark_sent(c, std::slice::from_ref(item), "[]", a.seq, a.at.micros())
+        }
     }
 }

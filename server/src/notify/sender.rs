@@ -72,18 +72,42 @@ impl Sender {
         }
     }
 
-    /// Rounds until the process ends; without a mail server, none (mail stays in the outbox).
+    /// Rounds until the process ends: moments always, mail only with a mail server (without
+    /// one it stays in the outbox).
     pub async fn run(self) {
-        if self.mailer.is_none() {
-            return;
-        }
         loop {
-            match self.round().await {
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "the outbox could not be drained"),
+            if let Err(e) = self.moments().await {
+                tracing::warn!(error = %e, "due moments could not be recorded");
+            }
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "the outbox could not be drained");
             }
             actix_web::rt::time::sleep(self.settings.poll).await;
         }
+    }
+
+    /// Records each moment that has come as a `notify.due` entry (one instance each).
+    pub async fn moments(&self) -> Result<usize, AppError> {
+        let now = self.clock.now().micros();
+        let due = self
+            .db(move |c| Ok(store::due(c, "event", now, ROUND)?))
+            .await?;
+        let mut recorded = 0;
+        for item in due {
+            for m in self.take(item.grp, now).await? {
+                let event = NotifyEvent::Due {
+                    item: m.id.clone(),
+                    kind: m.subject.clone(),
+                    data: serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null),
+                };
+                self.record(event).await?;
+                let (owner, g) = (self.owner.clone(), m.grp.clone());
+                self.db(move |c| Ok(store::release(c, &g, &owner).map(drop)?))
+                    .await?;
+                recorded += 1;
+            }
+        }
+        Ok(recorded)
     }
 
     async fn db<T: Send + 'static>(
@@ -91,6 +115,25 @@ impl Sender {
         f: impl FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
         crate::db::blocking(&self.pool, f).await
+    }
+
+    /// Takes a group for this instance and reads its due items again (the list it was found in
+    /// may be stale: another instance records what it sent before it lets the group go). Nothing
+    /// when another instance holds it, its next try is not due, or nothing in it is due now.
+    async fn take(&self, group: String, now: i64) -> Result<Vec<OutboxRow>, AppError> {
+        let until = now + self.settings.lease.as_micros() as i64;
+        let owner = self.owner.clone();
+        self.db(move |c| {
+            if !store::claim(c, &group, &owner, now, until)? {
+                return Ok(Vec::new());
+            }
+            let items = store::due_in_group(c, &group, now)?;
+            if items.is_empty() {
+                store::release(c, &group, &owner)?;
+            }
+            Ok(items)
+        })
+        .await
     }
 
     /// The wait before the next try after `failures` failed ones.
@@ -113,22 +156,7 @@ impl Sender {
         let groups: BTreeSet<String> = due.into_iter().map(|r| r.grp).collect();
         let mut round = Round::default();
         for group in groups {
-            let until = now + self.settings.lease.as_micros() as i64;
-            let (owner, g) = (self.owner.clone(), group.clone());
-            // A group is taken as a whole, then its due items are read again: the list above may
-            // be stale (another instance records a sending before it lets the group go).
-            let items = self
-                .db(move |c| {
-                    if !store::claim(c, &g, &owner, now, until)? {
-                        return Ok(Vec::new());
-                    }
-                    let items = store::due_in_group(c, &g, now)?;
-                    if items.is_empty() {
-                        store::release(c, &g, &owner)?;
-                    }
-                    Ok(items)
-                })
-                .await?;
+            let items = self.take(group.clone(), now).await?;
             if items.is_empty() {
                 continue;
             }
@@ -210,7 +238,7 @@ impl Sender {
                     if pending == 0 {
                         tracing::warn!(
                             seq = a.seq.get(),
-                            "a mail was sent for outbox items no longer pending (sent by another instance, or cancelled meanwhile)"
+                            "outbox items recorded again, or after they were cancelled (by another instance, or a change meanwhile)"
                         );
                     }
                     Ok(())

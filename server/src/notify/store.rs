@@ -230,3 +230,14 @@ pub fn release(c: &mut AnyConnection, grp: &str, owner: &str) -> QueryResult<usi
     ))
     .execute(c)
 }
+
+/// Lets go of every group `owner` holds (an instance stopping: others need not wait for its leases
+/// to run out).
+pub fn release_all(c: &mut AnyConnection, owner: &str) -> QueryResult<usize> {
+    diesel::update(outbox_attempts::table.filter(outbox_attempts::lease_owner.eq(owner)))
+        .set((
+            outbox_attempts::lease_owner.eq(None::<String>),
+            outbox_attempts::lease_until.eq(None::<i64>),
+        ))
+        .execute(c)
+}
