@@ -156,36 +156,83 @@ pub struct WebhookInput {
     pub secret: Option<String>,
 }
 
-/// Checks a webhook URL: absolute `http`/`https` with a host, no user name or password, no
-/// fragment, at most 2000 characters.
+/// The characters a webhook URL's path and query may hold (RFC 3986 unreserved, sub-delims, `:`,
+/// `@`, `/`, `%`; `?` in the query).
+const URL_PATH: &str = "A-Za-z0-9._~!$&'()*+,;=:@%/-";
+/// Ports 1 to 65535.
+const PORT: &str =
+    "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[5])";
+
+/// The URL rule as a pattern (what [`check_url`] accepts, exactly).
+pub fn url_pattern() -> String {
+    let p = URL_PATH.replace('-', "") + "-";
+    format!("^https?://[A-Za-z0-9.-]{{1,253}}(?::{PORT})?(?:/[{p}]*)?(?:[?][{p}?]*)?$")
+}
+
+/// Checks a webhook URL: `http` or `https`, a host name or IPv4 address (letters, digits, `.`,
+/// `-`), an optional port, then a path and query of plain URL characters; at most 2000
+/// characters. No user name or password, no fragment.
 fn check_url(p: &mut Problems, url: &str) -> Option<String> {
-    let bad = |why: &str| format!("{url:?} {why}");
-    if url.len() > 2000 {
-        p.add("url", "is longer than 2000 characters");
-        return None;
-    }
-    let uri: actix_web::http::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            p.add("url", bad("is not a URL"));
-            return None;
-        }
+    let refuse = |p: &mut Problems, why: &str| {
+        p.add("url", format!("{url:?} {why}"));
+        None
     };
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        p.add("url", bad("is not an http or https URL"));
-        return None;
+    if url.len() > 2000 {
+        return refuse(p, "is longer than 2000 characters");
     }
-    match uri.authority() {
-        None => p.add("url", bad("names no host")),
-        Some(a) if a.as_str().contains('@') => p.add(
-            "url",
-            bad("carries a user name or password: put the secret in `secret`"),
-        ),
-        Some(a) if a.host().is_empty() => p.add("url", bad("names no host")),
-        Some(_) if url.contains('#') => p.add("url", bad("has a fragment")),
-        Some(_) => return Some(url.to_string()),
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return refuse(p, "is not an http:// or https:// URL");
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('@') {
+        return refuse(
+            p,
+            "carries a user name or password: put the secret in `secret`",
+        );
     }
-    None
+    let (host, port) = match authority.split_once(':') {
+        Some((h, port)) => (h, Some(port)),
+        None => (authority, None),
+    };
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return refuse(p, "names no host (letters, digits, '.' and '-')");
+    }
+    if let Some(port) = port {
+        let ok = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && !port.starts_with('0')
+            && port.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
+        if !ok {
+            return refuse(p, "has a port that is not a number from 1 to 65535");
+        }
+    }
+    let plain = |b: u8, query: bool| URL_PATH.as_bytes().contains(&b) || (query && b == b'?');
+    let (path, query) = match tail.split_once('?') {
+        Some((path, q)) => (path, Some(q)),
+        None => (tail, None),
+    };
+    if !path.bytes().all(|b| plain(b, false))
+        || !query.unwrap_or("").bytes().all(|b| plain(b, true))
+    {
+        return refuse(
+            p,
+            "holds a character a URL must percent-encode (only letters, digits and ._~!$&'()*+,;=:@%/- may appear, and ? in the query); fragments (#) are not sent",
+        );
+    }
+    if url.parse::<actix_web::http::Uri>().is_err() {
+        return refuse(p, "is not a URL");
+    }
+    Some(url.to_string())
 }
 
 /// A subscription as Accord shows it (never its secret).
@@ -463,13 +510,14 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
                 query("wait", false, json!({"type": "string", "pattern": "^(?:[0-9]|[12][0-9]|30)$"}), "Seconds to wait for a change when there is none yet (long poll; default 0)."),
             ])
             .order("query.kinds", "distinct values", "")
+            .also(&[409])
             .ok(200, json, s.of::<Page>()),
         op("GET", "/v1/webhooks", "Every webhook subscription with how its deliveries go").ok(200, json, s.of::<WebhookList>()),
         op("POST", "/v1/webhooks", "Subscribe a URL to change kinds: each change after this entry is POSTed once, signed (Accord-Signature), retried with back-off")
             .body(json, {
                 let mut b = s.inline::<WebhookInput>();
                 b["required"] = json!(["url", "kinds", "secret"]);
-                b["properties"]["url"] = json!({"type": "string", "pattern": "^https?://[^/@#?\\s]+(?:[/?][^#\\s]*)?$", "maxLength": 2000});
+                b["properties"]["url"] = json!({"type": "string", "pattern": url_pattern(), "maxLength": 2000});
                 b["properties"]["kinds"] = json!({"type": "array", "items": {"enum": kinds_list}, "minItems": 1, "uniqueItems": true});
                 b["properties"]["secret"] = json!({"type": "string", "pattern": "^[!-~]{16,256}$"});
                 b
@@ -479,4 +527,39 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
         op("GET", "/v1/webhooks/{id}", "A webhook subscription and its latest deliveries").params(vec![id.clone()]).ok(200, json, s.of::<WebhookDetail>()),
         op("DELETE", "/v1/webhooks/{id}", "End a subscription (nothing more is delivered)").params(vec![id]).ok(200, json, s.of::<WebhookView>()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule and its pattern agree.
+    #[test]
+    fn urls_are_checked_as_the_document_says() {
+        let re = regex::Regex::new(&url_pattern()).unwrap();
+        for url in [
+            "http://127.0.0.1:8080/hook",
+            "https://crm.example.com/accord?x=1&y=a/b?c",
+            "https://a",
+            "http://a:65535",
+            "http://a:65536",
+            "http://a:0",
+            "http://a:080",
+            "ftp://a",
+            "http://user:pw@a/",
+            "http://a/#frag",
+            "http://a b/",
+            "http://a/é",
+            "http://a/{x}",
+            "http://a_b/",
+            "http://[::1]/",
+            "http:///x",
+            "http://a?q",
+            "http://a/%zz",
+        ] {
+            let mut p = Problems::default();
+            let ok = check_url(&mut p, url).is_some();
+            assert_eq!(ok, re.is_match(url), "{url}: rule {ok}, pattern {}", !ok);
+        }
+    }
 }

@@ -426,6 +426,7 @@ pub(super) async fn vendor(
         .db(move |c| crate::notify::api::items_about(c, &abouts))
         .await?
         .iter()
+        .filter(|i| i.channel == "mail")
         .map(|i| {
             let (fate, class) = fate(i, now, smtp);
             ReminderRow {
