@@ -156,16 +156,16 @@ pub struct WebhookInput {
     pub secret: Option<String>,
 }
 
-/// The characters a webhook URL's path and query may hold (RFC 3986 unreserved, sub-delims, `:`,
-/// `@`, `/`, `%`; `?` in the query).
-const URL_PATH: &str = "A-Za-z0-9._~!$&'()*+,;=:@%/-";
+/// The characters besides ASCII letters and digits a webhook URL's path and query may hold
+/// (RFC 3986 unreserved, sub-delims, `:`, `@`, `/`, `%`; `?` in the query).
+const URL_MARKS: &str = "._~!$&'()*+,;=:@%/-";
 /// Ports 1 to 65535.
 const PORT: &str =
     "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[5])";
 
 /// The URL rule as a pattern (what [`check_url`] accepts, exactly).
 pub fn url_pattern() -> String {
-    let p = URL_PATH.replace('-', "") + "-";
+    let p = format!("A-Za-z0-9{URL_MARKS}");
     format!("^https?://[A-Za-z0-9.-]{{1,253}}(?::{PORT})?(?:/[{p}]*)?(?:[?][{p}?]*)?$")
 }
 
@@ -216,7 +216,9 @@ fn check_url(p: &mut Problems, url: &str) -> Option<String> {
             return refuse(p, "has a port that is not a number from 1 to 65535");
         }
     }
-    let plain = |b: u8, query: bool| URL_PATH.as_bytes().contains(&b) || (query && b == b'?');
+    let plain = |b: u8, query: bool| {
+        b.is_ascii_alphanumeric() || URL_MARKS.as_bytes().contains(&b) || (query && b == b'?')
+    };
     let (path, query) = match tail.split_once('?') {
         Some((path, q)) => (path, Some(q)),
         None => (tail, None),
@@ -495,7 +497,11 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
         .iter()
         .map(|k| k.as_str())
         .collect::<Vec<_>>();
-    let one_kind = kinds_list.join("|");
+    let one_kind = kinds_list
+        .iter()
+        .map(|k| k.replace('.', "[.]"))
+        .collect::<Vec<_>>()
+        .join("|");
     let id = path(
         "id",
         json!({"type": "string", "pattern": "^wh_[0-9a-f]{24}$"}),
@@ -560,6 +566,24 @@ mod tests {
             let mut p = Problems::default();
             let ok = check_url(&mut p, url).is_some();
             assert_eq!(ok, re.is_match(url), "{url}: rule {ok}, pattern {}", !ok);
+        }
+        for good in [
+            "http://127.0.0.1:8080/hook",
+            "https://crm.example.com/a/b?x=1&y=a/b?c",
+            "https://JnLg?;1",
+        ] {
+            assert!(
+                check_url(&mut Problems::default(), good).is_some(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "http://a/{x}",
+            "http://a_b/",
+            "http://a:65536/",
+            "http://a/#f",
+        ] {
+            assert!(check_url(&mut Problems::default(), bad).is_none(), "{bad}");
         }
     }
 }
