@@ -166,7 +166,7 @@ const PORT: &str =
 /// The URL rule as a pattern (what [`check_url`] accepts, exactly).
 pub fn url_pattern() -> String {
     let p = format!("A-Za-z0-9{URL_MARKS}");
-    format!("^https?://[A-Za-z0-9.-]{{1,253}}(?::{PORT})?(?:/[{p}]*)?(?:[?][{p}?]*)?$")
+    format!("^https?://[A-Za-z0-9.-]{{1,253}}(?::{PORT})?(?:/[{p}]*)?(?:[?][?{p}]*)?$")
 }
 
 /// Checks a webhook URL: `http` or `https`, a host name or IPv4 address (letters, digits, `.`,
@@ -562,6 +562,8 @@ mod tests {
             "http:///x",
             "http://a?q",
             "http://a/%zz",
+            "https://h:65500?x>BA",
+            "http://a/x<y",
         ] {
             let mut p = Problems::default();
             let ok = check_url(&mut p, url).is_some();
