@@ -319,8 +319,7 @@ impl Application {
         // at once rather than when the lease runs out; a change cut off mid-delivery goes again.
         let owner = self.state.instance.clone();
         let released = db::blocking(&self.state.pool, move |c| {
-            notify::store::release_all(c, &owner)?;
-            changes::webhooks::release_all(c, &owner)?;
+            notify::lease::release_all(c, &owner)?;
             Ok(())
         })
         .await;

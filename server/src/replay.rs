@@ -34,9 +34,9 @@ pub const NOT_REPLAYABLE: &[(&str, &str, &str)] = &[
         "a password hash is a secret: it is kept out of the ledger and its exports",
     ),
     (
-        "outbox_attempts",
+        "leases",
         "*",
-        "how sending each outbox item goes (tries, back-off, leases): the ledger records that a message went out, not each try",
+        "which instance is sending a mail or serving a webhook, its failures and next try: the ledger records the outcome (a mail sent), not each try",
     ),
     (
         "webhook_secrets",

@@ -1,2 +1,2 @@
-DROP TABLE outbox_attempts;
+DROP TABLE leases;
 DROP TABLE outbox;

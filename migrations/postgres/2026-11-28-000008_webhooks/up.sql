@@ -19,15 +19,11 @@ CREATE TABLE webhook_secrets (
     secret TEXT NOT NULL
 );
 
--- How far each subscription's deliveries got: operational, not in the ledger.
+-- How far each subscription's deliveries got (the last change acknowledged): operational, not in
+-- the ledger. Who serves it and its failures are in leases (key webhook:<id>).
 CREATE TABLE webhook_cursors (
     id TEXT PRIMARY KEY NOT NULL,
-    delivered_seq BIGINT,
-    failures INTEGER NOT NULL,
-    next_at BIGINT NOT NULL,
-    lease_owner TEXT,
-    lease_until BIGINT,
-    last_error TEXT
+    delivered_seq BIGINT NOT NULL
 );
 
 -- Each delivery tried: operational.

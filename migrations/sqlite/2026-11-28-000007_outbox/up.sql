@@ -26,13 +26,13 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, due_at);
 CREATE INDEX outbox_about ON outbox (about);
 
--- How sending each group goes: operational, not in the ledger (tries, back-off, which instance
--- holds it now).
-CREATE TABLE outbox_attempts (
-    grp TEXT PRIMARY KEY NOT NULL,
-    attempts INTEGER NOT NULL,
+-- Leases on work one instance of several does at a time (an outbox group to send, a webhook to
+-- serve), with its failures and next try: operational, not in the ledger.
+CREATE TABLE leases (
+    key TEXT PRIMARY KEY NOT NULL,
+    failures INTEGER NOT NULL,
     next_at BIGINT NOT NULL,
-    lease_owner TEXT,
-    lease_until BIGINT,
+    owner TEXT,
+    until BIGINT,
     last_error TEXT
 );

@@ -268,16 +268,13 @@ pub struct WebhookView {
     pub last_error: Option<String>,
 }
 
-fn view(row: WebhookRow, cursor: Option<webhooks::CursorRow>) -> WebhookView {
+fn view(row: WebhookRow, progress: webhooks::Progress) -> WebhookView {
     WebhookView {
         kinds: serde_json::from_str(&row.kinds).unwrap_or_default(),
-        delivered_seq: cursor.as_ref().and_then(|c| c.delivered_seq),
-        failures: cursor
-            .as_ref()
-            .map(|c| c.failures.max(0) as u32)
-            .unwrap_or(0),
-        next_try_at: cursor.as_ref().and_then(webhooks::next_try),
-        last_error: cursor.and_then(|c| c.last_error),
+        delivered_seq: progress.delivered_seq,
+        failures: progress.failures,
+        next_try_at: progress.next_try,
+        last_error: progress.last_error,
         id: row.id,
         url: row.url,
         seq: row.seq,
@@ -334,7 +331,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
             webhooks::all(c)?
                 .into_iter()
                 .map(|w| {
-                    let cur = webhooks::cursor(c, &w.id)?;
+                    let cur = webhooks::progress(c, &w.id)?;
                     Ok(view(w, cur))
                 })
                 .collect::<Result<Vec<_>, AppError>>()
@@ -352,7 +349,7 @@ async fn get_one(
         .db(move |c| {
             let row = webhooks::one(c, &id)?
                 .ok_or_else(|| AppError::NotFound(format!("no webhook {id:?}")))?;
-            let cur = webhooks::cursor(c, &id)?;
+            let cur = webhooks::progress(c, &id)?;
             let deliveries = webhooks::deliveries(c, &id, webhooks::LISTED)?
                 .into_iter()
                 .map(DeliveryView::from)
@@ -450,7 +447,7 @@ async fn create(
                                         "the webhook was not stored"
                                     ))
                                 })?;
-                                Ok(view(row, None))
+                                Ok(view(row, webhooks::Progress::default()))
                             })
                             .trailer(crate::idempotency::trailer(answer, None)),
                     )
@@ -483,7 +480,7 @@ async fn delete(
                     let a = first(appended)?;
                     webhooks::apply(c, &event, a)?;
                     let row = webhooks::one(c, &id)?.unwrap_or(row);
-                    let cur = webhooks::cursor(c, &id)?;
+                    let cur = webhooks::progress(c, &id)?;
                     Ok(view(row, cur))
                 }),
         )

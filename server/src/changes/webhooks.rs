@@ -19,6 +19,7 @@ use crate::db::schema::{webhook_cursors, webhook_deliveries, webhook_secrets, we
 use crate::db::{AnyConnection, Pool, ProjectedTable, Rows, json_rows};
 use crate::error::AppError;
 use crate::ledger::{Appended, LedgerEvent};
+use crate::notify::lease;
 use crate::vocab::Seq;
 
 pub const WEBHOOK_CREATED: &str = "webhook.created";
@@ -89,16 +90,20 @@ impl WebhookRow {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = webhook_cursors, treat_none_as_null = true)]
-pub struct CursorRow {
-    pub id: String,
+/// How a subscription's deliveries go: how far they got, and (from its lease) its failures.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The last change the receiver acknowledged.
     pub delivered_seq: Option<Seq>,
-    pub failures: i32,
-    pub next_at: i64,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<i64>,
+    pub failures: u32,
+    /// When the next try is due, while failing.
+    pub next_try: Option<Timestamp>,
     pub last_error: Option<String>,
+}
+
+/// The lease key of a subscription.
+fn key(id: &str) -> String {
+    format!("webhook:{id}")
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
@@ -198,12 +203,23 @@ fn secret(c: &mut AnyConnection, id: &str) -> QueryResult<Option<String>> {
         .optional()
 }
 
-pub fn cursor(c: &mut AnyConnection, id: &str) -> QueryResult<Option<CursorRow>> {
-    webhook_cursors::table
+/// How a subscription's deliveries go.
+pub fn progress(c: &mut AnyConnection, id: &str) -> QueryResult<Progress> {
+    let delivered_seq = webhook_cursors::table
         .filter(webhook_cursors::id.eq(id))
-        .select(CursorRow::as_select())
-        .first(c)
-        .optional()
+        .select(webhook_cursors::delivered_seq)
+        .first::<Seq>(c)
+        .optional()?;
+    let l = lease::of(c, &[key(id)])?.into_iter().next();
+    Ok(Progress {
+        delivered_seq,
+        failures: l.as_ref().map(|l| l.failures.max(0) as u32).unwrap_or(0),
+        next_try: l
+            .as_ref()
+            .filter(|l| l.failures > 0)
+            .map(|l| Timestamp(l.next_at)),
+        last_error: l.and_then(|l| l.last_error),
+    })
 }
 
 pub fn deliveries(c: &mut AnyConnection, id: &str, limit: i64) -> QueryResult<Vec<DeliveryRow>> {
@@ -215,95 +231,26 @@ pub fn deliveries(c: &mut AnyConnection, id: &str, limit: i64) -> QueryResult<Ve
         .load(c)
 }
 
-/// Takes a subscription for `owner` until `until` when no one holds it and its next try is due.
-fn claim(c: &mut AnyConnection, id: &str, owner: &str, now: i64, until: i64) -> QueryResult<bool> {
-    crate::insert_or_ignore!(
+/// Moves a subscription's progress to `seq` (never back).
+fn advance(c: &mut AnyConnection, id: &str, seq: Seq) -> QueryResult<usize> {
+    let n = crate::insert_or_ignore!(
         c,
         webhook_cursors::table,
-        &CursorRow {
-            id: id.to_string(),
-            delivered_seq: None,
-            failures: 0,
-            next_at: 0,
-            lease_owner: None,
-            lease_until: None,
-            last_error: None,
-        }
+        (
+            webhook_cursors::id.eq(id),
+            webhook_cursors::delivered_seq.eq(seq)
+        )
     )?;
-    let n = diesel::update(
-        webhook_cursors::table
-            .filter(webhook_cursors::id.eq(id))
-            .filter(webhook_cursors::next_at.le(now))
-            .filter(
-                webhook_cursors::lease_until
-                    .is_null()
-                    .or(webhook_cursors::lease_until.lt(now)),
-            ),
-    )
-    .set((
-        webhook_cursors::lease_owner.eq(Some(owner)),
-        webhook_cursors::lease_until.eq(Some(until)),
-    ))
-    .execute(c)?;
-    Ok(n == 1)
-}
-
-/// Moves a held subscription's progress to `seq` (never back).
-fn advance(c: &mut AnyConnection, id: &str, owner: &str, seq: Seq) -> QueryResult<usize> {
+    if n == 1 {
+        return Ok(n);
+    }
     diesel::update(
         webhook_cursors::table
             .filter(webhook_cursors::id.eq(id))
-            .filter(webhook_cursors::lease_owner.eq(owner))
-            .filter(
-                webhook_cursors::delivered_seq
-                    .is_null()
-                    .or(webhook_cursors::delivered_seq.lt(seq)),
-            ),
+            .filter(webhook_cursors::delivered_seq.lt(seq)),
     )
-    .set((
-        webhook_cursors::delivered_seq.eq(Some(seq)),
-        webhook_cursors::failures.eq(0),
-        webhook_cursors::last_error.eq(None::<String>),
-    ))
+    .set(webhook_cursors::delivered_seq.eq(seq))
     .execute(c)
-}
-
-fn release(
-    c: &mut AnyConnection,
-    id: &str,
-    owner: &str,
-    failed: Option<(i64, &str)>,
-) -> QueryResult<usize> {
-    let q = webhook_cursors::table
-        .filter(webhook_cursors::id.eq(id))
-        .filter(webhook_cursors::lease_owner.eq(owner));
-    match failed {
-        None => diesel::update(q)
-            .set((
-                webhook_cursors::lease_owner.eq(None::<String>),
-                webhook_cursors::lease_until.eq(None::<i64>),
-            ))
-            .execute(c),
-        Some((next_at, error)) => diesel::update(q)
-            .set((
-                webhook_cursors::lease_owner.eq(None::<String>),
-                webhook_cursors::lease_until.eq(None::<i64>),
-                webhook_cursors::failures.eq(webhook_cursors::failures + 1),
-                webhook_cursors::next_at.eq(next_at),
-                webhook_cursors::last_error.eq(Some(error)),
-            ))
-            .execute(c),
-    }
-}
-
-/// Lets go of every subscription `owner` holds (an instance stopping).
-pub fn release_all(c: &mut AnyConnection, owner: &str) -> QueryResult<usize> {
-    diesel::update(webhook_cursors::table.filter(webhook_cursors::lease_owner.eq(owner)))
-        .set((
-            webhook_cursors::lease_owner.eq(None::<String>),
-            webhook_cursors::lease_until.eq(None::<i64>),
-        ))
-        .execute(c)
 }
 
 /// Records a delivery's outcome (a retry of the same change updates its row).
@@ -385,13 +332,6 @@ impl Dispatcher {
         }
     }
 
-    fn backoff(&self, failures: i32) -> Duration {
-        let base = self.settings.retry_base;
-        base.checked_mul(1u32 << failures.clamp(0, 20))
-            .unwrap_or(self.settings.retry_max)
-            .min(self.settings.retry_max)
-    }
-
     /// Delivers what each subscription this instance can take has not yet acknowledged.
     pub async fn round(&self, client: &awc::Client) -> Result<usize, AppError> {
         let hooks = self.db(|c| Ok(active(c)?)).await?;
@@ -408,22 +348,19 @@ impl Dispatcher {
         let (owner, id) = (self.owner.clone(), hook.id.clone());
         let taken = self
             .db(move |c| {
-                if !claim(c, &id, &owner, now, until)? {
+                if !lease::claim(c, &key(&id), &owner, now, until)? {
                     return Ok(None);
                 }
-                let cursor = cursor(c, &id)?;
+                let progress = progress(c, &id)?;
                 let secret = secret(c, &id)?;
-                Ok(Some((cursor, secret)))
+                Ok(Some((progress, secret)))
             })
             .await?;
-        let Some((cursor, secret)) = taken else {
+        let Some((progress, secret)) = taken else {
             return Ok(0);
         };
-        let after = cursor
-            .as_ref()
-            .and_then(|c| c.delivered_seq)
-            .map_or(hook.seq, |d| d.max(hook.seq));
-        let failures = cursor.map(|c| c.failures).unwrap_or(0);
+        let after = progress.delivered_seq.map_or(hook.seq, |d| d.max(hook.seq));
+        let failures = progress.failures;
         let (kinds, id) = (hook.kinds(), hook.id.clone());
         let mut page = self
             .db(move |c| {
@@ -467,7 +404,8 @@ impl Dispatcher {
             self.db(move |c| {
                 noted(c, row)?;
                 if ok {
-                    advance(c, &id, &owner, seq)?;
+                    advance(c, &id, seq)?;
+                    lease::succeeded(c, &key(&id), &owner)?;
                 }
                 Ok(())
             })
@@ -481,8 +419,10 @@ impl Dispatcher {
         let (owner, id) = (self.owner.clone(), hook.id.clone());
         match failed {
             Some(e) => {
-                let next = self.clock.now().micros() + self.backoff(failures).as_micros() as i64;
-                self.db(move |c| Ok(release(c, &id, &owner, Some((next, &e))).map(drop)?))
+                let wait =
+                    lease::backoff(self.settings.retry_base, self.settings.retry_max, failures);
+                let next = self.clock.now().micros() + wait.as_micros() as i64;
+                self.db(move |c| Ok(lease::failed(c, &key(&id), &owner, next, &e).map(drop)?))
                     .await?;
             }
             None => {
@@ -490,9 +430,9 @@ impl Dispatcher {
                 let next = page.next;
                 self.db(move |c| {
                     if next.get() > after.get() {
-                        advance(c, &id, &owner, next)?;
+                        advance(c, &id, next)?;
                     }
-                    Ok(release(c, &id, &owner, None).map(drop)?)
+                    Ok(lease::release(c, &key(&id), &owner).map(drop)?)
                 })
                 .await?;
             }
@@ -532,9 +472,4 @@ impl Dispatcher {
             Err(e) => Err((None, format!("{url}: {e}"))),
         }
     }
-}
-
-/// When a subscription's next try is due, if it is failing.
-pub fn next_try(c: &CursorRow) -> Option<Timestamp> {
-    (c.failures > 0).then_some(Timestamp(c.next_at))
 }

@@ -246,12 +246,12 @@ accord_schema! {
         sent_to -> Nullable<Text>,
     }
 
-    outbox_attempts (grp) {
-        grp -> Text,
-        attempts -> Integer,
+    leases (key) {
+        key -> Text,
+        failures -> Integer,
         next_at -> BigInt,
-        lease_owner -> Nullable<Text>,
-        lease_until -> Nullable<BigInt>,
+        owner -> Nullable<Text>,
+        until -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
     }
 
@@ -273,12 +273,7 @@ accord_schema! {
 
     webhook_cursors (id) {
         id -> Text,
-        delivered_seq -> Nullable<BigInt>,
-        failures -> Integer,
-        next_at -> BigInt,
-        lease_owner -> Nullable<Text>,
-        lease_until -> Nullable<BigInt>,
-        last_error -> Nullable<Text>,
+        delivered_seq -> BigInt,
     }
 
     webhook_deliveries (webhook, seq) {
@@ -317,7 +312,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dpa_document_bytes,
     subprocessor_decisions,
     outbox,
-    outbox_attempts,
+    leases,
     webhooks,
     webhook_secrets,
     webhook_cursors,

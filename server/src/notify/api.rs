@@ -5,7 +5,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::store::{self, AttemptRow, OutboxRow};
+use super::lease::Lease;
+use super::store::{self, OutboxRow};
 use crate::authz::{Access, Perm, Routes};
 use crate::clock::Timestamp;
 use crate::error::AppError;
@@ -59,7 +60,7 @@ pub struct OutboxItem {
 }
 
 impl OutboxItem {
-    pub fn new(row: OutboxRow, attempt: Option<&AttemptRow>) -> OutboxItem {
+    pub fn new(row: OutboxRow, attempt: Option<&Lease>) -> OutboxItem {
         let pending = row.state == store::PENDING;
         OutboxItem {
             roles: serde_json::from_str(&row.recipients).unwrap_or_default(),
@@ -69,9 +70,9 @@ impl OutboxItem {
                 .and_then(|s| serde_json::from_str(s).ok()),
             due_at: Timestamp(row.due_at),
             done_at: row.done_at.map(Timestamp),
-            failures: attempt.map(|a| a.attempts.max(0) as u32).unwrap_or(0),
+            failures: attempt.map(|a| a.failures.max(0) as u32).unwrap_or(0),
             next_try_at: attempt
-                .filter(|a| pending && a.attempts > 0)
+                .filter(|a| pending && a.failures > 0)
                 .map(|a| Timestamp(a.next_at)),
             last_error: attempt.and_then(|a| a.last_error.clone()),
             id: row.id,
@@ -94,11 +95,11 @@ pub fn with_attempts(
     rows: Vec<OutboxRow>,
 ) -> Result<Vec<OutboxItem>, AppError> {
     let groups: Vec<String> = rows.iter().map(|r| r.grp.clone()).collect();
-    let attempts = store::attempts_of(c, &groups)?;
+    let attempts = super::lease::of(c, &groups)?;
     Ok(rows
         .into_iter()
         .map(|r| {
-            let a = attempts.iter().find(|a| a.grp == r.grp);
+            let a = attempts.iter().find(|a| a.key == r.grp);
             OutboxItem::new(r, a)
         })
         .collect())

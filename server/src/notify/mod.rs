@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod events;
+pub mod lease;
 pub mod mailer;
 pub mod projection;
 pub mod sender;

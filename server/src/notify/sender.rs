@@ -7,9 +7,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::events::NotifyEvent;
+use super::lease;
 use super::mailer::Mailer;
 use super::projection;
 use super::store::{self, OutboxRow};
@@ -102,7 +102,7 @@ impl Sender {
                 };
                 self.record(event).await?;
                 let (owner, g) = (self.owner.clone(), m.grp.clone());
-                self.db(move |c| Ok(store::release(c, &g, &owner).map(drop)?))
+                self.db(move |c| Ok(lease::release(c, &g, &owner).map(drop)?))
                     .await?;
                 recorded += 1;
             }
@@ -124,24 +124,16 @@ impl Sender {
         let until = now + self.settings.lease.as_micros() as i64;
         let owner = self.owner.clone();
         self.db(move |c| {
-            if !store::claim(c, &group, &owner, now, until)? {
+            if !lease::claim(c, &group, &owner, now, until)? {
                 return Ok(Vec::new());
             }
             let items = store::due_in_group(c, &group, now)?;
             if items.is_empty() {
-                store::release(c, &group, &owner)?;
+                lease::release(c, &group, &owner)?;
             }
             Ok(items)
         })
         .await
-    }
-
-    /// The wait before the next try after `failures` failed ones.
-    fn backoff(&self, failures: u32) -> Duration {
-        let base = self.settings.retry_base;
-        base.checked_mul(1u32 << failures.min(20))
-            .unwrap_or(self.settings.retry_max)
-            .min(self.settings.retry_max)
     }
 
     /// Sends what is due now: one mail per group of items due together.
@@ -199,11 +191,11 @@ impl Sender {
         let group = item.grp.clone();
         let tries = {
             let g = vec![group.clone()];
-            self.db(move |c| Ok(store::attempts_of(c, &g)?))
+            self.db(move |c| Ok(lease::of(c, &g)?))
                 .await
                 .map_err(|e| e.to_string())?
                 .iter()
-                .map(|a| a.attempts.max(0) as u32)
+                .map(|a| a.failures.max(0) as u32)
                 .max()
                 .unwrap_or(0)
                 + 1
@@ -218,7 +210,10 @@ impl Sender {
         let recorded = self.record(event).await;
         let owner = self.owner.clone();
         let released = self
-            .db(move |c| Ok(store::release(c, &group, &owner).map(drop)?))
+            .db(move |c| {
+                lease::succeeded(c, &group, &owner)?;
+                Ok(lease::release(c, &group, &owner).map(drop)?)
+            })
             .await;
         if let Err(e) = recorded.and(released) {
             // The mail went out; only its entry is missing. The lease keeps others off it until
@@ -251,19 +246,21 @@ impl Sender {
     async fn failed(&self, group: &str, error: &str) -> Result<(), AppError> {
         let g = vec![group.to_string()];
         let failures = self
-            .db(move |c| Ok(store::attempts_of(c, &g)?))
+            .db(move |c| Ok(lease::of(c, &g)?))
             .await?
             .iter()
-            .map(|a| a.attempts.max(0) as u32)
+            .map(|a| a.failures.max(0) as u32)
             .max()
             .unwrap_or(0);
-        let next = self.clock.now().micros() + self.backoff(failures).as_micros() as i64;
+        let next = self.clock.now().micros()
+            + lease::backoff(self.settings.retry_base, self.settings.retry_max, failures)
+                .as_micros() as i64;
         let (owner, error, group) = (
             self.owner.clone(),
             crate::error::one_line(error),
             group.to_string(),
         );
-        self.db(move |c| Ok(store::failed(c, &group, &owner, next, &error).map(drop)?))
+        self.db(move |c| Ok(lease::failed(c, &group, &owner, next, &error).map(drop)?))
             .await
     }
 }

@@ -1,11 +1,10 @@
-//! The outbox tables. `outbox` is written only by projections (inside the ledger append, or by
-//! replay); `outbox_attempts` by the sender, beside the ledger: how sending goes is not a fact the
-//! ledger keeps, only that a message went out.
+//! The outbox table, written only by projections (inside the ledger append, or by replay). How
+//! sending each group goes is in [`super::lease`].
 
 use diesel::prelude::*;
 
 use crate::db::AnyConnection;
-use crate::db::schema::{outbox, outbox_attempts};
+use crate::db::schema::outbox;
 use crate::vocab::Seq;
 
 pub const PENDING: &str = "pending";
@@ -29,17 +28,6 @@ pub struct OutboxRow {
     pub done_seq: Option<Seq>,
     pub done_at: Option<i64>,
     pub sent_to: Option<String>,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
-#[diesel(table_name = outbox_attempts, treat_none_as_null = true)]
-pub struct AttemptRow {
-    pub grp: String,
-    pub attempts: i32,
-    pub next_at: i64,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<i64>,
-    pub last_error: Option<String>,
 }
 
 pub fn insert(c: &mut AnyConnection, row: &OutboxRow) -> QueryResult<()> {
@@ -145,99 +133,4 @@ pub fn due_in_group(c: &mut AnyConnection, grp: &str, now: i64) -> QueryResult<V
         .order((outbox::due_at.asc(), outbox::id.asc()))
         .select(OutboxRow::as_select())
         .load(c)
-}
-
-pub fn attempts_of(c: &mut AnyConnection, groups: &[String]) -> QueryResult<Vec<AttemptRow>> {
-    outbox_attempts::table
-        .filter(outbox_attempts::grp.eq_any(groups))
-        .select(AttemptRow::as_select())
-        .load(c)
-}
-
-/// Takes a group (its items go out as one mail) for `owner` until `until`, if no one holds it and
-/// its next try is due: one conditional update, so of several instances at most one gets it.
-/// True when taken.
-pub fn claim(
-    c: &mut AnyConnection,
-    grp: &str,
-    owner: &str,
-    now: i64,
-    until: i64,
-) -> QueryResult<bool> {
-    crate::insert_or_ignore!(
-        c,
-        outbox_attempts::table,
-        &AttemptRow {
-            grp: grp.to_string(),
-            attempts: 0,
-            next_at: 0,
-            lease_owner: None,
-            lease_until: None,
-            last_error: None,
-        }
-    )?;
-    let n = diesel::update(
-        outbox_attempts::table
-            .filter(outbox_attempts::grp.eq(grp))
-            .filter(outbox_attempts::next_at.le(now))
-            .filter(
-                outbox_attempts::lease_until
-                    .is_null()
-                    .or(outbox_attempts::lease_until.lt(now)),
-            ),
-    )
-    .set((
-        outbox_attempts::lease_owner.eq(Some(owner)),
-        outbox_attempts::lease_until.eq(Some(until)),
-    ))
-    .execute(c)?;
-    Ok(n == 1)
-}
-
-/// A try that failed: counted, the next one not before `next_at`, the group let go.
-pub fn failed(
-    c: &mut AnyConnection,
-    grp: &str,
-    owner: &str,
-    next_at: i64,
-    error: &str,
-) -> QueryResult<usize> {
-    diesel::update(
-        outbox_attempts::table
-            .filter(outbox_attempts::grp.eq(grp))
-            .filter(outbox_attempts::lease_owner.eq(owner)),
-    )
-    .set((
-        outbox_attempts::attempts.eq(outbox_attempts::attempts + 1),
-        outbox_attempts::next_at.eq(next_at),
-        outbox_attempts::lease_owner.eq(None::<String>),
-        outbox_attempts::lease_until.eq(None::<i64>),
-        outbox_attempts::last_error.eq(Some(error)),
-    ))
-    .execute(c)
-}
-
-/// Lets go of a group (sent, or found moot) so its lease does not linger.
-pub fn release(c: &mut AnyConnection, grp: &str, owner: &str) -> QueryResult<usize> {
-    diesel::update(
-        outbox_attempts::table
-            .filter(outbox_attempts::grp.eq(grp))
-            .filter(outbox_attempts::lease_owner.eq(owner)),
-    )
-    .set((
-        outbox_attempts::lease_owner.eq(None::<String>),
-        outbox_attempts::lease_until.eq(None::<i64>),
-    ))
-    .execute(c)
-}
-
-/// Lets go of every group `owner` holds (an instance stopping: others need not wait for its leases
-/// to run out).
-pub fn release_all(c: &mut AnyConnection, owner: &str) -> QueryResult<usize> {
-    diesel::update(outbox_attempts::table.filter(outbox_attempts::lease_owner.eq(owner)))
-        .set((
-            outbox_attempts::lease_owner.eq(None::<String>),
-            outbox_attempts::lease_until.eq(None::<i64>),
-        ))
-        .execute(c)
 }
