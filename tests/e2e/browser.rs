@@ -229,7 +229,14 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
     let db = TestDb::sqlite();
     let data = tempfile::tempdir().unwrap();
     let ada = ("ada@example.org", "Ada Lovelace", "analytical engine 1843");
-    let (app, c) = signed_in(&driver, &db, data.path(), ada, &[Role::Legal]).await;
+    let (app, c) = signed_in(
+        &driver,
+        &db,
+        data.path(),
+        ada,
+        &[Role::Legal, Role::ComplianceOfficer],
+    )
+    .await;
     // A processor with a DPA (one version in force, one amendment), and its sub-processor.
     let token = app.token(&[Role::ComplianceOfficer]).await;
     let post = |path: &'static str, body: serde_json::Value| {
@@ -347,6 +354,21 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
         "{first}"
     );
     screenshot(&c, "vendor").await;
+
+    // The outbox page: no mail server here, so it says so; the three reminders are listed.
+    c.goto(&app.url("/ui/")).await.unwrap();
+    click(&c, "#outbox-link").await;
+    wait_for_path(&c, "/ui/outbox").await;
+    let smtp = text_of(&c, "#smtp").await;
+    assert!(smtp.contains("No mail server is configured"), "{smtp}");
+    let rows = c.find_all(Locator::Css("#mail tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let first = rows[0].text().await.unwrap();
+    assert!(
+        first.contains("compliance_officer, legal") && first.contains("DPA mailer-dpa"),
+        "{first}"
+    );
+    screenshot(&c, "outbox").await;
 
     c.close().await.unwrap();
     app.stop().await;

@@ -53,11 +53,17 @@ impl Received {
             .map(|l| l[prefix.len()..].trim().to_string())
     }
 
+    /// The body, with quoted-printable soft line breaks joined (the rest of the encoding is
+    /// left: the tests' texts are ASCII).
     pub fn body(&self) -> String {
         self.data
             .split_once("\r\n\r\n")
             .or_else(|| self.data.split_once("\n\n"))
-            .map(|(_, b)| b.replace("\r\n", "\n"))
+            .map(|(_, b)| {
+                b.replace("\r\n", "\n")
+                    .replace("=\n", "")
+                    .replace("=3D", "=")
+            })
             .unwrap_or_default()
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod headers;
 mod home;
+mod outbox;
 mod setup;
 mod signin;
 mod vendors;
@@ -37,6 +38,11 @@ pub fn routes(r: &mut Routes) {
             "/ui/vendors/{id}",
             Access::Permission(crate::dpa::api::DPA_READ),
             vendors::vendor,
+        )
+        .get(
+            "/ui/outbox",
+            Access::Permission(crate::notify::api::OUTBOX_READ),
+            outbox::outbox,
         )
         .get("/ui/static/accord.css", Access::Public, stylesheet);
 }

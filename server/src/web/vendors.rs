@@ -276,42 +276,6 @@ struct ReminderRow {
     class: &'static str,
 }
 
-/// What became of an outbox item, in words, and how to mark it.
-fn fate(i: &crate::notify::api::OutboxItem, now: Timestamp, smtp: bool) -> (String, &'static str) {
-    let day = |t: Timestamp| t.to_rfc3339()[..10].to_string();
-    match i.state.as_str() {
-        "sent" => {
-            let n = i.sent_to.as_ref().map(Vec::len).unwrap_or(0);
-            (
-                format!(
-                    "sent {} to {n} {}",
-                    i.done_at.map(day).unwrap_or_default(),
-                    if n == 1 { "person" } else { "people" }
-                ),
-                "ok",
-            )
-        }
-        "cancelled" => (
-            "not sent: a later version or the termination made it moot".into(),
-            "",
-        ),
-        _ if i.due_at > now => (format!("due {}", day(i.due_at)), ""),
-        _ if !smtp => ("due, waiting: no mail server is configured".into(), "warn"),
-        _ => match (&i.last_error, i.next_try_at) {
-            (Some(e), Some(next)) => (
-                format!(
-                    "due, not sent yet ({} failed {}: {e}); next try {}",
-                    i.failures,
-                    if i.failures == 1 { "try" } else { "tries" },
-                    next.to_rfc3339()
-                ),
-                "bad",
-            ),
-            _ => ("due, being sent".into(), "warn"),
-        },
-    }
-}
-
 struct SubRow {
     id: String,
     name: String,
@@ -428,7 +392,7 @@ pub(super) async fn vendor(
         .iter()
         .filter(|i| i.channel == "mail")
         .map(|i| {
-            let (fate, class) = fate(i, now, smtp);
+            let (fate, class) = super::outbox::fate(i, now, smtp);
             ReminderRow {
                 dpa: i.about.trim_start_matches("dpa:").to_string(),
                 due: i.due_at.to_rfc3339()[..10].to_string(),
@@ -580,6 +544,7 @@ mod tests {
         let mut sent = item("sent", now.micros() - day);
         sent.done_at = Some(now);
         sent.sent_to = Some(vec!["a@x.test".into(), "b@x.test".into()]);
+        use crate::web::outbox::fate;
         assert_eq!(fate(&sent, now, true).0, "sent 2026-11-18 to 2 people");
         assert!(
             fate(&item("pending", now.micros() + day), now, true)
