@@ -283,7 +283,7 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         ("BatchItem", "at", rule::instant()),
     ]
     .into_iter()
-    .chain(crate::dpa::api::field_rules())
+    .chain(crate::dpa::schema::field_rules())
     .collect()
 }
 
@@ -342,7 +342,7 @@ pub fn relations(name: &str, given_value: &Value, absent_value: &Value) -> Vec<V
                 "legal_basis": {"enum": ["consent", null]},
             },
         }})],
-        other => crate::dpa::api::relations(other, given_value, absent_value),
+        other => crate::dpa::schema::relations(other, given_value, absent_value),
     }
 }
 

@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
+use super::chain::{Vendors, check_parent};
 use super::input::VendorInput;
 use super::model::VendorDef;
-use super::service::{Vendors, check_parent};
 use super::store;
 use crate::bulk::{Rows, csv_list};
 use crate::db::AnyConnection;

@@ -4,12 +4,14 @@
 //! [`index::DpaIndex`], which follows the ledger, for now or any past moment.
 
 pub mod api;
+mod chain;
 pub mod events;
 pub mod import;
 pub mod index;
 pub mod input;
 pub mod model;
 pub mod projection;
+pub mod schema;
 pub mod service;
 pub mod store;
 
