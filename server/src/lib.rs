@@ -228,6 +228,7 @@ impl Application {
             state.clock.clone(),
             settings.notify,
             state.instance.clone(),
+            state.access.clone(),
         );
         let dispatcher_task = actix_web::rt::spawn(dispatcher.run());
         let app_state = state.clone();

@@ -175,6 +175,27 @@ impl AccessState {
         self.issued.read().ok().and_then(|t| t.get(jti).cloned())
     }
 
+    /// Whether the caller recorded as `actor` (an `Actor`'s text) may still do `perm` now: a
+    /// user still enabled and granted it, a token not revoked whose roles grant it. A caller from
+    /// an external identity provider has no record here: what its token carried at the time is
+    /// all there is, so it counts as still allowed.
+    pub fn still_allows(&self, actor: &str, perm: crate::authz::Perm) -> bool {
+        if let Some(id) = actor.strip_prefix("user:") {
+            return self.user(id).is_some_and(|u| {
+                !u.disabled && self.policy.allows(&crate::authz::user_subject(id), perm)
+            });
+        }
+        if let Some(name) = actor.strip_prefix("service:") {
+            let Some((_, jti)) = name.rsplit_once('#') else {
+                return false;
+            };
+            return self.issued_token(jti).is_some_and(|t| {
+                !t.revoked && t.roles.iter().any(|r| self.policy.allows(r.as_str(), perm))
+            });
+        }
+        actor.starts_with("external:")
+    }
+
     /// Reloads users, grants and tokens from the database and rebuilds the enforcer's grants.
     pub async fn reload(&self, pool: &Pool) -> Result<(), AppError> {
         let pool = pool.clone();

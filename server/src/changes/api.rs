@@ -111,7 +111,7 @@ async fn changes(
         .map(|k| k.split(',').map(str::to_string).collect())
         .unwrap_or_default();
     let kinds = allowed_kinds(&state, &p, "kinds", &listed)?;
-    let after = q
+    let mut after = q
         .after
         .as_deref()
         .map(|s| Seq::parse("after", s))
@@ -132,9 +132,11 @@ async fn changes(
                 super::page(c, &k, after, limit)
             })
             .await?;
-        if !page.changes.is_empty() || std::time::Instant::now() >= deadline {
+        if !page.changes.is_empty() || page.more || std::time::Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(page));
         }
+        // Nothing yet: what was looked at need not be looked at again.
+        after = Some(page.next).filter(|n| n.get() > 0 || after.is_some());
         actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
@@ -479,6 +481,7 @@ async fn delete(
                     }
                     let a = first(appended)?;
                     webhooks::apply(c, &event, a)?;
+                    webhooks::drop_secret(c, &id)?;
                     let row = webhooks::one(c, &id)?.unwrap_or(row);
                     let cur = webhooks::progress(c, &id)?;
                     Ok(view(row, cur))

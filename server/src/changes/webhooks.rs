@@ -195,6 +195,11 @@ pub fn put_secret(c: &mut AnyConnection, id: &str, secret: &str) -> QueryResult<
         .map(drop)
 }
 
+/// Forgets a subscription's secret (it was deleted: nothing more is signed with it).
+pub fn drop_secret(c: &mut AnyConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(webhook_secrets::table.filter(webhook_secrets::id.eq(id))).execute(c)
+}
+
 fn secret(c: &mut AnyConnection, id: &str) -> QueryResult<Option<String>> {
     webhook_secrets::table
         .filter(webhook_secrets::id.eq(id))
@@ -302,15 +307,24 @@ pub struct Dispatcher {
     clock: SharedClock,
     settings: NotifySettings,
     owner: String,
+    /// Whether a subscription's creator may still read what it follows.
+    access: std::sync::Arc<crate::auth::access::AccessState>,
 }
 
 impl Dispatcher {
-    pub fn new(pool: Pool, clock: SharedClock, settings: NotifySettings, owner: String) -> Self {
+    pub fn new(
+        pool: Pool,
+        clock: SharedClock,
+        settings: NotifySettings,
+        owner: String,
+        access: std::sync::Arc<crate::auth::access::AccessState>,
+    ) -> Self {
         Dispatcher {
             pool,
             clock,
             settings,
             owner,
+            access,
         }
     }
 
@@ -343,9 +357,15 @@ impl Dispatcher {
     }
 
     async fn serve(&self, client: &awc::Client, hook: WebhookRow) -> Result<usize, AppError> {
+        let started = std::time::Instant::now();
         let now = self.clock.now().micros();
         let until = now + self.settings.lease.as_micros() as i64;
         let (owner, id) = (self.owner.clone(), hook.id.clone());
+        // A subscription reaches only what its creator may still read.
+        let lost = hook
+            .kinds()
+            .into_iter()
+            .find(|k| !self.access.still_allows(&hook.created_by, k.needs()));
         let taken = self
             .db(move |c| {
                 if !lease::claim(c, &key(&id), &owner, now, until)? {
@@ -359,6 +379,19 @@ impl Dispatcher {
         let Some((progress, secret)) = taken else {
             return Ok(0);
         };
+        if let Some(kind) = lost {
+            let why = format!(
+                "paused: {} may no longer read {} (it needs {}); nothing is sent until they may again",
+                hook.created_by,
+                kind.as_str(),
+                kind.needs()
+            );
+            let next = now + self.settings.retry_max.as_micros() as i64;
+            let (owner, id) = (self.owner.clone(), hook.id.clone());
+            self.db(move |c| Ok(lease::failed(c, &key(&id), &owner, next, &why).map(drop)?))
+                .await?;
+            return Ok(0);
+        }
         let after = progress.delivered_seq.map_or(hook.seq, |d| d.max(hook.seq));
         let failures = progress.failures;
         let (kinds, id) = (hook.kinds(), hook.id.clone());
@@ -380,7 +413,13 @@ impl Dispatcher {
         page.changes.truncate(BATCH);
         let mut sent = 0;
         let mut failed = None;
+        let mut stopped_at = None;
         for change in &page.changes {
+            // Stay well inside the lease: what is left goes in the next round.
+            if started.elapsed() > self.settings.lease / 2 {
+                break;
+            }
+            stopped_at = Some(change.seq);
             let outcome = match &secret {
                 None => Err((None, "its signing secret is missing".to_string())),
                 Some(s) => self.deliver(client, &hook.id, &hook.url, s, change).await,
@@ -426,8 +465,13 @@ impl Dispatcher {
                     .await?;
             }
             None => {
-                // Entries looked at and not for this subscription count as passed.
-                let next = page.next;
+                // Entries looked at and not for this subscription count as passed (all of the
+                // page when every change in it went out).
+                let next = if sent == page.changes.len() {
+                    page.next
+                } else {
+                    stopped_at.unwrap_or(after)
+                };
                 self.db(move |c| {
                     if next.get() > after.get() {
                         advance(c, &id, next)?;

@@ -21,12 +21,12 @@ pub async fn mail_test(settings: &Settings, to: &str) -> Result<String, StartErr
          each one names.\n",
         settings.public_url(None)
     );
-    let answer = mailer
+    let sent = mailer
         .send(&[to.to_string()], "Accord test mail", &text)
         .await
         .map_err(|e| StartError(format!("the test mail to {to} was not sent: {e}")))?;
     Ok(format!(
-        "sent a test mail to {to} through {}: the server answered {answer:?}",
-        mailer.server
+        "sent a test mail to {to} through {}: the server answered {:?}",
+        mailer.server, sent.answer
     ))
 }

@@ -9,6 +9,17 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{SmtpSettings, SmtpTls};
 
+/// A mail the server accepted.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The addresses it went to.
+    pub to: Vec<String>,
+    /// Addresses left out: no mail can be addressed to them.
+    pub refused: Vec<String>,
+    /// What the mail server answered.
+    pub answer: String,
+}
+
 /// How long one conversation with the mail server may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,19 +61,28 @@ impl Mailer {
         })
     }
 
-    /// Sends one plain-text mail to `to` (all in one message); the mail server's answer, or why
-    /// it was not accepted.
-    pub async fn send(&self, to: &[String], subject: &str, text: &str) -> Result<String, String> {
+    /// Sends one plain-text mail to `to` (all in one message), or says why it was not accepted.
+    pub async fn send(&self, to: &[String], subject: &str, text: &str) -> Result<Sent, String> {
         let mut m = Message::builder()
             .from(self.from.clone())
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .message_id(None);
+        let (mut sent, mut refused) = (Vec::new(), Vec::new());
         for addr in to {
-            let mailbox: Mailbox = addr
-                .parse()
-                .map_err(|e| format!("{addr:?} is not an e-mail address: {e}"))?;
-            m = m.to(mailbox);
+            match addr.parse::<Mailbox>() {
+                Ok(mailbox) => {
+                    m = m.to(mailbox);
+                    sent.push(addr.clone());
+                }
+                Err(_) => refused.push(addr.clone()),
+            }
+        }
+        if sent.is_empty() {
+            return Err(format!(
+                "none of the addresses can be mailed: {}",
+                refused.join(", ")
+            ));
         }
         let message = m
             .body(text.to_string())
@@ -72,6 +92,10 @@ impl Mailer {
             .send(message)
             .await
             .map_err(|e| format!("{}: {e}", self.server))?;
-        Ok(response.message().collect::<Vec<_>>().join(" "))
+        Ok(Sent {
+            to: sent,
+            refused,
+            answer: response.message().collect::<Vec<_>>().join(" "),
+        })
     }
 }

@@ -100,11 +100,14 @@ impl Sender {
                     kind: m.subject.clone(),
                     data: serde_json::from_str(&m.body).unwrap_or(serde_json::Value::Null),
                 };
-                self.record(event).await?;
+                match self.record(event).await {
+                    Ok(()) => recorded += 1,
+                    Err(AppError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
                 let (owner, g) = (self.owner.clone(), m.grp.clone());
                 self.db(move |c| Ok(lease::release(c, &g, &owner).map(drop)?))
                     .await?;
-                recorded += 1;
             }
         }
         Ok(recorded)
@@ -148,7 +151,9 @@ impl Sender {
         let groups: BTreeSet<String> = due.into_iter().map(|r| r.grp).collect();
         let mut round = Round::default();
         for group in groups {
-            let items = self.take(group.clone(), now).await?;
+            // The clock is read for each group: sends take time, and a lease dated from the start
+            // of a long round could run out before the group is sent.
+            let items = self.take(group.clone(), self.clock.now().micros()).await?;
             if items.is_empty() {
                 continue;
             }
@@ -200,14 +205,22 @@ impl Sender {
                 .unwrap_or(0)
                 + 1
         };
-        mailer.send(&to, &item.subject, &text).await?;
+        let sent = mailer.send(&to, &item.subject, &text).await?;
+        if !sent.refused.is_empty() {
+            tracing::warn!(addresses = ?sent.refused, "addresses no mail can be sent to were left out");
+        }
         let event = NotifyEvent::MailSent {
             covers: ids.clone(),
-            to,
+            to: sent.to,
             subject: item.subject.clone(),
             tries,
         };
-        let recorded = self.record(event).await;
+        if let Err(e) = self.record(event).await {
+            // The mail went out; only its entry is missing. The group stays held until its lease
+            // runs out, then it is sent again (at least once).
+            tracing::error!(error = %e, "a mail was sent but its sending could not be recorded");
+            return Ok(());
+        }
         let owner = self.owner.clone();
         let released = self
             .db(move |c| {
@@ -215,10 +228,8 @@ impl Sender {
                 Ok(lease::release(c, &group, &owner).map(drop)?)
             })
             .await;
-        if let Err(e) = recorded.and(released) {
-            // The mail went out; only its entry is missing. The lease keeps others off it until
-            // it runs out, then it is sent again (at least once).
-            tracing::error!(error = %e, "a mail was sent but its sending could not be recorded");
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "a sent group could not be let go; its lease will run out");
         }
         Ok(())
     }
@@ -230,13 +241,22 @@ impl Sender {
                 move |c, appended| {
                     let a = first(appended)?;
                     let pending = projection::apply(c, &e, a)?;
-                    if pending == 0 {
-                        tracing::warn!(
-                            seq = a.seq.get(),
-                            "outbox items recorded again, or after they were cancelled (by another instance, or a change meanwhile)"
-                        );
+                    match (&e, pending) {
+                        // A moment cancelled meanwhile (a renewal, a termination) did not come.
+                        (NotifyEvent::Due { item, .. }, 0) => Err(AppError::conflict(
+                            crate::error::ConflictCode::Changed,
+                            format!("outbox item {item} is no longer pending"),
+                        )),
+                        // A mail that went out is recorded whatever happened meanwhile.
+                        (NotifyEvent::MailSent { .. }, 0) => {
+                            tracing::warn!(
+                                seq = a.seq.get(),
+                                "a mail was sent for outbox items no longer pending (cancelled meanwhile, or sent by another instance)"
+                            );
+                            Ok(())
+                        }
+                        _ => Ok(()),
                     }
-                    Ok(())
                 },
             ))
             .await
