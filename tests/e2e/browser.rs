@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use accord::auth::model::Role;
 use accord::ledger::Actor;
-use accord_tests::{TestApp, TestDb, settings, unavailable};
+use accord_tests::{TestApp, TestDb, required, settings, unavailable};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -111,6 +111,41 @@ async fn click(c: &Client, css: &str) {
 
 /// Saves what the browser shows to `$ACCORD_TEST_SCREENSHOTS/<name>.png`, when that is set (to
 /// look at the pages).
+/// The current page has no serious or critical accessibility violation by axe-core's rules. axe
+/// comes from npm (`.ci/run` installs it under `target/axe`; `ACCORD_TEST_AXE` names another
+/// `axe.min.js`); without it the check is skipped with a notice, unless the browser is required.
+async fn accessible(c: &Client, page: &str) {
+    let path = std::env::var("ACCORD_TEST_AXE").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/axe/node_modules/axe-core/axe.min.js"
+        )
+        .into()
+    });
+    let Ok(source) = std::fs::read_to_string(&path) else {
+        assert!(
+            !required("browser"),
+            "axe-core is required with the browser but {path} is missing (npm install --prefix target/axe axe-core@4)"
+        );
+        eprintln!("SKIPPED (axe-core unavailable: no {path})");
+        return;
+    };
+    c.execute(&source, vec![]).await.expect("load axe-core");
+    let found = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
+  .filter(v => v.impact === 'serious' || v.impact === 'critical')
+  .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+       + v.nodes.map(n => n.target.join(' ')).join(', '))));"#,
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    let violations: Vec<String> = serde_json::from_value(found).unwrap_or_default();
+    assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
 async fn screenshot(c: &Client, name: &str) {
     if let Ok(dir) = std::env::var("ACCORD_TEST_SCREENSHOTS") {
         let png = c.screenshot().await.expect("screenshot");
@@ -168,6 +203,7 @@ async fn sign_in_submit_tamper_and_sign_out_in_chromium() {
     let (app, c) = signed_in(&driver, &db, data.path(), grace, &[Role::Legal]).await;
     assert!(text_of(&c, "#who").await.contains("Grace Hopper"));
     assert_eq!(text_of(&c, "#roles").await, "legal");
+    accessible(&c, "home").await;
 
     // Submit a form: change the password.
     fill(&c, "#password input[name=current]", "first compiler 1952").await;
@@ -202,12 +238,14 @@ async fn sign_in_submit_tamper_and_sign_out_in_chromium() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(text_of(&c, "#detail").await.contains("security token"));
+    accessible(&c, "error page").await;
 
     // Sign out; the pages then send us to the sign-in form.
     c.goto(&app.url("/ui/")).await.unwrap();
     click(&c, "#logout button[type=submit]").await;
     wait_for_path(&c, "/ui/login").await;
     assert!(text_of(&c, "#notice").await.contains("signed out"));
+    accessible(&c, "sign-in page").await;
     c.goto(&app.url("/ui/")).await.unwrap();
     wait_for_path(&c, "/ui/login").await;
 
@@ -316,6 +354,7 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
     assert_eq!(bars.len(), 1);
     assert!(c.find(Locator::Css("#timeline line.today")).await.is_ok());
     screenshot(&c, "vendors").await;
+    accessible(&c, "vendors page").await;
     // The table says where each vendor stands; the sub-processor stands on its processor's DPA.
     let table = text_of(&c, "#vendors").await;
     assert!(
@@ -354,6 +393,7 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
         "{first}"
     );
     screenshot(&c, "vendor").await;
+    accessible(&c, "vendor page").await;
 
     // The outbox page: no mail server here, so it says so; the three reminders are listed.
     c.goto(&app.url("/ui/")).await.unwrap();
@@ -369,6 +409,7 @@ async fn vendor_pages_with_the_expiry_timeline_in_chromium() {
         "{first}"
     );
     screenshot(&c, "outbox").await;
+    accessible(&c, "outbox page").await;
 
     c.close().await.unwrap();
     app.stop().await;
