@@ -258,6 +258,19 @@ fn advance(c: &mut AnyConnection, id: &str, seq: Seq) -> QueryResult<usize> {
     .execute(c)
 }
 
+/// How long delivered changes stay listed.
+pub const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 86_400);
+
+/// Forgets the deliveries that went through before `before` (failing ones stay).
+fn forget_deliveries(c: &mut AnyConnection, before: i64) -> QueryResult<usize> {
+    diesel::delete(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::state.eq("delivered"))
+            .filter(webhook_deliveries::at.lt(before)),
+    )
+    .execute(c)
+}
+
 /// Records a delivery's outcome (a retry of the same change updates its row).
 fn noted(c: &mut AnyConnection, row: DeliveryRow) -> QueryResult<()> {
     let key = webhook_deliveries::table
@@ -347,12 +360,18 @@ impl Dispatcher {
     }
 
     /// Delivers what each subscription this instance can take has not yet acknowledged.
+    /// Subscriptions are served side by side, so a slow receiver holds up only its own.
     pub async fn round(&self, client: &awc::Client) -> Result<usize, AppError> {
         let hooks = self.db(|c| Ok(active(c)?)).await?;
+        let served =
+            futures_util::future::join_all(hooks.into_iter().map(|h| self.serve(client, h))).await;
         let mut sent = 0;
-        for hook in hooks {
-            sent += self.serve(client, hook).await?;
+        for s in served {
+            sent += s?;
         }
+        let before = self.clock.now().micros() - KEEP_DELIVERIES.as_micros() as i64;
+        self.db(move |c| Ok(forget_deliveries(c, before).map(drop)?))
+            .await?;
         Ok(sent)
     }
 
