@@ -526,7 +526,11 @@ async fn validation(db: TestDb) {
     let (status, v) = w
         .post("/v1/consents/check", &w.service, json!({"items": items}))
         .await;
-    assert_eq!(status, 413, "{v}");
+    assert_eq!(
+        (status, v["errors"][0]["field"].clone()),
+        (422, json!("items")),
+        "{v}"
+    );
     // A batch with bad items names each: malformed fields first (a 422), and only when every
     // item is well-formed, the purposes this instance does not know (a 409).
     let batch = |items: Value| w.post("/v1/consents/check", &w.service, json!({ "items": items }));

@@ -475,10 +475,15 @@ async fn check_batch(
     let bytes = body::read_limited(payload, batch_body_limit(max_items)).await?;
     let batch: BatchRequest = body::json(&bytes)?;
     if batch.items.len() > max_items {
-        return Err(AppError::PayloadTooLarge(format!(
-            "a batch holds at most {max_items} items (the limit limits.batch_items), this one {}; split it, or use POST /v1/consents/filter for a send list",
-            batch.items.len()
-        )));
+        // What the document states as `maxItems`: a field's rule, so a 422 naming it (as the
+        // DPA check answers); the body's size itself is bounded above (413).
+        return Err(AppError::validation(
+            "items",
+            format!(
+                "a batch holds at most {max_items} items (the limit limits.batch_items), this one {}; split it, or use POST /v1/consents/filter for a send list",
+                batch.items.len()
+            ),
+        ));
     }
     // The items' fields first (a malformed batch is a 422 at once), then, once this instance
     // has applied min_seq, their purposes.
