@@ -133,7 +133,11 @@ async fn limits(db: TestDb) {
     let (status, p) = app
         .post_json_with("/v1/consents/check", &t, &json!({ "items": items }))
         .await;
-    assert_eq!(status, 413, "{p}");
+    assert_eq!(
+        (status, p["errors"][0]["field"].clone()),
+        (422, json!("items")),
+        "{p}"
+    );
     assert!(
         p["detail"].as_str().unwrap().contains("limits.batch_items"),
         "{p}"
