@@ -136,7 +136,9 @@ def filter_case(ctx, case):
         if op == "distinct":
             # No two items of the list `a` have the same `b`.
             for items in _values(case, a):
-                seen = [i.get(b) for i in items or [] if isinstance(i, dict) and i.get(b) is not None]
+                if not isinstance(items, list):
+                    continue  # a negative case's wrong type: nothing to compare
+                seen = [i.get(b) for i in items if isinstance(i, dict) and i.get(b) is not None]
                 if len(seen) != len(set(map(json.dumps, seen))):
                     return False
             continue
