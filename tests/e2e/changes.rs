@@ -355,6 +355,27 @@ async fn webhooks_and_feed(db: TestDb) {
         )
         .await;
     assert_eq!(status, 422);
+    for (q, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("wait=31", "wait"),
+    ] {
+        let (status, v) = app
+            .get_json_with(
+                &format!("/v1/changes?kinds=consent.withdrawn&{q}"),
+                &service,
+            )
+            .await;
+        assert_eq!(
+            (status, v["errors"][0]["field"].clone()),
+            (422, json!(field)),
+            "{q}: {v}"
+        );
+    }
+    let (status, _) = app
+        .get_json_with("/v1/changes?kinds=consent.withdrawn&limit=many", &service)
+        .await;
+    assert_eq!(status, 400, "not a number: the query cannot be read");
     let (status, _) = app
         .get_json_with("/v1/changes?kinds=consent.withdrawn", &admin)
         .await;

@@ -238,6 +238,18 @@ async fn reminders(db: TestDb) {
         "{item}"
     );
     assert!(item["next_try_at"].is_string(), "{item}");
+    let (status, v) = app.get_json_with("/v1/outbox?limit=1001", &token).await;
+    assert_eq!(
+        (status, v["errors"][0]["field"].clone()),
+        (422, json!("limit")),
+        "{v}"
+    );
+    let (status, v) = app.get_json_with("/v1/outbox?state=lost", &token).await;
+    assert_eq!(
+        (status, v["errors"][0]["field"].clone()),
+        (422, json!("state")),
+        "{v}"
+    );
     smtp.up();
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

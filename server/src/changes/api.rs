@@ -23,7 +23,7 @@ pub const WEBHOOK_READ: Perm = Perm::new("webhook", "read");
 pub const WEBHOOK_WRITE: Perm = Perm::new("webhook", "write");
 
 /// Changes per page at most.
-pub const MAX_LIMIT: usize = 1000;
+pub const MAX_LIMIT: u64 = 1000;
 /// The longest a feed request waits for a change.
 pub const MAX_WAIT_SECS: u64 = 30;
 
@@ -67,35 +67,10 @@ fn allowed_kinds(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
-    after: Option<String>,
+    after: Option<Seq>,
     kinds: Option<String>,
-    limit: Option<String>,
-    wait: Option<String>,
-}
-
-fn number(
-    field: &str,
-    v: Option<&str>,
-    range: std::ops::RangeInclusive<u64>,
-    default: u64,
-) -> Result<u64, AppError> {
-    match v {
-        None => Ok(default),
-        Some(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                AppError::validation(
-                    field,
-                    format!(
-                        "{s:?} is not a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ),
-                )
-            }),
-    }
+    limit: Option<u64>,
+    wait: Option<u64>,
 }
 
 /// `GET /v1/changes?kinds=…&after=SEQ&limit=N&wait=S`: the changes after a seq, oldest first.
@@ -111,13 +86,9 @@ async fn changes(
         .map(|k| k.split(',').map(str::to_string).collect())
         .unwrap_or_default();
     let kinds = allowed_kinds(&state, &p, "kinds", &listed)?;
-    let mut after = q
-        .after
-        .as_deref()
-        .map(|s| Seq::parse("after", s))
-        .transpose()?;
-    let limit = number("limit", q.limit.as_deref(), 1..=MAX_LIMIT as u64, 100)? as usize;
-    let wait = number("wait", q.wait.as_deref(), 0..=MAX_WAIT_SECS, 0)?;
+    let mut after = q.after;
+    let limit = crate::vocab::bounded("limit", q.limit, 1..=MAX_LIMIT, 100)? as usize;
+    let wait = crate::vocab::bounded("wait", q.wait, 0..=MAX_WAIT_SECS, 0)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
     loop {
         let k = kinds.clone();
@@ -240,7 +211,7 @@ fn check_url(p: &mut Problems, url: &str) -> Option<String> {
 }
 
 /// A subscription as Accord shows it (never its secret).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
     pub id: String,
     pub url: String,
@@ -249,10 +220,7 @@ pub struct WebhookView {
     /// The subscription's entry: changes after it are delivered.
     pub seq: Seq,
     pub created_by: String,
-    #[serde(
-        serialize_with = "crate::clock::rfc3339::serialize",
-        deserialize_with = "crate::vocab::rules::de_instant"
-    )]
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     pub deleted_seq: Option<Seq>,
@@ -260,11 +228,7 @@ pub struct WebhookView {
     pub delivered_seq: Option<Seq>,
     /// Failed tries of the change it is at.
     pub failures: u32,
-    #[serde(
-        serialize_with = "crate::clock::rfc3339::option",
-        deserialize_with = "crate::vocab::rules::de_instant_opt",
-        default
-    )]
+    #[serde(serialize_with = "crate::clock::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_try_at: Option<Timestamp>,
     pub last_error: Option<String>,
@@ -512,8 +476,8 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
             .params(vec![
                 query("kinds", true, json!({"type": "string", "pattern": format!("^(?:{one_kind})(?:,(?:{one_kind}))*$")}), "Comma-separated change kinds, each once."),
                 query("after", false, crate::openapi::seq(), "Only changes after this seq (the `next` of the previous page); all from the start without it. Past the ledger: 409."),
-                query("limit", false, json!({"type": "string", "pattern": "^(?:[1-9][0-9]{0,2}|1000)$"}), "At most this many changes (default 100)."),
-                query("wait", false, json!({"type": "string", "pattern": "^(?:[0-9]|[12][0-9]|30)$"}), "Seconds to wait for a change when there is none yet (long poll; default 0)."),
+                query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}), "At most this many changes (default 100)."),
+                query("wait", false, json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECS}), "Seconds to wait for a change when there is none yet (long poll; default 0)."),
             ])
             .order("query.kinds", "distinct values", "")
             .also(&[409])

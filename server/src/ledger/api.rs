@@ -97,13 +97,7 @@ async fn entries(
     q: web::Query<EntriesQuery>,
 ) -> Result<web::Json<EntriesPage>, AppError> {
     let from = q.from.map(Seq::get).unwrap_or(0);
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::validation(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    }
+    let limit = crate::vocab::bounded("limit", q.limit, 1..=MAX_PAGE, 100)?;
     let page = state
         .db(move |c| {
             let size = tree_size(c)?;

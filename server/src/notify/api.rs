@@ -17,7 +17,7 @@ use crate::vocab::Seq;
 pub const OUTBOX_READ: Perm = Perm::new("outbox", "read");
 
 /// Items listed at most.
-pub const MAX_LIMIT: i64 = 1000;
+pub const MAX_LIMIT: u64 = 1000;
 
 pub fn routes(r: &mut Routes) {
     r.get("/v1/outbox", Access::Permission(OUTBOX_READ), list);
@@ -129,7 +129,7 @@ pub struct OutboxList {
 #[serde(deny_unknown_fields)]
 pub struct OutboxQuery {
     state: Option<String>,
-    limit: Option<String>,
+    limit: Option<u64>,
 }
 
 async fn list(
@@ -147,19 +147,7 @@ async fn list(
             ));
         }
     };
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                AppError::validation(
-                    "limit",
-                    format!("{l:?} is not a number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
+    let limit = crate::vocab::bounded("limit", q.limit, 1..=MAX_LIMIT, 100)? as i64;
     let items = state
         .db(move |c| {
             let rows = store::listed(c, wanted.as_deref(), limit)?;
@@ -177,7 +165,7 @@ pub fn operations(s: &mut Schemas) -> Vec<Op> {
         op("GET", "/v1/outbox", "Mail waiting to go out, sent or cancelled, soonest due first, with how sending each goes")
             .params(vec![
                 query("state", false, json!({"enum": [store::PENDING, store::SENT, store::CANCELLED]}), "Only items in this state."),
-                query("limit", false, json!({"type": "string", "pattern": "^(?:[1-9][0-9]{0,2}|1000)$"}), "At most this many (1 to 1000; default 100)."),
+                query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}), "At most this many (default 100)."),
             ])
             .ok(200, "application/json", s.of::<OutboxList>()),
     ]

@@ -17,7 +17,7 @@ pub mod seq;
 
 pub use country::Country;
 pub use problems::Problems;
-pub use rules::{Jurisdiction, Key, Sha256Hex, SubjectId, Url, Version, instant, text};
+pub use rules::{Jurisdiction, Key, Sha256Hex, SubjectId, Url, Version, bounded, instant, text};
 pub use seq::Seq;
 
 /// Declares a `Copy` enum whose values are stored and sent as the given text.

@@ -140,6 +140,25 @@ fn check_version(field: &str, s: &str) -> Result<(), AppError> {
     }
 }
 
+/// A whole number a request may leave out (then `default`), within `range`: a query's `limit`,
+/// `wait`. (Its schema: `{"type": "integer", "minimum": …, "maximum": …}`.)
+pub fn bounded(
+    field: &str,
+    value: Option<u64>,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+) -> Result<u64, AppError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(AppError::validation(
+            field,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ))
+    }
+}
+
 /// Free text with a length limit and no control characters except newlines and tabs.
 pub fn text(field: &str, s: &str, max: usize, required: bool) -> Result<(), AppError> {
     if required && s.trim().is_empty() {

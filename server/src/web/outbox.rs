@@ -65,7 +65,7 @@ pub(super) async fn outbox(state: web::Data<AppState>) -> Result<HttpResponse, U
     let smtp = state.settings.smtp.is_some();
     let items = state
         .db(|c| {
-            let rows = crate::notify::store::listed(c, None, crate::notify::api::MAX_LIMIT)?;
+            let rows = crate::notify::store::listed(c, None, crate::notify::api::MAX_LIMIT as i64)?;
             crate::notify::api::with_attempts(c, rows)
         })
         .await?;
